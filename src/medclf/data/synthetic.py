@@ -1,0 +1,107 @@
+"""Synthetic MedMNIST-like data for tests and offline demos.
+
+Each image is a smooth random texture plus class-dependent structure: a bright horizontal band
+(a "retinal layer") whose presence is linearly visible, and a pair of blobs whose signs agree or
+disagree (an XOR that no linear model can read). With 4 classes, class c sets band = c % 2 and
+agree = c // 2; a weak brightness cue leaks a little of `agree` so a linear model does clearly
+better than chance, while a small MLP, which can read the XOR, does clearly better still.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from medclf.data.load import META_KEY
+from medclf.data.registry import SPLITS, DatasetInfo, get_info
+from medclf.errors import ConfigError
+
+
+def split_class_counts(info: DatasetInfo, split: str, scale: float) -> np.ndarray:
+    """Per-class image counts of one synthetic split, with the real class proportions.
+
+    The test split keeps its full size when the study subset needs it (the subset takes the
+    first k images of each class).
+    """
+    published = info.class_counts.get(split) or info.class_counts.get("train")
+    weights = np.asarray(published if published else [1] * info.n_classes, dtype=float)
+    total = info.n_samples[split]
+    if not (split == "test" and info.study_test_counts):
+        total = max(int(round(total * scale)), info.n_classes)
+    counts = np.floor(weights / weights.sum() * total).astype(int)
+    counts[np.argsort(-weights)[: total - counts.sum()]] += 1  # hand out the rounding remainder
+    return np.maximum(counts, 1)
+
+
+def _patterns(size: int) -> np.ndarray:
+    """(3, size, size) float: band, left blob, right blob."""
+    r, c = np.mgrid[0:size, 0:size] / size
+    band = np.exp(-(((r - 0.35) / 0.06) ** 2))
+    left = np.exp(-(((r - 0.65) ** 2 + (c - 0.3) ** 2) / 0.012))
+    right = np.exp(-(((r - 0.65) ** 2 + (c - 0.7) ** 2) / 0.012))
+    return np.stack([band, left, right])
+
+
+def _smooth_noise(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """Low-frequency texture: coarse noise upsampled by repetition and box-blurred."""
+    coarse = rng.standard_normal((n, size // 4 + 1, size // 4 + 1))
+    fine = coarse.repeat(4, axis=1).repeat(4, axis=2)[:, :size, :size]
+    return (fine + np.roll(fine, 1, 1) + np.roll(fine, 1, 2) + np.roll(fine, (1, 1), (1, 2))) / 4
+
+
+def make_images(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    n, size = len(labels), info.size
+    band, left, right = _patterns(size)
+    band_on = (labels % 2).astype(float)
+    agree = (labels // 2 % 2).astype(float)
+    u = rng.choice([-1.0, 1.0], n)
+    v = np.where(agree == 1, u, -u)
+    strength = rng.uniform(0.6, 1.4, n)  # varying contrast keeps the task from being trivial
+    img = 95 + 22 * _smooth_noise(rng, n, size)
+    img += (40 * band_on * strength)[:, None, None] * band
+    img += (45 * u * strength)[:, None, None] * left + (45 * v * strength)[:, None, None] * right
+    img += (2 * agree + 3 * (labels // 4))[:, None, None]  # weak linear cue; extra classes shift
+    img += rng.normal(0, 18, img.shape)
+    img = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+    if info.channels > 1:
+        img = np.repeat(img[..., None], info.channels, axis=-1)
+    return img
+
+
+def synthesize(like: str, scale: float = 0.05, seed: int = 0) -> dict[str, np.ndarray]:
+    """Arrays of a synthetic file in the MedMNIST layout of dataset ``like``."""
+    if not 0 < scale <= 1:
+        raise ConfigError(f"scale == {scale}, must be in (0, 1]; 1 gives the real split sizes")
+    info = get_info(like)
+    rng = np.random.default_rng(seed)
+    arrays: dict[str, np.ndarray] = {}
+    for split in SPLITS:
+        counts = split_class_counts(info, split, scale)
+        labels = np.repeat(np.arange(info.n_classes), counts)
+        labels = rng.permutation(labels)  # shuffled like a real file
+        if info.multi_label:
+            label_matrix = (rng.random((len(labels), info.n_classes)) < 0.1).astype(np.uint8)
+            label_matrix[np.arange(len(labels)), labels] = 1
+        else:
+            label_matrix = labels.astype(np.uint8)[:, None]
+        arrays[f"{split}_images"] = make_images(rng, labels, info)
+        arrays[f"{split}_labels"] = label_matrix
+    meta = {"synthetic": True, "like": info.name, "scale": scale, "seed": seed}
+    arrays[META_KEY] = np.array(json.dumps(meta))
+    return arrays
+
+
+def write_synthetic(out: str | os.PathLike, like: str, scale: float = 0.05, seed: int = 0) -> Path:
+    """Write a synthetic ``.npz`` atomically (temporary name, then rename)."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        raise ConfigError(f"output '{out}' must end in .npz so numpy and MedMNIST can read it")
+    arrays = synthesize(like, scale, seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,43 @@
+"""Figures as files (Agg backend: these machines have no display)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def save_figure(fig, out: str | os.PathLike) -> Path:
+    """Save atomically: render to a temporary name in the same folder, then rename."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def sample_grid(images, labels, class_names, per_class: int = 8, title: str = ""):
+    """One row per class with its first ``per_class`` images."""
+    n_classes = len(class_names)
+    fig, axes = plt.subplots(
+        n_classes, per_class, figsize=(per_class * 0.9 + 2, n_classes * 0.95 + 0.5), squeeze=False
+    )
+    for c, row in enumerate(axes):
+        picks = np.flatnonzero(labels == c)[:per_class]
+        for ax, i in zip(row, [*picks, *[None] * per_class], strict=False):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.spines[:].set_visible(False)
+            if i is not None:
+                ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
+        row[0].set_ylabel(class_names[c][:22], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
