@@ -149,6 +149,31 @@ def synth(like, out, scale, seed):
     click.echo(f"wrote {path} (synthetic, like {like}, scale {scale}, seed {seed})")
 
 
+@cli.group(cls=Group)
+def theory():
+    """Question 3: what perceptrons and two-unit MLPs compute."""
+
+
+@theory.command()
+@click.option("--D", "D", required=True, type=int, help="Input dimension.")
+@click.option("--A", "A", required=True, type=int, help="Lower end of the interval.")
+@click.option("--B", "B", required=True, type=int, help="Upper end of the interval.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Draw Figure 18 (D = 2) here.")
+@click.option("--markdown", is_flag=True, help="Print the answers as a Markdown proof.")
+def interval(D, A, B, plot, markdown):
+    """Decide, construct and verify networks for f(x) = +1 iff A <= sum(x) <= B."""
+    from medclf.errors import ConfigError
+    from medclf.theory.explain import figure18, markdown_proof, text_report
+
+    if plot and D != 2:
+        raise ConfigError(f"--plot draws the D = 2 picture, but D == {D}; drop --plot or use D 2")
+    click.echo(markdown_proof(D, A, B) if markdown else text_report(D, A, B))
+    if plot:
+        from medclf.report.plots import save_figure
+
+        click.echo(f"wrote {save_figure(figure18(A, B), plot)}")
+
+
 def main():
     cli(prog_name="medclf")
 
