@@ -174,6 +174,50 @@ def interval(D, A, B, plot, markdown):
         click.echo(f"wrote {save_figure(figure18(A, B), plot)}")
 
 
+@cli.command()
+@click.argument(
+    "model",
+    type=click.Choice(
+        ["numpy-perceptron", "numpy-logreg", "numpy-mlp", "torch-logreg", "torch-ffn"]
+    ),
+)
+@click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
+@click.option("--epochs", type=int)
+@click.option("--lr", type=float, help="Learning rate.")
+@click.option("--batch-size", type=int)
+@click.option("--hidden-size", type=int)
+@click.option("--layers", type=int, help="Number of hidden layers.")
+@click.option("--dropout", type=float)
+@click.option("--activation", type=click.Choice(["relu", "tanh"]))
+@click.option("--l2", type=float, help="L2 penalty (weight decay).")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]))
+@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="NumPy models only.")
+@click.option("--test-split", type=click.Choice(["auto", "study", "official"]))
+@click.option("--seed", type=int)
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME)."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@root_option
+def train(model, out, quiet, root, **settings):
+    """Train one model and write its run folder."""
+    import time
+
+    from medclf.config import make_config
+    from medclf.data.load import load_dataset
+    from medclf.experiments.jobs import run_job
+
+    config = make_config(model, **settings)
+    dataset = load_dataset(config["dataset"], root)
+    out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    metrics = run_job(config, dataset, out, quiet=quiet)
+    click.echo(
+        f"test accuracy {metrics['test_acc']:.4f} on the {metrics['test_split']} test split "
+        f"({metrics['n_test']} images{', synthetic' if dataset.synthetic else ''}); "
+        f"run folder {out}"
+    )
+
+
 def main():
     cli(prog_name="medclf")
 

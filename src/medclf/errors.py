@@ -55,3 +55,7 @@ class EmptySplitError(DataError):
 
 class ConfigError(MedclfError):
     """A hyperparameter or option has an invalid value."""
+
+
+class InputError(MedclfError):
+    """Arrays given to a model have the wrong shape, values or labels."""

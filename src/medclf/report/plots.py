@@ -41,3 +41,23 @@ def sample_grid(images, labels, class_names, per_class: int = 8, title: str = ""
     if title:
         fig.suptitle(title)
     return fig
+
+
+def history_figures(history: list[dict], out_dir, title: str = "") -> list[Path]:
+    """accuracy.png (train and val accuracy) and loss.png (train and val loss) per epoch."""
+    epochs = [r["epoch"] for r in history]
+    paths = []
+    for name, keys, ylabel in (("accuracy", ("train_acc", "val_acc"), "accuracy"),
+                               ("loss", ("train_loss", "val_loss"), "loss")):  # fmt: skip
+        series = [(k, [r.get(k) for r in history]) for k in keys]
+        series = [(k, v) for k, v in series if all(x is not None for x in v)]
+        if not series:
+            continue
+        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        for key, values in series:
+            ax.plot(epochs, values, marker="o", ms=3, label=key.replace("_", " "))
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        paths.append(save_figure(fig, Path(out_dir) / f"{name}.png"))
+    return paths

@@ -1,0 +1,120 @@
+"""One epoch of each Question 1 model: medclf's compiled loop vs a textbook NumPy loop vs
+scikit-learn's nearest equivalent, on OCTMNIST-shaped data, one core, same process.
+
+Slow baselines are timed on a prefix of the data and scaled to the full 97,477 examples
+(per-example loops cost the same per example). Run: python benchmarks/bench_numpy_models.py
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+from common import N_TRAIN, machine, median_time, octmnist_shaped, one_thread
+
+from medclf.numpy_models import MLP, LogisticRegression, Perceptron
+
+
+def scaled(fn_for_n, n, repeats=3):
+    """Seconds for a full epoch, timing ``fn_for_n(n)`` on n examples."""
+    return median_time(lambda: fn_for_n(n), repeats=repeats, warmup=0) * N_TRAIN / n
+
+
+def ours(model_factory, X, y, order):
+    model = model_factory()
+    model.train_epoch(X[:50], y[:50])  # compile and create parameters
+    return median_time(lambda: model.train_epoch(X, y, order), repeats=3)
+
+
+def main():
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import Perceptron as SkPerceptron
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    one_thread()
+    Xb, y = octmnist_shaped(bias=True)
+    X = np.ascontiguousarray(Xb[:, :-1])
+    X32 = X.astype(np.float32)
+    order = np.random.default_rng(1).permutation(N_TRAIN)
+    rows = []
+
+    def textbook(factory, data, n):
+        def run(k):
+            factory(engine="numpy").train_epoch(data[:k], y[:k])
+
+        return scaled(run, n)
+
+    def sk(est, data, n, repeats=3):
+        return scaled(lambda k: est.fit(data[:k], y[:k]), n, repeats)
+
+    rows.append(
+        (
+            "perceptron",
+            ours(lambda: Perceptron(), Xb, y, order),
+            textbook(Perceptron, Xb, 20_000),
+            sk(SkPerceptron(max_iter=1, tol=None, shuffle=False), X, N_TRAIN),
+        )
+    )
+    rows.append(
+        (
+            "logistic regression, batch 1",
+            ours(lambda: LogisticRegression(lr=0.01), Xb, y, order),
+            textbook(lambda **k: LogisticRegression(lr=0.01, **k), Xb, 20_000),
+            sk(
+                SGDClassifier(
+                    loss="log_loss",
+                    max_iter=1,
+                    tol=None,
+                    shuffle=False,
+                    learning_rate="constant",
+                    eta0=0.01,
+                    alpha=0.0,
+                ),
+                X,
+                N_TRAIN,
+            ),
+        )
+    )
+    mlp_sk = MLPClassifier(
+        (200,),
+        solver="sgd",
+        batch_size=1,
+        learning_rate_init=0.001,
+        max_iter=1,
+        shuffle=False,
+        momentum=0.0,
+    )
+    rows.append(
+        (
+            "MLP 200 hidden, batch 1 (float64)",
+            ours(lambda: MLP(lr=0.001), X, y, order),
+            textbook(lambda **k: MLP(lr=0.001, **k), X, 5_000),
+            sk(mlp_sk, X, 2_000, repeats=1),
+        )
+    )
+    rows.append(
+        (
+            "MLP 200 hidden, batch 1 (float32)",
+            ours(lambda: MLP(lr=0.001, dtype="float32"), X32, y, order),
+            None,
+            None,
+        )
+    )
+
+    print(f"machine: {machine()}, one thread")
+    print(
+        "| model, one epoch | medclf | textbook NumPy loop | scikit-learn | speed-up vs textbook |"
+    )
+    print("|---|---|---|---|---|")
+    for name, t_ours, t_text, t_sk in rows:
+        fmt = lambda t: "—" if t is None else f"{t:.3f} s"  # noqa: E731
+        speed = "—" if t_text is None else f"{t_text / t_ours:.0f}×"
+        print(f"| {name} | {fmt(t_ours)} | {fmt(t_text)} | {fmt(t_sk)} | {speed} |")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Runs: one folder per run (store), the train job of each model family (jobs)."""

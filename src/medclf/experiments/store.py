@@ -1,0 +1,84 @@
+"""The run folder, shared by every model family.
+
+    RUN_DIR/
+      config.json    the full config (model, dataset, hyperparameters, seed, dtype, ...)
+      env.json       machine, library versions, threads, device
+      history.json   one record per epoch (medclf.train.history.FIELDS)
+      history.csv    the same as a table
+      metrics.json   final train/val/test accuracy, test split, seconds, status
+      model.npz | model.pt   the trained model (NumPy: no pickle; PyTorch: state dict)
+      accuracy.png, loss.png
+      checkpoint.pt  (PyTorch, while a run is unfinished)
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+from pathlib import Path
+
+from medclf.train.history import FIELDS
+
+
+def write_text(path: Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: Path, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path):
+    return json.loads(Path(path).read_text())
+
+
+def history_csv(history: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if r.get(k) is None else r[k]) for k in FIELDS} for r in history)
+    return out.getvalue()
+
+
+def environment(**extra) -> dict:
+    import numpy
+
+    env = {"python": platform.python_version(), "platform": platform.platform(),
+           "machine": platform.machine(), "cpus": os.cpu_count(), "numpy": numpy.__version__}  # fmt: skip
+    for name in ("torch", "numba"):
+        try:
+            env[name] = __import__(name).__version__
+        except ImportError:
+            env[name] = None
+    return {**env, **extra}
+
+
+def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:
+    """Write everything but the model; then draw the plots."""
+    from medclf.report.plots import history_figures
+
+    run_dir = Path(run_dir)
+    write_json(run_dir / "config.json", config)
+    write_json(run_dir / "env.json", env)
+    write_json(run_dir / "history.json", history)
+    write_text(run_dir / "history.csv", history_csv(history))
+    history_figures(history, run_dir, title=metrics.get("title", config["model"]))
+    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
+    return run_dir
+
+
+def load_run(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    return {name: read_json(run_dir / f"{name}.json")
+            for name in ("config", "env", "history", "metrics")
+            if (run_dir / f"{name}.json").exists()}  # fmt: skip
