@@ -54,7 +54,8 @@ def environment(**extra) -> dict:
     import numpy
 
     env = {"python": platform.python_version(), "platform": platform.platform(),
-           "machine": platform.machine(), "cpus": os.cpu_count(), "numpy": numpy.__version__}  # fmt: skip
+           "machine": platform.machine(), "cpus": os.cpu_count(),
+           "numpy": numpy.__version__}  # fmt: skip
     for name in ("torch", "numba"):
         try:
             env[name] = __import__(name).__version__

@@ -1,4 +1,7 @@
-"""Multiclass perceptron (Q1.1a): W = 0; y_hat = argmax W x; if y_hat != y: W[y] += x, W[y_hat] -= x."""
+"""Multiclass perceptron (Q1.1a).
+
+W = 0; per example y_hat = argmax W x; if y_hat != y: W[y] += x, W[y_hat] -= x.
+"""
 
 from __future__ import annotations
 
