@@ -62,3 +62,34 @@ def test_bad_flags_are_one_line(tmp_path, synth_file, args, message):
     result = train(*args, "--dataset", synth_file, "--out", tmp_path / "x")
     assert result.exit_code == 1 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("model", ["numpy-logreg", "numpy-mlp"])
+def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file, model):
+    from medclf.config import make_config
+    from medclf.data.load import load_dataset
+    from medclf.experiments.jobs import run_numpy
+
+    ds = load_dataset(synth_file)
+    config = make_config(model, epochs=3, **({"hidden_size": 16} if model == "numpy-mlp" else {}))
+    whole = run_numpy(config, ds, tmp_path / "whole", quiet=True)
+
+    def kill(rec):
+        if rec["epoch"] == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_numpy(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill)
+    assert (tmp_path / "killed" / "checkpoint.npz").exists()
+    resumed = run_numpy(config, ds, tmp_path / "killed", quiet=True)
+    assert resumed["test_acc"] == whole["test_acc"]
+    a, b = (load_model(tmp_path / d / "model.npz") for d in ("whole", "killed"))
+    for key, value in a.params().items():
+        np.testing.assert_array_equal(b.params()[key], value)
+    h = [json.loads((tmp_path / d / "history.json").read_text()) for d in ("whole", "killed")]
+    assert [r["train_loss"] for r in h[0]] == [r["train_loss"] for r in h[1]]
+    assert not (tmp_path / "killed" / "checkpoint.npz").exists()

@@ -19,6 +19,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except MedclfError as err:
             raise click.ClickException(str(err)) from None
+        except click.UsageError as err:  # one line instead of the usage block
+            where = err.ctx.command_path if err.ctx else "medclf"
+            raise click.ClickException(f"{err.format_message()} (see '{where} --help')") from None
 
 
 @click.group(cls=Group)
@@ -198,24 +201,65 @@ def interval(D, A, B, plot, markdown):
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
+@click.option("--device", default=None, help="PyTorch: cpu, cuda or cuda:N (default: cuda if "
+              "present).")
+@click.option("--threads", type=click.IntRange(1, 256), help="PyTorch: CPU threads (default: 1 "
+              "for batches <= 64, else all cores).")
+@click.option("--resume", is_flag=True, help="PyTorch: continue the unfinished run in --out.")
 @root_option
-def train(model, out, quiet, root, **settings):
+def train(model, out, quiet, root, device, threads, resume, **settings):
     """Train one model and write its run folder."""
     import time
 
     from medclf.config import make_config
     from medclf.data.load import load_dataset
+    from medclf.errors import ConfigError
     from medclf.experiments.jobs import run_job
 
     config = make_config(model, **settings)
     dataset = load_dataset(config["dataset"], root)
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    metrics = run_job(config, dataset, out, quiet=quiet)
+    torch_options = {"device": device, "threads": threads, "resume": resume}
+    if model.startswith("numpy-"):
+        if device or threads or resume:
+            raise ConfigError("--device, --threads and --resume apply to torch-* models only")
+        torch_options = {}
+    metrics = run_job(config, dataset, out, quiet=quiet, **torch_options)
     click.echo(
         f"test accuracy {metrics['test_acc']:.4f} on the {metrics['test_split']} test split "
         f"({metrics['n_test']} images{', synthetic' if dataset.synthetic else ''}); "
         f"run folder {out}"
     )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.argument("inputs", nargs=-1, required=True)
+def predict(run_dir, inputs):
+    """Class probabilities for PNG images or .npz files of images, from a run folder."""
+    from pathlib import Path
+
+    from medclf.errors import DataError
+    from medclf.experiments.predict import predict_run, read_images
+    from medclf.experiments.store import read_json
+
+    if not (Path(run_dir) / "metrics.json").exists():
+        raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); train one "
+                        "with 'medclf train'")  # fmt: skip
+    metrics = read_json(Path(run_dir) / "metrics.json")
+    images, names = read_images(inputs, metrics["image_shape"])
+    classes, proba = predict_run(run_dir, images)
+    labels = metrics["class_names"]
+    short = [name[:12] for name in labels]
+    click.echo(f"{'image':24} {'predicted':28}" + ("".join(f"{s:>13}" for s in short)
+                                                    if proba is not None else ""))  # fmt: skip
+    for i, name in enumerate(names):
+        row = f"{name[:24]:24} {labels[classes[i]][:28]:28}"
+        if proba is not None:
+            row += "".join(f"{p:13.4f}" for p in proba[i])
+        click.echo(row)
+    if proba is None:
+        click.echo("(a perceptron gives classes, not probabilities)")
 
 
 def main():

@@ -13,12 +13,14 @@ COMMON = {
     "dataset": "octmnist",
     "test_split": "auto",  # OCTMNIST: the study's 529-image subset; others: official
     "seed": 42,  # the study seeds every generator with 42
+    "train_fraction": 1.0,  # < 1 trains and validates on the first part of each split (--quick)
 }
 
 DEFAULTS = {
     # Q1: from scratch, one example at a time, float64 for fidelity to the study.
     "numpy-perceptron": {"epochs": 20, "dtype": "float64"},
-    "numpy-logreg": {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64"},
+    "numpy-logreg": {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64",
+                     "init_std": 0.0},  # the study starts from W = 0
     "numpy-mlp": {"epochs": 20, "lr": 0.001, "hidden_size": 200, "layers": 1, "batch_size": 1,
                   "dtype": "float64"},
     # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
@@ -57,6 +59,8 @@ def check_config(c: dict) -> None:
         ("layers", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
         ("dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
         ("l2", lambda v: v >= 0, "must be >= 0"),
+        ("init_std", lambda v: v >= 0, "must be >= 0"),
+        ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
         ("activation", lambda v: v in ACTIVATIONS, f"must be one of {ACTIVATIONS}"),
         ("optimizer", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
         ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),

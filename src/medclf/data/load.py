@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,18 @@ class Dataset:
 
     def split(self, name: str) -> Split:
         return getattr(self, name)
+
+    def head(self, fraction: float) -> Dataset:
+        """The first ``fraction`` of the train and val splits (the test split stays whole, so
+        the study subset still exists). Used for quick trial runs."""
+        if fraction >= 1:
+            return self
+
+        def cut(s: Split) -> Split:
+            n = max(1, int(len(s) * fraction))
+            return Split(s.images[:n], s.labels[:n])
+
+        return replace(self, train=cut(self.train), val=cut(self.val))
 
     @property
     def display_name(self) -> str:

@@ -186,11 +186,18 @@ class NumpyClassifier:
     def params(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def save(self, path) -> Path:
-        """Write parameters and hyperparameters to ``.npz`` (no pickle), atomically."""
+    def save(self, path, training_state: bool = False) -> Path:
+        """Write parameters and hyperparameters to ``.npz`` (no pickle), atomically.
+
+        ``training_state`` adds the history and the shuffling RNG's state, so that a run
+        loaded from this checkpoint continues exactly where it stopped.
+        """
         path = Path(path)
         meta = {"kind": self.kind, "params": self.get_params(), "n_classes": self.n_classes_,
                 "n_features": self.n_features_}  # fmt: skip
+        if training_state:
+            meta["history"] = getattr(self, "history_", [])
+            meta["rng"] = self.rng_.bit_generator.state
         tmp = path.with_name(f".{path.stem}.tmp.npz")
         np.savez(tmp, meta=np.array(json.dumps(meta)), **self.params())
         os.replace(tmp, path)
@@ -217,5 +224,8 @@ def load_model(path):
     model = MODELS[meta["kind"]](**meta["params"])
     model.n_classes_, model.n_features_ = meta["n_classes"], meta["n_features"]
     model.rng_ = np.random.default_rng(model.seed)
+    if "rng" in meta:
+        model.rng_.bit_generator.state = meta["rng"]
+        model.history_ = meta["history"]
     model.set_params_arrays(arrays)
     return model

@@ -13,19 +13,23 @@ from medclf.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
 
 
 class LogisticRegression(NumpyClassifier):
-    """W = 0 at the start; no separate bias (append a constant-1 feature as the study does)."""
+    """No separate bias: append a constant-1 feature as the study does."""
 
     kind = "numpy-logreg"
     has_proba = True
 
-    def __init__(self, *, lr=0.01, batch_size=1, n_classes=None, dtype="float64", seed=42,
-                 engine="numba"):  # fmt: skip
+    def __init__(self, *, lr=0.01, batch_size=1, init_std=0.0, n_classes=None, dtype="float64",
+                 seed=42, engine="numba"):  # fmt: skip
         super().__init__(n_classes=n_classes, dtype=dtype, seed=seed, engine=engine)
         self.lr = lr
         self.batch_size = batch_size
+        self.init_std = init_std
 
     def _init_params(self, rng):
-        self.W_ = np.zeros((self.n_classes_, self.n_features_), dtype=self.np_dtype)
+        """W = 0 as in the study, or W ~ N(0, init_std) to show that the start does not matter."""
+        shape = (self.n_classes_, self.n_features_)
+        self.W_ = (rng.normal(0, self.init_std, shape) if self.init_std else np.zeros(shape)
+                   ).astype(self.np_dtype)  # fmt: skip
 
     def _epoch_compiled(self, X, y, order):
         return float(_kernels.logistic_epoch(self.W_, X, y, order, self.np_dtype(self.lr)))

@@ -1,0 +1,147 @@
+"""Training engine for the PyTorch models.
+
+The whole split lives in tensors on the device and is batched by index with a seeded
+permutation: no per-example ``Dataset.__getitem__`` and no collation, which is where the usual
+DataLoader loop spends most of its time at small batch sizes.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from medclf.errors import ConfigError
+from medclf.train.history import record
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return the generator that drives shuffling."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_threads(batch_size: int) -> int:
+    """One thread for small batches (less sync overhead than work), all cores for large ones."""
+    import os
+
+    return 1 if batch_size <= 64 else max(1, min(os.cpu_count() or 1, 4))
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for, but no CUDA device is available; "
+                          "use --device cpu")  # fmt: skip
+    return torch.device(device)
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, l2: float):
+    """L2 is the optimizer's weight decay, as in the study."""
+    if name == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, weight_decay=l2)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=l2)
+    raise ConfigError(f"optimizer == {name!r}, must be sgd or adam")
+
+
+def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) -> float:
+    """One pass in a seeded random order; returns the mean of the minibatch losses.
+    Plain SGD on the study's models takes the fused hand-written step (medclf.train.fused_sgd);
+    anything else the autograd step. ``progress(n)`` hears about every ~8192 examples."""
+    from medclf.train.fused_sgd import fusable, sgd_step, structure
+
+    model.train()
+    order = torch.randperm(len(X), generator=generator).to(X.device)
+    total = torch.zeros((), device=X.device)
+    n_batches = 0
+    report_every = max(1, 8192 // batch_size)
+    fused = fusable(model, optimizer)
+    if fused:
+        linears, act, p = structure(model)
+        group = optimizer.param_groups[0]
+        lr, wd = group["lr"], group["weight_decay"]
+    for start in range(0, len(X), batch_size):
+        idx = order[start : start + batch_size]
+        if fused:
+            loss = sgd_step(linears, act, p, X[idx], y[idx], lr, wd)
+        else:
+            loss = F.cross_entropy(model(X[idx]), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        total += loss.detach()
+        n_batches += 1
+        if progress is not None and n_batches % report_every == 0:
+            progress(report_every * batch_size)
+    return float(total) / max(n_batches, 1)
+
+
+@torch.no_grad()
+def evaluate(model, X, y, chunk: int = 65536) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) in eval mode without a graph; restores the mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(X), chunk):
+            logits = model(X[start : start + chunk])
+            target = y[start : start + chunk]
+            loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == target).sum())
+        return loss_sum / max(len(X), 1), correct / max(len(X), 1)
+    finally:
+        model.train(was_training)
+
+
+def fit(model, optimizer, data, epochs, batch_size, generator, history=None, train_acc=True,
+        callback=None, progress=None) -> list[dict]:  # fmt: skip
+    """Train from ``len(history) + 1`` to ``epochs``; ``callback(record)`` after each epoch
+    (checkpoints plug in there; returning True stops). ``data``: dict of device tensors
+    X_train, y_train, X_val, y_val."""
+    history = list(history or [])
+    for epoch in range(len(history) + 1, epochs + 1):
+        start = time.perf_counter()
+        loss = train_epoch(model, optimizer, data["X_train"], data["y_train"], batch_size,
+                           generator, progress)  # fmt: skip
+        seconds = time.perf_counter() - start
+        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"])
+        tr_acc = evaluate(model, data["X_train"], data["y_train"])[1] if train_acc else None
+        rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
+        history.append(rec)
+        if callback is not None and callback(rec):
+            break
+    return history
+
+
+# --- checkpoints: tensors and plain Python types only, so weights_only=True can load them ---
+
+
+def rng_states(generator: torch.Generator) -> dict:
+    version, keys, gauss = random.getstate()
+    name, np_keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(keys), gauss],
+        "numpy": [name, torch.from_numpy(np_keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+        "shuffle": generator.get_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(states: dict, generator: torch.Generator) -> None:
+    version, keys, gauss = states["python"]
+    random.setstate((version, tuple(keys), gauss))
+    name, np_keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, np_keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["shuffle"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
