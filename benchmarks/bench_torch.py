@@ -52,16 +52,20 @@ def main():
         for t in threads:
             torch.set_num_threads(t)
             threads[t] = median_time(
-                lambda: engine.train_epoch(model, opt, X, y, batch, gen), repeats=3)  # noqa: B023
+                lambda b=batch: engine.train_epoch(model, opt, X, y, b, gen), repeats=3
+            )
         best = engine.default_threads(batch)
         torch.set_num_threads(best)
         n = N_TRAIN if batch >= 256 else 30_000  # per-example cost: scale a prefix
-        base = median_time(lambda: dataloader_epoch(model, opt, X, y, batch, n),  # noqa: B023
+        base = median_time(lambda b=batch, n=n: dataloader_epoch(model, opt, X, y, b, n),
                            repeats=2) * N_TRAIN / n  # fmt: skip
         ours = threads[best]
-        print(f"| batch {batch} | {base:.2f} s | {ours:.2f} s | {base / ours:.1f}× | "
-              f"{FLOP_PER_EPOCH / ours / 1e9:.0f} | default {best} "
-              f"(1 thread {threads[1]:.2f} s, 2 threads {threads[2]:.2f} s) |", flush=True)
+        print(
+            f"| batch {batch} | {base:.2f} s | {ours:.2f} s | {base / ours:.1f}× | "
+            f"{FLOP_PER_EPOCH / ours / 1e9:.0f} | default {best} "
+            f"(1 thread {threads[1]:.2f} s, 2 threads {threads[2]:.2f} s) |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

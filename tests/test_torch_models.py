@@ -19,8 +19,9 @@ from medclf.torch_models import FeedforwardNetwork, LogisticRegression
 from medclf.train import torch_engine as engine
 
 
-@pytest.mark.parametrize(("hidden", "layers", "activation"),
-                         [(200, 2, "relu"), (50, 1, "tanh"), (8, 3, "relu")])
+@pytest.mark.parametrize(
+    ("hidden", "layers", "activation"), [(200, 2, "relu"), (50, 1, "tanh"), (8, 3, "relu")]
+)
 def test_structure_and_parameter_count(hidden, layers, activation):
     net = FeedforwardNetwork(784, 4, hidden, layers, activation, dropout=0.3)
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]

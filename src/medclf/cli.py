@@ -201,10 +201,14 @@ def interval(D, A, B, plot, markdown):
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
-@click.option("--device", default=None, help="PyTorch: cpu, cuda or cuda:N (default: cuda if "
-              "present).")
-@click.option("--threads", type=click.IntRange(1, 256), help="PyTorch: CPU threads (default: 1 "
-              "for batches <= 64, else all cores).")
+@click.option(
+    "--device", default=None, help="PyTorch: cpu, cuda or cuda:N (default: cuda if present)."
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help="PyTorch: CPU threads (default: 1 for batches <= 64, else all cores).",
+)
 @click.option("--resume", is_flag=True, help="PyTorch: continue the unfinished run in --out.")
 @root_option
 def train(model, out, quiet, root, device, threads, resume, **settings):
@@ -260,6 +264,43 @@ def predict(run_dir, inputs):
         click.echo(row)
     if proba is None:
         click.echo("(a perceptron gives classes, not probabilities)")
+
+
+@cli.command()
+@click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
+@click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
+@click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
+@click.option("--workers", default=2, show_default=True, type=int, help="Parallel processes.")
+@click.option(
+    "--seeds",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Repeat each run with K seeds (42, 43, ...); the report gives mean ± sd.",
+)
+@click.option("--quick", is_flag=True, help="A slice of the data and a few epochs (< 2 min).")
+@root_option
+def reproduce(dataset, out, only, workers, seeds, quick, root):
+    """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
+    from medclf.experiments.reproduce import reproduce as run
+
+    summary = run(
+        dataset,
+        out,
+        only=only,
+        workers=workers,
+        quick=quick,
+        seeds=seeds,
+        root=root,
+        echo=click.echo,
+    )
+    click.echo(
+        f"{len(summary['results'])} runs in {summary['seconds']:.0f} s; report: "
+        f"{summary['report_md']} and {summary['report_html']}; table: {out}/runs.csv"
+    )
+    if summary["failed"]:
+        click.echo(f"{len(summary['failed'])} run(s) failed; see {out}/runs.csv", err=True)
+        sys.exit(1)
 
 
 def main():

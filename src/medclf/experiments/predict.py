@@ -26,8 +26,11 @@ def read_images(paths, image_shape) -> tuple[np.ndarray, list[str]]:
                 f"{tuple(image_shape)}; resize or convert them first"
             )
         images.append(batch)
-        names += [f"{path.name}[{i}]" for i in range(len(batch))] if path.suffix == ".npz" \
+        names += (
+            [f"{path.name}[{i}]" for i in range(len(batch))]
+            if path.suffix == ".npz"
             else [path.name]
+        )
     return np.concatenate(images), names
 
 

@@ -38,6 +38,10 @@ CONVEXITY = [("Q1.2a", "numpy-logreg", {"lr": 0.001, "init_std": 0.1, "seed": s}
              for s in CONVEXITY_SEEDS] + [
             ("Q1.2a", "numpy-mlp", {"lr": 0.001, "seed": s}) for s in CONVEXITY_SEEDS]  # fmt: skip
 
+# The settings each question sweeps: how its runs are named in the report.
+SWEPT = {"Q1.1b": ("lr",), "Q1.2a": ("seed",), "Q2.1": ("lr",), "Q2.2a": ("batch_size",),
+         "Q2.2b": ("lr",), "Q2.2c": ("l2", "dropout")}  # fmt: skip
+
 QUESTIONS = ("Q1.1a", "Q1.1b", "Q1.2a", "Q1.2b", "Q2.1", "Q2.2a", "Q2.2b", "Q2.2c")
 
 # --quick: a slice of the data and a few epochs, to try the tool in under two minutes.
@@ -61,7 +65,7 @@ def expand(rows, dataset: str, seeds: int = 1, quick: bool = False, only=None) -
             continue
         base_seed = overrides.get("seed", 42)
         for k in range(seeds):
-            settings = {**overrides, "dataset": dataset, "seed": base_seed + k}
+            settings = {"dataset": dataset, **overrides, "seed": base_seed + k}
             if quick:
                 long = settings.get("epochs", 20) > 20
                 settings["epochs"] = QUICK["long_epochs"] if long else QUICK["epochs"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 from medclf.report.plots import plt, save_figure
 
 # (number, question, title, how the run is chosen, series)
@@ -57,10 +59,9 @@ def curve_figure(history: list[dict], series: str, title: str, subtitle: str = "
         if all(v is not None for v in values):
             ax.plot(epochs, values, marker="o" if len(epochs) <= 40 else None, ms=3, label=label)
     is_acc = series in ("accuracy", "val_acc")
-    ax.set(xlabel="epoch", ylabel="accuracy" if is_acc else "loss", title=title)
-    if subtitle:
-        ax.text(0.01, 1.005, subtitle, transform=ax.transAxes, fontsize=7, color="0.35",
-                va="bottom")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="accuracy" if is_acc else "loss")
+    ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=10)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend()
     return fig

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -56,7 +57,9 @@ def history_figures(history: list[dict], out_dir, title: str = "") -> list[Path]
         fig, ax = plt.subplots(figsize=(5.5, 3.6))
         for key, values in series:
             ax.plot(epochs, values, marker="o", ms=3, label=key.replace("_", " "))
-        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.set_title(title, fontsize=9)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
         paths.append(save_figure(fig, Path(out_dir) / f"{name}.png"))

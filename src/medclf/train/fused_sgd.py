@@ -60,8 +60,9 @@ def sgd_step(linears, act, p, x, y, lr, wd, training=True, masks=None) -> torch.
         a = a.relu_() if act == "relu" else a.tanh_()
         mask = None
         if training and p > 0:
-            mask = masks[l] if masks is not None else \
-                torch.empty_like(a).bernoulli_(1 - p).div_(1 - p)
+            mask = (
+                masks[l] if masks is not None else torch.empty_like(a).bernoulli_(1 - p).div_(1 - p)
+            )
         acts.append(a)
         used.append(mask)
         hs.append(a if mask is None else a * mask)

@@ -1,0 +1,310 @@
+"""The reproduction report: figures, tables and selections made by code, beside the study.
+
+Writes OUT/report.md and a self-contained OUT/report.html (images embedded), and the figures as
+PNG and PDF in OUT/figures/.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import statistics
+from pathlib import Path
+
+from medclf.experiments.specs import SWEPT
+from medclf.experiments.store import read_json, write_text
+from medclf.report.figures import FIGURES, convexity_figure, curve_figure, save_both
+from medclf.report.published import MEDMNIST_BASELINES, STUDY_RESULTS, STUDY_SELECTIONS
+
+HYPER = ("lr", "batch_size", "epochs", "hidden_size", "layers", "dropout", "l2", "init_std")
+
+
+# --- choosing runs -------------------------------------------------------------------------
+
+
+def matches(result: dict, qid: str | None, settings: dict) -> bool:
+    c = result["config"]
+    return (qid is None or qid in result["questions"]) and all(
+        c.get(k) == v for k, v in settings.items()
+    )
+
+
+def base_runs(results: list[dict]) -> list[dict]:
+    """One run per config up to the seed: the lowest seed (the study's 42 by default)."""
+    groups: dict[str, dict] = {}
+    for r in results:
+        key = json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
+        if key not in groups or r["config"]["seed"] < groups[key]["config"]["seed"]:
+            groups[key] = r
+    return list(groups.values())
+
+
+def seed_group(results: list[dict], run: dict) -> list[dict]:
+    strip = {k: v for k, v in run["config"].items() if k != "seed"}
+    return [r for r in results if {k: v for k, v in r["config"].items() if k != "seed"} == strip]
+
+
+def pick(results, qid, settings) -> dict | None:
+    found = [r for r in base_runs(results) if matches(r, qid, settings) and r["status"] == "done"]
+    return min(found, key=lambda r: r["config"]["seed"]) if found else None
+
+
+def ranked(results, qid) -> list[dict]:
+    """Runs of a question (Q1.2a's extra runs aside), best final validation accuracy first."""
+    runs = [r for r in base_runs(results) if qid in r["questions"] and r["status"] == "done"]
+    return sorted(runs, key=lambda r: -r["val_acc"])
+
+
+def label(result: dict, qid: str | None = None) -> str:
+    """A run named by what its question sweeps: 'lr=0.1', 'dropout=0.2', 'default'."""
+    c = result["config"]
+    qid = qid or result["questions"][0]
+    parts = [f"{k}={c[k]}" for k in SWEPT.get(qid, ()) if not (k in ("l2", "dropout") and
+                                                              c[k] == 0)]  # fmt: skip
+    return ", ".join(parts) or "default"
+
+
+def stat(results, run, key, qid) -> str:
+    """'0.7788' for one seed, '0.7788 ± 0.0040 (n=3)' for several seeds of the same run."""
+    group = [r for r in seed_group(results, run) if qid in r["questions"]]
+    values = [r[key] for r in group if r["status"] == "done" and r.get(key) is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
+
+
+# --- decisions -----------------------------------------------------------------------------
+
+
+def overfits(history: list[dict], tolerance: float = 0.05) -> bool:
+    """Validation loss ends clearly above its minimum while the training loss kept falling."""
+    val = [r["val_loss"] for r in history]
+    best = min(range(len(val)), key=val.__getitem__)
+    return (
+        val[-1] > val[best] * (1 + tolerance)
+        and history[-1]["train_loss"] < history[best]["train_loss"]
+    )
+
+
+def convexity_verdict(logreg: list[dict], mlp: list[dict]) -> str:
+    def spread(runs, key):
+        values = [r["history"][-1][key] for r in runs]
+        return (max(values) - min(values)) / max(abs(statistics.mean(values)), 1e-12), values
+
+    lr_spread, lr_loss = spread(logreg, "train_loss")
+    mlp_spread, mlp_loss = spread(mlp, "train_loss")
+    lr_acc = max(r["history"][-1]["train_acc"] for r in logreg)
+    mlp_acc = max(r["history"][-1]["train_acc"] for r in mlp)
+    convex = lr_spread < mlp_spread
+    expressive = mlp_acc > lr_acc
+    return (
+        f"Final training losses: logistic regression from {len(logreg)} random initialisations "
+        f"{', '.join(f'{v:.4f}' for v in lr_loss)} (relative spread {lr_spread:.2%}); MLP from "
+        f"{len(mlp)} seeds {', '.join(f'{v:.4f}' for v in mlp_loss)} (relative spread "
+        f"{mlp_spread:.2%}). "
+        + ("The logistic-regression losses agree far more closely, as convexity predicts. "
+           if convex else "The logistic-regression losses do NOT agree more closely than the "
+           "MLP's here, so this run does not show the convexity claim. ")
+        + f"Best training accuracy: MLP {mlp_acc:.4f} vs logistic regression {lr_acc:.4f}, so "
+        + ("the MLP fits the training data better (more expressive)."
+           if expressive else "the MLP does NOT fit the training data better in this run.")
+    )  # fmt: skip
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def load_histories(results: list[dict], out: Path) -> None:
+    for r in results:
+        path = out / "runs" / r["key"] / "history.json"
+        r["history"] = read_json(path) if r["status"] == "done" and path.exists() else []
+
+
+def draw_figures(results, out: Path) -> dict[str, list[tuple[str, str]]]:
+    """question -> [(figure path relative to out, caption)]"""
+    from medclf.theory.explain import figure18
+
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    shown: dict[str, list[tuple[str, str]]] = {}
+    for number, qid, title, chosen, series in FIGURES:
+        if isinstance(chosen, tuple):
+            runs = ranked(results, chosen[1])
+            run = (runs[0] if chosen[0] == "best" else runs[-1]) if runs else None
+        else:
+            run = pick(results, qid, chosen)
+        if run is None or not run["history"]:
+            continue
+        subtitle = f"{run['config']['model']}: {label(run, qid)} — {run['key']}"
+        stem = f"fig{number:02d}_{qid}_{series}"
+        png = save_both(curve_figure(run["history"], series, f"Figure {number}: {title}",
+                                     subtitle), fig_dir, stem)  # fmt: skip
+        shown.setdefault(qid, []).append((f"figures/{png.name}", f"Figure {number}: {title} "
+                                          f"({label(run, qid)})"))  # fmt: skip
+    png = save_both(figure18(-1, 1), fig_dir, "fig18_Q3")
+    shown["Q3"] = [(f"figures/{png.name}", "Figure 18: f for D = 2, A = -1, B = 1, with the "
+                    "hidden units of the sign construction")]  # fmt: skip
+    logreg, mlp = convexity_runs(results)
+    if logreg and mlp:
+        png = save_both(convexity_figure(logreg, mlp), fig_dir, "fig_Q1.2a_convexity")
+        shown["Q1.2a"] = [(f"figures/{png.name}", "Q1.2a: training loss from several starts")]
+    return shown
+
+
+def convexity_runs(results):
+    runs = [r for r in results if "Q1.2a" in r["questions"] and r["status"] == "done"]
+    return ([r for r in runs if r["config"]["model"] == "numpy-logreg"],
+            [r for r in runs if r["config"]["model"] == "numpy-mlp"])  # fmt: skip
+
+
+def comparison_table(results) -> list[str]:
+    lines = ["| question | run | published test acc | ours | difference |", "|---|---|---|---|---|"]
+    for qid, model, settings, published in STUDY_RESULTS:
+        run = pick(results, qid, {"model": model, **settings})
+        if run is None:
+            lines.append(f"| {qid} | {model} {settings} | {published:.4f} | not run | — |")
+            continue
+        ours = stat(results, run, "test_acc", qid)
+        diff = run["test_acc"] - published
+        lines.append(f"| {qid} | {model} {label(run, qid)} | {published:.4f} | {ours} | "
+                     f"{diff:+.4f} |")  # fmt: skip
+    return lines
+
+
+def selections(results) -> list[str]:
+    lines = ["| selection | study | ours (by code) |", "|---|---|---|"]
+    ours = {}
+    q21 = ranked(results, "Q2.1")
+    if q21:
+        ours["Q2.1 best learning rate (final validation accuracy)"] = f"lr={q21[0]['config']['lr']}"
+    q22b = ranked(results, "Q2.2b")
+    if q22b:
+        ours["Q2.2b best / worst (validation accuracy)"] = (
+            f"lr={q22b[0]['config']['lr']} / lr={q22b[-1]['config']['lr']}"
+        )
+    q22c = ranked(results, "Q2.2c")
+    if q22c:
+        ours["Q2.2c best / worst"] = f"{label(q22c[0], 'Q2.2c')} / {label(q22c[-1], 'Q2.2c')}"
+        default = next((r for r in q22c if label(r, "Q2.2c") == "default"), None)
+        if default and default["history"]:
+            ours["Q2.2c overfitting without regularisation"] = (
+                "yes" if overfits(default["history"]) else "no"
+            )
+    for name, study in STUDY_SELECTIONS.items():
+        lines.append(f"| {name} | {study} | {ours.get(name, 'not run')} |")
+    return lines
+
+
+def overfitting_lines(results) -> list[str]:
+    lines = []
+    for r in ranked(results, "Q2.2c"):
+        h = r["history"]
+        val = [x["val_loss"] for x in h]
+        best = min(range(len(val)), key=val.__getitem__)
+        verdict = "overfits" if overfits(h) else "no clear overfitting"
+        lines.append(
+            f"- {label(r, 'Q2.2c')}: validation loss lowest at epoch {h[best]['epoch']} "
+            f"({val[best]:.4f}), final {val[-1]:.4f}; training loss "
+            f"{h[best]['train_loss']:.4f} → {h[-1]['train_loss']:.4f}: **{verdict}**"
+        )
+    return lines
+
+
+def runs_table(results) -> list[str]:
+    head = "| questions | model | " + " | ".join(HYPER) + " | seed | train acc | val acc | " \
+           "test acc | time (s) | status |"  # fmt: skip
+    lines = [head, "|" + "---|" * (len(HYPER) + 9)]
+    for r in results:
+        c = r["config"]
+        cells = [" ".join(r["questions"]), c["model"], *[str(c.get(k, "")) for k in HYPER],
+                 str(c["seed"])]  # fmt: skip
+        for key in ("train_acc", "val_acc", "test_acc"):
+            cells.append("—" if r.get(key) is None else f"{r[key]:.4f}")
+        cells.append(f"{r.get('seconds', 0):.1f}")
+        cells.append(r["status"] if r["status"] == "done" else f"**failed**: {r.get('error', '')}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+SECTIONS = [
+    ("Q1.1a", "Question 1.1 a) — perceptron"),
+    ("Q1.1b", "Question 1.1 b) — logistic regression"),
+    ("Q1.2a", "Question 1.2 a) — expressiveness and convexity, shown"),
+    ("Q1.2b", "Question 1.2 b) — MLP"),
+    ("Q2.1", "Question 2.1 — logistic regression in PyTorch"),
+    ("Q2.2a", "Question 2.2 a) — batch size"),
+    ("Q2.2b", "Question 2.2 b) — learning rate"),
+    ("Q2.2c", "Question 2.2 c) — regularisation"),
+    ("Q3", "Question 3 — what perceptrons compute"),
+]
+
+
+def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path]:
+    from medclf.theory.explain import markdown_proof
+
+    out = Path(out)
+    load_histories(results, out)
+    figures = draw_figures(results, out)
+    failed = [r for r in results if r["status"] != "done"]
+    md = ["# medclf reproduction of the OCTMNIST study", ""]
+    if meta["synthetic"]:
+        md += ["> **Synthetic data.** These runs used a synthetic OCTMNIST look-alike, not the "
+               "real dataset: the numbers below show that the pipeline works and are **not "
+               "comparable** to the study's.", ""]  # fmt: skip
+    if meta["quick"]:
+        md += ["> **Quick mode.** A slice of the data and a few epochs: the numbers are **not "
+               "comparable** to the study's.", ""]  # fmt: skip
+    md += [f"- data: `{meta['dataset']}` ({meta['source']}){' — synthetic' * meta['synthetic']}",
+           f"- test split: {meta['test_split']}; seeds per run: {meta['seeds']}",
+           f"- runs: {len(results)} ({len(failed)} failed); wall time {meta['seconds']:.0f} s "
+           f"with {meta['workers']} worker(s)",
+           f"- machine: {meta['machine']}; {meta['versions']}", ""]  # fmt: skip
+    md += ["## Our numbers beside the published ones", "", *comparison_table(results), "",
+           "## The study's selections, made by code", "", *selections(results), ""]  # fmt: skip
+    for qid, heading in SECTIONS:
+        md += [f"## {heading}", ""]
+        if qid == "Q1.2a":
+            logreg, mlp = convexity_runs(results)
+            md += [convexity_verdict(logreg, mlp) if logreg and mlp else "Not run.", ""]
+        if qid == "Q2.2c":
+            md += overfitting_lines(results) + [""]
+        for path, caption in figures.get(qid, []):
+            md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+        if qid == "Q3":
+            md += [markdown_proof(2, -1, 1).replace("### ", "### Proof: "), ""]
+    md += ["## Every run", "", *runs_table(results), "",
+           "## MedMNIST v2 baselines on OCTMNIST (official 1,000-image test split)", "",
+           "| method | AUC | ACC |", "|---|---|---|",
+           *[f"| {m} | {auc:.3f} | {acc:.3f} |" for m, auc, acc in MEDMNIST_BASELINES], "",
+           "The study's test accuracies use its 529-image subset, so they are not directly "
+           "comparable with these baselines.", ""]  # fmt: skip
+    text = "\n".join(md)
+    md_path = write_text(out / "report.md", text)
+    html_path = write_text(out / "report.html", to_html(text, out))
+    return md_path, html_path
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
+line-height:1.45;color:#222}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.25em .5em}th{background:#f3f3f3}img{max-width:100%}
+blockquote{background:#fff4e5;border-left:4px solid #f0a000;margin:1em 0;padding:.5em 1em}
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.9em}"""
+
+
+def to_html(markdown_text: str, out: Path) -> str:
+    """Markdown -> one HTML file with every image inlined as a data URI."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+
+    def inline(match):
+        data = base64.b64encode((out / match.group(1)).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="(figures/[^"]+\.png)"', inline, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>medclf reproduction</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
