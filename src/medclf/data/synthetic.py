@@ -18,6 +18,7 @@ import numpy as np
 from medclf.data.load import META_KEY
 from medclf.data.registry import SPLITS, DatasetInfo, get_info
 from medclf.errors import ConfigError
+from medclf.files import atomic_path
 
 
 def split_class_counts(info: DatasetInfo, split: str, scale: float) -> np.ndarray:
@@ -100,8 +101,6 @@ def write_synthetic(out: str | os.PathLike, like: str, scale: float = 0.05, seed
     if out.suffix != ".npz":
         raise ConfigError(f"output '{out}' must end in .npz so numpy and MedMNIST can read it")
     arrays = synthesize(like, scale, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        np.savez_compressed(tmp, **arrays)
     return out

@@ -79,8 +79,8 @@ def expand(rows, dataset: str, seeds: int = 1, quick: bool = False, only=None) -
 
 def estimated_cost(config: dict) -> float:
     """Rough seconds per run on one core, to start the longest runs first."""
-    per_epoch = {"numpy-perceptron": 0.3, "numpy-logreg": 0.4, "numpy-mlp": 4.0,
-                 "torch-logreg": 1.2, "torch-ffn": 3.0}[config["model"]]  # fmt: skip
+    per_epoch = {"numpy-perceptron": 0.5, "numpy-logreg": 0.6, "numpy-mlp": 4.6,
+                 "torch-logreg": 1.5, "torch-ffn": 4.5}[config["model"]]  # fmt: skip
     if config["model"] == "torch-ffn" and config["batch_size"] >= 256:
-        per_epoch = 1.2
+        per_epoch = 1.9
     return per_epoch * config["epochs"]

@@ -22,16 +22,14 @@ import os
 import platform
 from pathlib import Path
 
+from medclf.files import atomic_path
 from medclf.train.history import FIELDS
 
 
 def write_text(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
 
 
 def write_json(path: Path, obj) -> Path:

@@ -9,13 +9,13 @@ compiled loop must match), and ``decision_function``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from medclf.errors import ConfigError, InputError
+from medclf.files import atomic_path
 from medclf.train.history import record
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -198,9 +198,8 @@ class NumpyClassifier:
         if training_state:
             meta["history"] = getattr(self, "history_", [])
             meta["rng"] = self.rng_.bit_generator.state
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, meta=np.array(json.dumps(meta)), **self.params())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, meta=np.array(json.dumps(meta)), **self.params())
         return path
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
+from medclf.files import atomic_path
 from medclf.report.plots import plt, save_figure
 
 # (number, question, title, how the run is chosen, series)
@@ -69,8 +70,8 @@ def curve_figure(history: list[dict], series: str, title: str, subtitle: str = "
 
 def save_both(fig, out_dir: Path, stem: str) -> Path:
     """PNG (for the report) and PDF (for print); returns the PNG path."""
-    fig.savefig(Path(out_dir) / f".{stem}.pdf.tmp", format="pdf", bbox_inches="tight")
-    Path(out_dir, f".{stem}.pdf.tmp").replace(Path(out_dir) / f"{stem}.pdf")
+    with atomic_path(Path(out_dir) / f"{stem}.pdf") as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     return save_figure(fig, Path(out_dir) / f"{stem}.png")
 
 

@@ -12,16 +12,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from medclf.files import atomic_path  # noqa: E402
+
 
 def save_figure(fig, out: str | os.PathLike) -> Path:
     """Save atomically: render to a temporary name in the same folder, then rename."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return Path(out)
 
 
 def sample_grid(images, labels, class_names, per_class: int = 8, title: str = ""):
