@@ -61,8 +61,11 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dic
         with threadpool_limits(threads):
             dataset = _dataset(config["dataset"], root)
             # The study's Q2 figures need no per-epoch training accuracy: measure it once.
-            options = {} if config["model"].startswith("numpy-") else \
-                {"threads": threads, "train_acc": False}
+            options = (
+                {}
+                if config["model"].startswith("numpy-")
+                else {"threads": threads, "train_acc": False}
+            )
             metrics = run_job(config, dataset, run_dir, quiet=True, **options)
         return {**entry, **metrics, "status": "done"}
     except Exception as err:  # reported in the table; the other runs go on

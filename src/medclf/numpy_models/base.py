@@ -105,6 +105,10 @@ class NumpyClassifier:
         order = np.arange(len(X)) if order is None else np.asarray(order, dtype=np.int64)
         if order.ndim != 1 or (len(order) and (order.min() < 0 or order.max() >= len(X))):
             raise InputError(f"order must be a 1-D array of row indices in 0..{len(X) - 1}")
+        return self._pass(X, y, order)
+
+    def _pass(self, X, y, order) -> float | None:
+        """One pass on inputs already checked (fit checks once, not once per slice)."""
         if self.engine == "numba" and getattr(self, "batch_size", 1) == 1:
             return self._epoch_compiled(X, y, order)
         return self._epoch_numpy(X, y, order)
@@ -141,13 +145,13 @@ class NumpyClassifier:
         """One epoch as consecutive slices of ``order`` (whole minibatches), reporting progress
         between them; the same updates as one ``train_epoch`` call."""
         if progress is None:
-            return self.train_epoch(X, y, order)
+            return self._pass(X, y, order)
         batch = getattr(self, "batch_size", 1)
         step = max(1, PROGRESS_EVERY // batch) * batch
         losses, sizes = [], []
         for start in range(0, len(order), step):
             part = order[start : start + step]
-            losses.append(self.train_epoch(X, y, part))
+            losses.append(self._pass(X, y, part))
             sizes.append(len(part))
             progress(len(part))
         return None if losses[0] is None else float(np.dot(losses, sizes) / len(order))
