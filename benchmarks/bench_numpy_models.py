@@ -15,6 +15,45 @@ from common import N_TRAIN, machine, median_time, octmnist_shaped, one_thread
 
 from medclf.numpy_models import MLP, LogisticRegression, Perceptron
 
+# --- the textbook solutions: a plain per-example NumPy loop, as a homework writes it ---------
+
+
+def textbook_perceptron(X, y):
+    W = np.zeros((4, X.shape[1]))
+    for i in range(len(X)):
+        y_hat = np.argmax(W @ X[i])
+        if y_hat != y[i]:
+            W[y[i]] += X[i]
+            W[y_hat] -= X[i]
+
+
+def textbook_logreg(X, y, lr=0.01):
+    W = np.zeros((4, X.shape[1]))
+    for i in range(len(X)):
+        z = W @ X[i]
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[y[i]] -= 1
+        W -= lr * np.outer(p, X[i])
+
+
+def textbook_mlp(X, y, lr=0.001, hidden=200):
+    rng = np.random.default_rng(0)
+    W1, b1 = rng.normal(0.1, 0.1, (hidden, X.shape[1])), np.zeros(hidden)
+    W2, b2 = rng.normal(0.1, 0.1, (4, hidden)), np.zeros(4)
+    for i in range(len(X)):
+        a1 = W1 @ X[i] + b1
+        h = np.maximum(a1, 0)
+        z = W2 @ h + b2
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        p[y[i]] -= 1
+        dh = (W2.T @ p) * (a1 > 0)
+        W2 -= lr * np.outer(p, h)
+        b2 -= lr * p
+        W1 -= lr * np.outer(dh, X[i])
+        b1 -= lr * dh
+
 
 def scaled(fn_for_n, n, repeats=3):
     """Seconds for a full epoch, timing ``fn_for_n(n)`` on n examples."""

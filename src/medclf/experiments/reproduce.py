@@ -48,12 +48,6 @@ def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quic
     data = load_dataset(ref, root)
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
-    if quick:
-        for e in entries:  # quick runs see a slice of the data; a different config, a new key
-            from medclf.experiments.specs import QUICK, run_key
-
-            e["config"]["train_fraction"] = QUICK["train_fraction"]
-            e["key"] = run_key(e["config"])
     out = Path(out)
     results = run_all(entries, out, workers=workers, root=root, progress=progress)
     meta = {

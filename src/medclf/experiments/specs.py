@@ -66,9 +66,10 @@ def expand(rows, dataset: str, seeds: int = 1, quick: bool = False, only=None) -
         base_seed = overrides.get("seed", 42)
         for k in range(seeds):
             settings = {"dataset": dataset, **overrides, "seed": base_seed + k}
-            if quick:
+            if quick:  # a slice of the data and few epochs: other configs, other keys
                 long = settings.get("epochs", 20) > 20
                 settings["epochs"] = QUICK["long_epochs"] if long else QUICK["epochs"]
+                settings["train_fraction"] = QUICK["train_fraction"]
             config = make_config(model, **settings)
             key = run_key(config)
             entry = runs.setdefault(key, {"key": key, "config": config, "questions": []})
