@@ -29,8 +29,11 @@ def main():
         model.fit(f.X_train, f.y_train, epochs, f.X_val, f.y_val)
         per_epoch = (time.perf_counter() - start) / epochs
         last = model.history_[-1]
-        print(f"| {dtype} | {per_epoch:.2f} | {last['train_loss']:.4f} | {last['val_acc']:.4f} | "
-              f"{model.score(f.X_test, f.y_test):.4f} |", flush=True)
+        print(
+            f"| {dtype} | {per_epoch:.2f} | {last['train_loss']:.4f} | {last['val_acc']:.4f} | "
+            f"{model.score(f.X_test, f.y_test):.4f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -169,3 +169,11 @@ def test_bad_inputs_get_clear_errors():
         model.train_epoch(bad, y)
     with pytest.raises(ConfigError, match="lr == -1, must be > 0"):
         LogisticRegression(lr=-1).fit(X, y)
+
+
+def test_training_accuracy_can_be_measured_once_at_the_end():
+    X, y = data()
+    every = LogisticRegression(n_classes=4).fit(X, y, epochs=3)
+    once = LogisticRegression(n_classes=4).fit(X, y, epochs=3, train_acc=False)
+    assert [r["train_acc"] for r in once.history_[:2]] == [None, None]
+    assert once.history_[-1]["train_acc"] == every.history_[-1]["train_acc"]

@@ -53,8 +53,9 @@ def final_metrics(config, dataset: Dataset, history, features, seconds, **extra)
 
 
 def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False,
-              after_epoch=None) -> dict:  # fmt: skip
-    """Train (or continue from ``checkpoint.npz``) and write the run folder."""
+              after_epoch=None, train_acc: bool = True) -> dict:  # fmt: skip
+    """Train (or continue from ``checkpoint.npz``) and write the run folder. ``train_acc``:
+    measure training accuracy every epoch (else after the last one only)."""
     from medclf.numpy_models import load_model
 
     dtype = np.float64 if config["dtype"] == "float64" else np.float32
@@ -78,7 +79,7 @@ def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False
     start = time.perf_counter()
     if config["epochs"] > done:
         model.fit(f.X_train, f.y_train, config["epochs"] - done, f.X_val, f.y_val,
-                  callback=on_epoch, progress=display.step)  # fmt: skip
+                  callback=on_epoch, progress=display.step, train_acc=train_acc)  # fmt: skip
     seconds += time.perf_counter() - start
     model.save(run_dir / "model.npz")
     metrics = final_metrics(config, dataset, model.history_, f, seconds,
@@ -88,12 +89,13 @@ def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False
     return metrics
 
 
-def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, **torch_options):
+def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_acc=True,
+            **torch_options):  # fmt: skip
     """Train the run ``config`` describes, whichever family its model belongs to.
-    ``torch_options``: device, threads, resume, train_acc (PyTorch runs only)."""
+    ``torch_options``: device, threads, resume (PyTorch runs only)."""
     dataset = dataset.head(config["train_fraction"])
     if config["model"].startswith("numpy-"):
-        return run_numpy(config, dataset, Path(run_dir), quiet, torch_options.get("after_epoch"))
+        return run_numpy(config, dataset, Path(run_dir), quiet, train_acc=train_acc)
     from medclf.experiments.torch_job import run_torch
 
-    return run_torch(config, dataset, Path(run_dir), quiet, **torch_options)
+    return run_torch(config, dataset, Path(run_dir), quiet, train_acc=train_acc, **torch_options)

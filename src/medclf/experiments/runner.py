@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from medclf.experiments.specs import estimated_cost
+from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
 from medclf.experiments.store import read_json, write_text
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
@@ -60,13 +60,11 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dic
     try:
         with threadpool_limits(threads):
             dataset = _dataset(config["dataset"], root)
-            # The study's Q2 figures need no per-epoch training accuracy: measure it once.
-            options = (
-                {}
-                if config["model"].startswith("numpy-")
-                else {"threads": threads, "train_acc": False}
-            )
-            metrics = run_job(config, dataset, run_dir, quiet=True, **options)
+            options = {} if config["model"].startswith("numpy-") else {"threads": threads}
+            # per-epoch training accuracy only where a figure plots it; else once at the end
+            per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
+            metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
+                              **options)  # fmt: skip
         return {**entry, **metrics, "status": "done"}
     except Exception as err:  # reported in the table; the other runs go on
         message = f"{type(err).__name__}: {err}".splitlines()[0]

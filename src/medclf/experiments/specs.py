@@ -42,6 +42,9 @@ CONVEXITY = [("Q1.2a", "numpy-logreg", {"lr": 0.001, "init_std": 0.1, "seed": s}
 SWEPT = {"Q1.1b": ("lr",), "Q1.2a": ("seed",), "Q2.1": ("lr",), "Q2.2a": ("batch_size",),
          "Q2.2b": ("lr",), "Q2.2c": ("l2", "dropout")}  # fmt: skip
 
+# Questions whose figures plot training accuracy per epoch (Figures 1-4).
+PER_EPOCH_TRAIN_ACC = {"Q1.1a", "Q1.1b", "Q1.2b"}
+
 QUESTIONS = ("Q1.1a", "Q1.1b", "Q1.2a", "Q1.2b", "Q2.1", "Q2.2a", "Q2.2b", "Q2.2c")
 
 # --quick: a slice of the data and a few epochs, to try the tool in under two minutes.
