@@ -33,8 +33,6 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
 
 def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quick=False,
               seeds=1, root=None, extra_rows=(), progress=True, echo=print) -> dict:  # fmt: skip
-    from medclf.data.features import resolve_test_split
-    from medclf.data.load import load_dataset
     from medclf.report.report import write_report
 
     unknown = sorted(set(only or ()) - set(QUESTIONS))
@@ -45,20 +43,33 @@ def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quic
         raise ConfigError(f"workers == {workers}, seeds == {seeds}; both must be >= 1")
     start = time.perf_counter()
     ref = resolve_dataset(dataset, root, echo)
-    data = load_dataset(ref, root)
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
     out = Path(out)
     results = run_all(entries, out, workers=workers, root=root, progress=progress)
     meta = {
-        "dataset": dataset, "source": data.source, "synthetic": data.synthetic, "quick": quick,
-        "test_split": resolve_test_split(data), "seeds": seeds, "workers": workers,
+        "dataset": dataset, **data_facts(results, ref, root), "quick": quick,
+        "seeds": seeds, "workers": workers,
         "seconds": time.perf_counter() - start, **machine_and_versions(),
     }  # fmt: skip
     md, html = write_report(results, out, meta)
     failed = [r for r in results if r["status"] != "done"]
     return {"results": results, "report_md": md, "report_html": html, "failed": failed,
             "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def data_facts(results: list[dict], ref: str, root) -> dict:
+    """Source, synthetic flag and test split, from a finished run (or the file itself)."""
+    from medclf.data.features import resolve_test_split
+    from medclf.data.load import load_dataset
+
+    done = next((r for r in results if r["status"] == "done" and "dataset_source" in r), None)
+    if done:
+        return {"source": done["dataset_source"], "synthetic": done["synthetic"],
+                "test_split": done["test_split"]}  # fmt: skip
+    data = load_dataset(ref, root)
+    return {"source": data.source, "synthetic": data.synthetic,
+            "test_split": resolve_test_split(data)}  # fmt: skip
 
 
 def machine_and_versions() -> dict:
