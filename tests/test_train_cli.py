@@ -72,6 +72,7 @@ class Killed(Exception):
 def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file, model):
     from medclf.config import make_config
     from medclf.data.load import load_dataset
+    from medclf.errors import ConfigError
     from medclf.experiments.jobs import run_numpy
 
     ds = load_dataset(synth_file)
@@ -85,6 +86,8 @@ def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file,
     with pytest.raises(Killed):
         run_numpy(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill)
     assert (tmp_path / "killed" / "checkpoint.npz").exists()
+    with pytest.raises(ConfigError, match="pass --resume"):
+        run_numpy(config, ds, tmp_path / "killed", quiet=True, resume=False)
     resumed = run_numpy(config, ds, tmp_path / "killed", quiet=True)
     assert resumed["test_acc"] == whole["test_acc"]
     a, b = (load_model(tmp_path / d / "model.npz") for d in ("whole", "killed"))

@@ -209,7 +209,7 @@ def interval(D, A, B, plot, markdown):
     type=click.IntRange(1, 256),
     help="PyTorch: CPU threads (default: 1 for batches <= 64, else all cores).",
 )
-@click.option("--resume", is_flag=True, help="PyTorch: continue the unfinished run in --out.")
+@click.option("--resume", is_flag=True, help="Continue the unfinished run in --out.")
 @root_option
 def train(model, out, quiet, root, device, threads, resume, **settings):
     """Train one model and write its run folder."""
@@ -223,12 +223,12 @@ def train(model, out, quiet, root, device, threads, resume, **settings):
     config = make_config(model, **settings)
     dataset = load_dataset(config["dataset"], root)
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    torch_options = {"device": device, "threads": threads, "resume": resume}
+    torch_options = {"device": device, "threads": threads}
     if model.startswith("numpy-"):
-        if device or threads or resume:
-            raise ConfigError("--device, --threads and --resume apply to torch-* models only")
+        if device or threads:
+            raise ConfigError("--device and --threads apply to torch-* models only")
         torch_options = {}
-    metrics = run_job(config, dataset, out, quiet=quiet, **torch_options)
+    metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
     click.echo(
         f"test accuracy {metrics['test_acc']:.4f} on the {metrics['test_split']} test split "
         f"({metrics['n_test']} images{', synthetic' if dataset.synthetic else ''}); "

@@ -10,6 +10,7 @@ import numpy as np
 
 from medclf.data.features import make_features
 from medclf.data.load import Dataset
+from medclf.errors import ConfigError
 from medclf.experiments.store import environment, read_json, save_run, write_json
 from medclf.train.display import EpochProgress
 
@@ -53,7 +54,7 @@ def final_metrics(config, dataset: Dataset, history, features, seconds, **extra)
 
 
 def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False,
-              after_epoch=None, train_acc: bool = True) -> dict:  # fmt: skip
+              after_epoch=None, train_acc: bool = True, resume: bool = True) -> dict:  # fmt: skip
     """Train (or continue from ``checkpoint.npz``) and write the run folder. ``train_acc``:
     measure training accuracy every epoch (else after the last one only)."""
     from medclf.numpy_models import load_model
@@ -63,6 +64,9 @@ def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt = run_dir / "checkpoint.npz"
+    if ckpt.exists() and not resume:
+        raise ConfigError(f"{run_dir} holds an unfinished run; pass --resume to continue it or "
+                          "choose another --out")  # fmt: skip
     resumed = ckpt.exists() and read_json_or_none(run_dir / "config.json") == config
     model = load_model(ckpt) if resumed else build_numpy_model(config, dataset.info.n_classes)
     write_json(run_dir / "config.json", config)  # ties the checkpoint to this config
@@ -90,12 +94,14 @@ def run_numpy(config: dict, dataset: Dataset, run_dir: Path, quiet: bool = False
 
 
 def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_acc=True,
-            **torch_options):  # fmt: skip
+            resume=True, **torch_options):  # fmt: skip
     """Train the run ``config`` describes, whichever family its model belongs to.
-    ``torch_options``: device, threads, resume (PyTorch runs only)."""
+    ``torch_options``: device, threads (PyTorch runs only)."""
     dataset = dataset.head(config["train_fraction"])
     if config["model"].startswith("numpy-"):
-        return run_numpy(config, dataset, Path(run_dir), quiet, train_acc=train_acc)
+        return run_numpy(config, dataset, Path(run_dir), quiet, train_acc=train_acc,
+                         resume=resume)  # fmt: skip
     from medclf.experiments.torch_job import run_torch
 
-    return run_torch(config, dataset, Path(run_dir), quiet, train_acc=train_acc, **torch_options)
+    return run_torch(config, dataset, Path(run_dir), quiet, train_acc=train_acc, resume=resume,
+                     **torch_options)  # fmt: skip
