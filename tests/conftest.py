@@ -25,6 +25,18 @@ def write_npz(path, arrays):
     return path
 
 
+class Killed(Exception):
+    """Raised from an after-epoch hook to simulate a run killed after that epoch."""
+
+
+def kill_after(epoch):
+    def hook(rec):
+        if rec["epoch"] == epoch:
+            raise Killed
+
+    return hook
+
+
 @pytest.fixture
 def octmnist_file(tmp_path):
     """A format-exact octmnist.npz (random pixels) whose name ties it to the registry entry."""

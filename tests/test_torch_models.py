@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from conftest import Killed, kill_after
 from medclf.cli import cli
 from medclf.config import make_config
 from medclf.data.features import make_features
@@ -95,21 +96,13 @@ def test_same_seed_same_history(tmp_path, synth_file):
     assert hist2[0]["train_loss"] != h[0][0]["train_loss"] or other != runs[0]
 
 
-class Killed(Exception):
-    pass
-
-
 def test_killed_run_resumes_to_the_same_numbers(tmp_path, synth_file):
     ds = load_dataset(synth_file)
     config = _config(dropout=0.3)
     whole = run_torch(config, ds, tmp_path / "whole", quiet=True)
 
-    def kill_after_epoch_1(rec):
-        if rec["epoch"] == 1:
-            raise Killed
-
     with pytest.raises(Killed):
-        run_torch(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill_after_epoch_1)
+        run_torch(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill_after(1))
     assert (tmp_path / "killed" / "checkpoint.pt").exists()
     assert not (tmp_path / "killed" / "metrics.json").exists()
     with pytest.raises(ConfigError, match="pass --resume"):
@@ -128,11 +121,8 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path, synth_file):
 def test_checkpoint_of_another_config_is_refused(tmp_path, synth_file):
     ds = load_dataset(synth_file)
 
-    def kill(rec):
-        raise Killed
-
     with pytest.raises(Killed):
-        run_torch(_config(), ds, tmp_path / "r", quiet=True, after_epoch=kill)
+        run_torch(_config(), ds, tmp_path / "r", quiet=True, after_epoch=kill_after(1))
     with pytest.raises(ConfigError, match="another config"):
         run_torch(_config(lr=0.5), ds, tmp_path / "r", quiet=True)
 

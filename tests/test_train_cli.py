@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import Killed, kill_after
 from medclf.cli import cli
 from medclf.numpy_models import load_model
 
@@ -64,10 +65,6 @@ def test_bad_flags_are_one_line(tmp_path, synth_file, args, message):
     assert len(result.output.strip().splitlines()) == 1
 
 
-class Killed(Exception):
-    pass
-
-
 @pytest.mark.parametrize("model", ["numpy-logreg", "numpy-mlp"])
 def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file, model):
     from medclf.config import make_config
@@ -79,12 +76,8 @@ def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file,
     config = make_config(model, epochs=3, **({"hidden_size": 16} if model == "numpy-mlp" else {}))
     whole = run_numpy(config, ds, tmp_path / "whole", quiet=True)
 
-    def kill(rec):
-        if rec["epoch"] == 2:
-            raise Killed
-
     with pytest.raises(Killed):
-        run_numpy(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill)
+        run_numpy(config, ds, tmp_path / "killed", quiet=True, after_epoch=kill_after(2))
     assert (tmp_path / "killed" / "checkpoint.npz").exists()
     with pytest.raises(ConfigError, match="pass --resume"):
         run_numpy(config, ds, tmp_path / "killed", quiet=True, resume=False)

@@ -30,19 +30,23 @@ def matches(result: dict, qid: str | None, settings: dict) -> bool:
     )
 
 
+def without_seed(config: dict) -> str:
+    return json.dumps({k: v for k, v in config.items() if k != "seed"}, sort_keys=True)
+
+
 def base_runs(results: list[dict]) -> list[dict]:
     """One run per config up to the seed: the lowest seed (the study's 42 by default)."""
     groups: dict[str, dict] = {}
     for r in results:
-        key = json.dumps({k: v for k, v in r["config"].items() if k != "seed"}, sort_keys=True)
+        key = without_seed(r["config"])
         if key not in groups or r["config"]["seed"] < groups[key]["config"]["seed"]:
             groups[key] = r
     return list(groups.values())
 
 
 def seed_group(results: list[dict], run: dict) -> list[dict]:
-    strip = {k: v for k, v in run["config"].items() if k != "seed"}
-    return [r for r in results if {k: v for k, v in r["config"].items() if k != "seed"} == strip]
+    key = without_seed(run["config"])
+    return [r for r in results if without_seed(r["config"]) == key]
 
 
 def pick(results, qid, settings) -> dict | None:
