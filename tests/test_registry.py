@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from medclf.data.registry import REGISTRY, SPLITS, get_info
+from medclf.data.registry import MD5S, REGISTRY, SIZED, SIZES, SPLITS, get_info
 from medclf.errors import UnknownDatasetError
 
 TWELVE = {
@@ -18,12 +18,13 @@ def test_registry_holds_the_twelve_2d_datasets():
 @pytest.mark.parametrize("info", REGISTRY.values(), ids=lambda i: i.name)
 def test_every_entry_is_complete(info):
     assert re.fullmatch(r"[0-9a-f]{32}", info.md5)
-    assert info.url.startswith("https://zenodo.org/record/6496656/files/" + info.filename)
+    assert info.url == f"https://zenodo.org/records/10519652/files/{info.filename}?download=1"
     assert info.filename == f"{info.name}.npz" and info.size == 28
     assert info.channels in (1, 3) and info.n_classes >= 2
     assert len(set(info.labels)) == info.n_classes
     assert all(info.n_samples[s] > 0 for s in SPLITS)
-    assert info.licence == "CC BY 4.0" and info.task
+    assert info.licence == ("CC BY-NC 4.0" if info.name == "dermamnist" else "CC BY 4.0")
+    assert info.task
     for split, counts in info.class_counts.items():
         assert len(counts) == info.n_classes and sum(counts) == info.n_samples[split]
 
@@ -40,3 +41,54 @@ def test_octmnist_facts_match_the_protocol():
 def test_unknown_name_lists_the_choices():
     with pytest.raises(UnknownDatasetError, match="unknown dataset 'mnist'.*octmnist"):
         get_info("mnist")
+
+
+def test_every_dataset_has_every_medmnist_plus_size():
+    assert set(SIZED) == {(name, size) for name in TWELVE for size in SIZES}
+    md5s = [info.md5 for info in SIZED.values()]
+    assert len(set(md5s)) == 48 and all(re.fullmatch(r"[0-9a-f]{32}", m) for m in md5s)
+    for (name, size), info in SIZED.items():
+        assert info.md5 == MD5S[name][SIZES.index(size)] and info.size == size
+        assert info.n_samples == REGISTRY[name].n_samples
+
+
+def test_sized_entries_use_medmnist_file_names_and_urls():
+    info = get_info("OCTMNIST", size=224)
+    assert info.filename == "octmnist_224.npz" and info.key == "octmnist_224"
+    assert info.md5 == "abc493b6d529d5de7569faaef2773ba3"
+    assert info.url == "https://zenodo.org/records/10519652/files/octmnist_224.npz?download=1"
+    assert info.image_shape == (224, 224)
+    assert get_info("pathmnist", 64).image_shape == (64, 64, 3)
+    assert get_info("breastmnist", 128).md5 == "363e4b3f8d712e9b5de15470a2aaadf1"
+
+
+def test_organ_datasets_are_the_v3_rerelease_and_accept_v2_files():
+    expected = {
+        "organamnist": ("68e3f8846a6bd62f0c9bf841c0d9eacc", (34561, 6491, 17778),
+                        "866b832ed4eeba67bfb9edee1d5544e6"),
+        "organcmnist": ("b9ceb9546e10131b32923c5bbeaea2b1", (12975, 2392, 8216),
+                        "0afa5834fb105f7705a7d93372119a21"),
+        "organsmnist": ("9ab87b696fb54e2a387ebe992d6ed5f1", (13932, 2452, 8827),
+                        "e5c39f1af030238290b9557d9503af9d"),
+    }  # fmt: skip
+    for name, (md5, sizes, v2) in expected.items():
+        info = get_info(name)
+        assert info.md5 == md5 and tuple(info.n_samples[s] for s in SPLITS) == sizes
+        assert info.release(md5) == "v3" and info.release(v2) == "v2"
+        assert get_info(name, 64).release(v2) is None  # v2 had no 64x64 files
+    assert get_info("octmnist").release("0" * 32) is None
+
+
+def test_unknown_size_lists_the_choices():
+    with pytest.raises(UnknownDatasetError, match="no 32x32 files; choose a size of 28, 64, 12"):
+        get_info("octmnist", 32)
+
+
+def test_data_list_has_a_header_row():
+    from click.testing import CliRunner
+
+    from medclf.cli import cli
+
+    lines = CliRunner().invoke(cli, ["data", "list"]).output.splitlines()
+    assert lines[0].split()[:3] == ["dataset", "task", "classes"]
+    assert len(lines) == 13 and lines[4].startswith("octmnist")

@@ -55,3 +55,26 @@ def test_bad_options(tmp_path):
         synthesize("octmnist", 0)
     with pytest.raises(ConfigError, match="must end in .npz"):
         write_synthetic(tmp_path / "x.zip", "octmnist")
+
+
+def test_medmnist_plus_size(tmp_path):
+    from click.testing import CliRunner
+
+    from medclf.cli import cli
+
+    out = tmp_path / "s64.npz"
+    args = ["data", "synth", "--like", "pneumoniamnist", "--size", "64", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--scale", "0.01"])
+    assert result.exit_code == 0, result.output
+    ds = load_dataset(out)
+    assert ds.info.size == 64 and ds.train.images.shape[1:] == (64, 64) and ds.synthetic
+
+
+def test_images_are_made_in_bounded_chunks(monkeypatch):
+    from medclf.data import synthetic
+
+    whole = synthesize("octmnist", 0.01, seed=2, size=64)
+    monkeypatch.setattr(synthetic, "CHUNK_BYTES", 64 * 64 * 8 * 100)  # 100 images per chunk
+    chunked = synthesize("octmnist", 0.01, seed=2, size=64)
+    assert chunked["train_images"].shape == whole["train_images"].shape
+    np.testing.assert_array_equal(chunked["train_labels"], whole["train_labels"])

@@ -39,16 +39,22 @@ root_option = click.option(
     "--root", type=click.Path(file_okay=False), default=None,
     help="Data folder (default: $MEDCLF_DATA, else the per-user cache folder).",
 )  # fmt: skip
+size_option = click.option(
+    "--size", type=click.Choice(["28", "64", "128", "224"]), default="28", show_default=True,
+    callback=lambda ctx, param, value: int(value),
+    help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+).",
+)  # fmt: skip
 
 
 @data.command("list")
 def data_list():
-    """List the datasets medclf knows."""
+    """List the datasets medclf knows (each at sizes 28, 64, 128 and 224)."""
     from medclf.data.registry import REGISTRY
 
+    click.echo(f"{'dataset':15} {'task':26} {'classes':>7}  train / val / test images")
     for info in REGISTRY.values():
         sizes = " / ".join(f"{info.n_samples[s]:,}" for s in ("train", "val", "test"))
-        click.echo(f"{info.name:15} {info.task:26} {info.n_classes:2} classes  {sizes}")
+        click.echo(f"{info.name:15} {info.task:26} {info.n_classes:7}  {sizes}")
 
 
 @data.command()
@@ -60,43 +66,52 @@ def data_list():
     help="Folder URL to fetch from instead of Zenodo ($MEDCLF_MIRROR); the MD5 is still checked.",
 )
 @click.option("--retries", default=3, show_default=True, type=click.IntRange(0, 10))
-def download(names, root, mirror, retries):
+@size_option
+def download(names, root, mirror, retries, size):
     """Download datasets into the cache, checking their MD5."""
     from medclf.data.fetch import download as fetch
 
     for name in names:
-        path = fetch(name, root=root, mirror=mirror, retries=retries)
+        path = fetch(name, root=root, mirror=mirror, retries=retries, size=size)
         click.echo(f"{name}: {path}")
 
 
 @data.command()
 @click.argument("names", nargs=-1)
 @root_option
-def verify(names, root):
-    """Check the MD5 of cached files (all known datasets when no NAME is given)."""
+@click.option(
+    "--size", type=click.Choice(["28", "64", "128", "224"]), default=None,
+    help="Image side to check [default: 28 for named datasets, every size otherwise].",
+)  # fmt: skip
+def verify(names, root, size):
+    """Check the MD5 of cached files (all known datasets and sizes when no NAME is given)."""
     from medclf.data.fetch import cache_root
     from medclf.data.fetch import verify as check
-    from medclf.data.registry import REGISTRY
+    from medclf.data.registry import REGISTRY, SIZES
 
-    status = check(list(names) or list(REGISTRY), root)
+    status = {}
+    for side in [int(size)] if size else [28] if names else SIZES:
+        status.update(check(list(names) or list(REGISTRY), root, side))
     shown = status if names else {k: v for k, v in status.items() if v != "missing"}
     for name, state in shown.items():
-        click.echo(f"{name:15} {state}")
+        click.echo(f"{name:19} {state}")
     if not shown:
         click.echo(f"no datasets cached in {cache_root(root)}")
-    if any(v != "ok" for v in shown.values()):
+    if any(not v.startswith("ok") for v in shown.values()):
         sys.exit(1)
 
 
 @data.command()
 @click.argument("dataset")
 @root_option
-def info(dataset, root):
+@size_option
+def info(dataset, root, size):
     """Splits, class counts and pixel statistics of a dataset name or .npz file."""
-    from medclf.data.load import load_dataset
+    from medclf.data.load import load_dataset, pixel_stats
 
-    ds = load_dataset(dataset, root)
-    click.echo(f"dataset  {ds.display_name}   task {ds.info.task}   licence {ds.info.licence}")
+    ds = load_dataset(dataset, root, size)
+    licence = "none (synthetic data made by medclf)" if ds.synthetic else ds.info.licence
+    click.echo(f"dataset  {ds.display_name}   task {ds.info.task}   licence {licence}")
     click.echo(f"source   {ds.source}")
     click.echo(f"images   {ds.info.image_shape} uint8, {ds.info.n_classes} classes")
     for split in ("train", "val", "test"):
@@ -106,10 +121,10 @@ def info(dataset, root):
             if s.labels.ndim == 1
             else s.labels.sum(axis=0)
         )
-        pix = s.images
+        mean, sd, lo, hi = pixel_stats(s.images)
         click.echo(
-            f"{split:6} {len(s):>8,} images   pixels mean {pix.mean():6.2f} "
-            f"sd {pix.std():6.2f} min {pix.min()} max {pix.max()}"
+            f"{split:6} {len(s):>8,} images   pixels mean {mean:6.2f} "
+            f"sd {sd:6.2f} min {lo} max {hi}"
         )
         for name, count in zip(ds.class_names, counts, strict=True):
             click.echo(f"         {count:>8,}  {100 * count / len(s):5.1f}%  {name}")
@@ -121,15 +136,20 @@ def info(dataset, root):
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train")
 @click.option("--per-class", default=8, show_default=True, type=click.IntRange(1, 32))
 @root_option
-def show(dataset, out, split, per_class, root):
+@size_option
+def show(dataset, out, split, per_class, root, size):
     """Draw a grid of sample images, one row per class."""
+    import textwrap
+
     from medclf.data.load import load_dataset
     from medclf.report.plots import sample_grid, save_figure
 
-    ds = load_dataset(dataset, root)
+    ds = load_dataset(dataset, root, size)
     s = ds.split(split)
     labels = s.labels if s.labels.ndim == 1 else s.labels.argmax(axis=1)
     fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
+    for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
+        fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
     click.echo(f"wrote {save_figure(fig, out)}")
 
 
@@ -144,12 +164,13 @@ def show(dataset, out, split, per_class, root):
     help="Fraction of the real train/val sizes (1 = full size).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
-def synth(like, out, scale, seed):
+@size_option
+def synth(like, out, scale, seed, size):
     """Write a synthetic .npz in the MedMNIST layout (learnable, not trivial)."""
     from medclf.data.synthetic import write_synthetic
 
-    path = write_synthetic(out, like, scale, seed)
-    click.echo(f"wrote {path} (synthetic, like {like}, scale {scale}, seed {seed})")
+    path = write_synthetic(out, like, scale, seed, size)
+    click.echo(f"wrote {path} (synthetic, like {like}, size {size}, scale {scale}, seed {seed})")
 
 
 @cli.group(cls=Group)

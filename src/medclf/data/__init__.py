@@ -1,12 +1,14 @@
 """Data layer: registry -> download/cache -> validate -> Dataset -> features."""
 
 from medclf.data.features import Features, make_features, study_test_indices, to_features
-from medclf.data.fetch import cache_root, dataset_path, download, verify
+from medclf.data.fetch import cache_root, dataset_path, download, find_cached, verify
 from medclf.data.load import Dataset, Split, load_dataset
-from medclf.data.registry import REGISTRY, DatasetInfo, get_info
+from medclf.data.registry import REGISTRY, SIZED, SIZES, DatasetInfo, get_info
 
 __all__ = [
     "REGISTRY",
+    "SIZED",
+    "SIZES",
     "Dataset",
     "DatasetInfo",
     "Features",
@@ -14,6 +16,7 @@ __all__ = [
     "cache_root",
     "dataset_path",
     "download",
+    "find_cached",
     "get_info",
     "load_dataset",
     "make_features",

@@ -1,24 +1,44 @@
 """Download MedMNIST files into a cache, checking the MD5 before anything reads them.
 
-pooch does the transfer: it streams into a temporary file beside the target, checks the hash
-and only then renames, so a killed or damaged download never leaves a file under the real name.
+A download streams into a uniquely named partial file beside the target (``.NAME.XXXX.part``)
+while hashing it, and is renamed onto the real name only once the MD5 matches, so a killed or
+damaged download never leaves a file under the real name. Ctrl-C and errors remove the partial
+file at once; one left by a killed process is removed by the next download into that folder once
+nobody has written to it for ``STALE_SECONDS``.
+
+A mirror is an http(s):// folder URL or a local folder (also as a file:// URL); other schemes are
+refused. A genuine file already in MedMNIST's own cache (``~/.medmnist``, same file names) is
+used where it lies after its MD5 check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
+import tempfile
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import pooch
+import requests
 
+from medclf.data.errors import MirrorError, UnreadableError
 from medclf.data.registry import DatasetInfo, get_info
-from medclf.errors import ChecksumError, DownloadError
+from medclf.errors import ChecksumError, DataError, DownloadError
 
 ENV_ROOT = "MEDCLF_DATA"
 ENV_MIRROR = "MEDCLF_MIRROR"
+MEDMNIST_ROOT = Path("~/.medmnist")  # the medmnist package's default cache folder
 TIMEOUT = (10, 60)  # seconds to connect, seconds between bytes: Zenodo is known to hang
 RETRIES = 3
+CHUNK = 1 << 20
+STALE_SECONDS = 600  # a partial file nobody wrote to for this long belongs to a dead download
+# Our partial files, and the ``tmpXXXXXXXX`` files older medclf versions (pooch) left behind.
+LEFTOVER = re.compile(r"\..+\.npz\.[^.]+\.part|tmp[a-z0-9_]{8}")
 
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
@@ -28,17 +48,77 @@ def cache_root(root: str | os.PathLike | None = None) -> Path:
 
 
 def dataset_path(info: DatasetInfo, root: str | os.PathLike | None = None) -> Path:
+    """Where medclf keeps (and downloads) ``info``'s file."""
     return cache_root(root) / info.filename
 
 
-def source_url(info: DatasetInfo, mirror: str | None = None) -> str:
-    """The URL to fetch from: the mirror folder (``--mirror`` or ``$MEDCLF_MIRROR``) or Zenodo."""
-    mirror = mirror or os.environ.get(ENV_MIRROR)
-    return f"{mirror.rstrip('/')}/{info.filename}" if mirror else info.url
+def synthetic_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where ``medclf reproduce`` caches its full-size synthetic look-alike of ``name``."""
+    return cache_root(root) / f"{name.lower()}-synthetic.npz"
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                digest.update(block)
+    except OSError as err:
+        raise UnreadableError(
+            f"{path} cannot be read ({err.strerror or err}); fix its permissions (chmod u+r) "
+            "or delete it and fetch it again"
+        ) from err
+    return digest.hexdigest()
 
 
 def md5_matches(path: Path, info: DatasetInfo) -> bool:
-    return path.is_file() and pooch.file_hash(str(path), alg="md5") == info.md5
+    """True for a readable file with the MD5 of a genuine release of ``info``."""
+    return path.is_file() and info.release(file_md5(path)) is not None
+
+
+def check(path: Path, info: DatasetInfo) -> str:
+    """'ok', 'ok (v2 release)', 'missing', 'unreadable' or 'bad checksum'."""
+    if not path.is_file():
+        return "missing"
+    try:
+        release = info.release(file_md5(path))
+    except UnreadableError:
+        return "unreadable"
+    return {"v3": "ok", "v2": "ok (v2 release)"}.get(release, "bad checksum")
+
+
+def find_cached(info: DatasetInfo, root: str | os.PathLike | None = None) -> Path | None:
+    """A genuine copy of ``info``'s file: in medclf's cache, else in MedMNIST's, else None."""
+    for path in (dataset_path(info, root), MEDMNIST_ROOT.expanduser() / info.filename):
+        if path.is_file() and check(path, info).startswith("ok"):
+            return path
+    return None
+
+
+def source_url(info: DatasetInfo, mirror: str | None = None) -> str:
+    """What to fetch: a URL in the mirror (``--mirror`` or ``$MEDCLF_MIRROR``), the file's
+    path in a local mirror folder, or Zenodo's URL."""
+    mirror = mirror or os.environ.get(ENV_MIRROR)
+    if not mirror:
+        return info.url
+    scheme = urlsplit(mirror).scheme.lower()
+    if scheme in ("http", "https"):
+        return f"{mirror.rstrip('/')}/{info.filename}"
+    if scheme == "file":
+        folder = Path(url2pathname(urlsplit(mirror).path))
+    elif len(scheme) > 1:  # one letter is a Windows drive
+        raise MirrorError(
+            f"mirror '{mirror}' uses the unsupported scheme '{scheme}://', so nothing was "
+            "downloaded; give an http:// or https:// folder URL, or a local folder"
+        )
+    else:
+        folder = Path(mirror).expanduser()
+    if not folder.is_dir():
+        raise MirrorError(
+            f"mirror '{mirror}' is neither an http(s):// URL nor an existing folder, so nothing "
+            f"was downloaded; give a URL or the folder that holds {info.filename}"
+        )
+    return str(folder / info.filename)
 
 
 def download(
@@ -46,58 +126,136 @@ def download(
     root: str | os.PathLike | None = None,
     mirror: str | None = None,
     retries: int = RETRIES,
+    size: int = 28,
     progress: bool = True,
 ) -> Path:
-    """Bring dataset ``name`` into the cache and return its path.
+    """Bring dataset ``name`` at image side ``size`` into the cache and return its path.
 
-    A cached file with the right MD5 is reused without touching the network; one with the
-    wrong MD5 is reported (a warning) and fetched again.
+    A genuine cached file (medclf's cache or MedMNIST's ``~/.medmnist``) is reused without
+    touching the network; one with the wrong MD5 is reported (a warning) and fetched again.
     """
-    info = get_info(name)
+    info = get_info(name, size)
     target = dataset_path(info, root)
-    if md5_matches(target, info):
-        return target
+    found = find_cached(info, root)
+    if found:
+        return found
     if target.exists():
         logging.getLogger("medclf").warning(
             "%s has the wrong MD5 (damaged or partial); fetching it again", target
         )
-    url = source_url(info, mirror)
-    fetcher = pooch.create(
-        path=target.parent,
-        base_url="",
-        registry={info.filename: f"md5:{info.md5}"},
-        urls={info.filename: url},
-        retry_if_failed=retries,
-    )
-    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT)
-    quiet = pooch.get_logger()
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
+    src = source_url(info, mirror)
     try:
-        return Path(fetcher.fetch(info.filename, downloader=downloader))
-    except ValueError as err:  # pooch's hash mismatch
-        raise ChecksumError(
-            f"the file downloaded from {url} does not have the MD5 {info.md5}; "
-            f"check the mirror or place the genuine {info.filename} in {target.parent}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{info.filename}.", suffix=".part", dir=target.parent)
+    except OSError as err:
+        raise DataError(
+            f"cannot write into {target.parent} ({err.strerror or err}); choose a writable "
+            f"data folder with --root or ${ENV_ROOT}"
         ) from err
-    except Exception as err:  # requests' connection, timeout and HTTP errors
-        raise DownloadError(
-            f"could not download {url} ({type(err).__name__}); place {info.filename} "
-            f"by hand in {target.parent} (or set {ENV_ROOT}), use --mirror URL, or run offline "
-            f"on a synthetic file from 'medclf data synth --like {info.name} --out FILE'"
+    try:
+        with os.fdopen(fd, "wb") as out:
+            if src.startswith(("http://", "https://")):
+                md5 = _fetch(src, out, info, target, retries, progress)
+            else:
+                md5 = _copy(src, out, info)
+        if info.release(md5) is None:
+            raise ChecksumError(
+                f"the file from {src} does not have the MD5 {info.md5}; check the mirror or "
+                f"place the genuine {info.filename} in {target.parent}"
+            )
+        os.replace(tmp, target)
+    except OSError as err:  # full disk or a folder gone while writing
+        raise DataError(
+            f"could not write {target} ({err.strerror or err}); free space or choose another "
+            f"folder with --root or ${ENV_ROOT}"
         ) from err
     finally:
-        quiet.setLevel(level)
+        Path(tmp).unlink(missing_ok=True)
+    return target
 
 
-def verify(names: list[str], root: str | os.PathLike | None = None) -> dict[str, str]:
-    """Status of each named cached file: 'ok', 'missing' or 'bad checksum'."""
+def _fetch(url: str, out, info: DatasetInfo, target: Path, retries: int, progress: bool) -> str:
+    """Stream ``url`` into ``out`` (retrying from the start) and return its MD5."""
+    from tqdm.auto import tqdm
+
+    for attempt in range(retries + 1):
+        out.seek(0)
+        out.truncate()
+        digest = hashlib.md5()
+        try:
+            with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+                response.raise_for_status()
+                total = int(response.headers.get("Content-Length", 0)) or None
+                with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
+                          desc=info.filename, leave=False) as bar:  # fmt: skip
+                    for block in response.iter_content(CHUNK):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+            return digest.hexdigest()
+        except requests.RequestException as err:
+            if attempt < retries:
+                time.sleep(min(2**attempt, 10))
+                continue
+            why = (
+                f"HTTP {err.response.status_code} {err.response.reason}"
+                if isinstance(err, requests.HTTPError) and err.response is not None
+                else type(err).__name__
+            )
+            raise DownloadError(
+                f"could not download {url} ({why}); place {info.filename} by hand in "
+                f"{target.parent} (or set {ENV_ROOT}), use --mirror URL, or run offline on a "
+                f"synthetic file from 'medclf data synth --like {info.name} --out FILE'"
+            ) from err
+    raise AssertionError("unreachable")
+
+
+def _copy(src: str, out, info: DatasetInfo) -> str:
+    """Copy a file from a local mirror folder into ``out`` and return its MD5."""
+    path = Path(src)
+    if not path.is_file():
+        raise DownloadError(
+            f"the mirror folder {path.parent} has no {info.filename}; place it there or use "
+            "another mirror"
+        )
+    digest = hashlib.md5()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(CHUNK):
+                out.write(block)
+                digest.update(block)
+    except PermissionError as err:
+        raise UnreadableError(
+            f"{path} in the mirror folder cannot be read ({err.strerror or err}); "
+            "fix its permissions"
+        ) from err
+    return digest.hexdigest()
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Delete partial files of killed downloads that nobody has written to for a while."""
+    now = time.time()
+    for path in folder.iterdir():
+        try:
+            if LEFTOVER.fullmatch(path.name) and now - path.stat().st_mtime > STALE_SECONDS:
+                path.unlink()
+        except OSError:
+            pass  # gone already, or not ours to delete
+
+
+def verify(
+    names: list[str], root: str | os.PathLike | None = None, size: int = 28
+) -> dict[str, str]:
+    """Status of each named cached file, keyed by file name without .npz (see ``check``).
+
+    A file found only in MedMNIST's cache is checked there."""
     status = {}
     for name in names:
-        info = get_info(name)
+        info = get_info(name, size)
         path = dataset_path(info, root)
-        if not path.exists():
-            status[info.name] = "missing"
-        else:
-            status[info.name] = "ok" if md5_matches(path, info) else "bad checksum"
+        medmnist = MEDMNIST_ROOT.expanduser() / info.filename
+        if not path.exists() and medmnist.exists():
+            path = medmnist
+        status[info.key] = check(path, info)
     return status

@@ -4,20 +4,27 @@ The MedMNIST layout: keys ``{train,val,test}_images`` (N, H, W) or (N, H, W, C) 
 ``{train,val,test}_labels`` (N, 1) integers ((N, L) 0/1 for multi-label tasks). Files written by
 ``medclf data synth`` carry one more key, ``medclf_meta`` (a JSON string), that MedMNIST's own
 loader ignores. Nothing is ever unpickled.
+
+Images stay uint8 (memory-mapped where the file stores them uncompressed) until a caller forms a
+batch or features from them, so loading needs about the file's uncompressed size at most.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import struct
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as fmt
 
-from medclf.data.fetch import dataset_path, md5_matches
-from medclf.data.registry import REGISTRY, SPLITS, DatasetInfo, get_info
+from medclf.data.errors import MetaError, TooManyClassesError, UnreadableError
+from medclf.data.fetch import dataset_path, find_cached, synthetic_path
+from medclf.data.registry import REGISTRY, SIZED, SPLITS, DatasetInfo, get_info
 from medclf.errors import (
     DataError,
     DTypeError,
@@ -30,6 +37,7 @@ from medclf.errors import (
 )
 
 META_KEY = "medclf_meta"
+MAX_CLASSES = 1000  # for files of unknown dataset, whose class count comes from the labels
 
 
 @dataclass(frozen=True)
@@ -78,27 +86,38 @@ class Dataset:
         return f"{self.name} (synthetic)" if self.synthetic else self.name
 
 
-def load_dataset(name_or_path: str | os.PathLike, root: str | os.PathLike | None = None) -> Dataset:
-    """Load a dataset from the cache by registry name, or from a local ``.npz`` path.
+def load_dataset(
+    name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, size: int = 28
+) -> Dataset:
+    """Load a dataset from the cache by registry name (at image side ``size``), or from a local
+    ``.npz`` path (its size is read from the file).
 
     A name whose file is not cached yet is an error that says how to download it; loading never
-    touches the network.
+    touches the network. A genuine file in MedMNIST's own cache (``~/.medmnist``) is used too.
     """
     text = str(name_or_path)
     if text.lower() in REGISTRY:
-        info = get_info(text)
+        info = get_info(text, size)
+        path = find_cached(info, root)
+        if path is not None:
+            return read_npz(path, info)
         path = dataset_path(info, root)
-        if not path.exists():
+        if path.exists():
             raise DataError(
-                f"{info.name} is not downloaded yet ({path} is missing); run "
-                f"'medclf data download {info.name}' or pass the path of a local .npz"
+                f"{path} does not have the MD5 of {info.key}; run "
+                f"'medclf data download {info.name}{_size_flag(size)}' to fetch it again"
             )
-        if not md5_matches(path, info):
-            raise DataError(
-                f"{path} does not have the MD5 of {info.name}; run "
-                f"'medclf data download {info.name}' to fetch it again"
-            )
-        return read_npz(path, info)
+        synthetic = synthetic_path(info.name, root)
+        hint = (
+            f", or use the synthetic look-alike 'medclf reproduce' made: {synthetic}"
+            if size == 28 and synthetic.is_file()
+            else ""
+        )
+        raise DataError(
+            f"{info.key} is not downloaded yet ({path} is missing); run "
+            f"'medclf data download {info.name}{_size_flag(size)}' or pass the path of a local "
+            f".npz{hint}"
+        )
     path = Path(text).expanduser()
     if not path.exists():
         raise DataError(
@@ -108,39 +127,148 @@ def load_dataset(name_or_path: str | os.PathLike, root: str | os.PathLike | None
     return read_npz(path)
 
 
+def _size_flag(size: int) -> str:
+    return "" if size == 28 else f" --size {size}"
+
+
 def read_npz(path: Path, info: DatasetInfo | None = None) -> Dataset:
-    if not zipfile.is_zipfile(path):
-        raise NotAZipError(
-            f"{path} is not a zip archive (.npz), so it is damaged or not a MedMNIST file; "
-            "download it again or point to the right file"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as err:
-        raise NotAZipError(f"{path} is truncated or corrupt ({err}); download it again") from err
-    meta = json.loads(str(arrays.pop(META_KEY))) if META_KEY in arrays else {}
+    arrays = read_arrays(path)
+    meta = _meta(arrays, path)
     info = info or _guess_info(path, meta, arrays)
     splits = {split: _read_split(arrays, split, info, path) for split in SPLITS}
     return Dataset(info=info, source=str(path), synthetic=bool(meta.get("synthetic")), **splits)
 
 
+def read_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz``, without unpickling and without more than one copy in memory.
+
+    Members stored uncompressed (``np.savez``) are memory-mapped (copy-on-write, so callers may
+    write without touching the file); compressed ones (MedMNIST's own files) are inflated once,
+    straight into their array. Each header is checked against the member's size first, so a
+    header that declares an absurd shape is refused before anything is allocated.
+    """
+    if path.is_dir():
+        raise UnreadableError(f"{path} is a folder, not a .npz file; give the path of the file")
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise NotAZipError(
+            f"{path} is not a zip archive (.npz), so it is damaged or not a MedMNIST file; "
+            "download it again or point to the right file"
+        ) from None
+    except OSError as err:
+        raise UnreadableError(
+            f"{path} cannot be read ({err.strerror or err}); fix its permissions (chmod u+r) "
+            "or point to a readable copy"
+        ) from err
+    with zf:
+        return {
+            info.filename[: -len(".npy")]: _read_member(path, zf, info)
+            for info in zf.infolist()
+            if info.filename.endswith(".npy")
+        }
+
+
+def _read_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+    key = member.filename[: -len(".npy")]
+    try:
+        with zf.open(member) as f:
+            version = fmt.read_magic(f)
+            v1 = version == (1, 0)
+            shape, fortran, dtype = (
+                fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0
+            )(f)
+            header = f.tell()
+        if dtype.hasobject:
+            raise DTypeError(
+                f"{key} in {path} holds Python objects, which medclf never unpickles; store "
+                "uint8 images and integer labels"
+            )
+        need = math.prod(shape) * dtype.itemsize
+        if header + need != member.file_size:
+            raise ShapeError(
+                f"{key} in {path} declares shape {shape} ({need:,} bytes) but holds "
+                f"{member.file_size - header:,} bytes, so the file is damaged; download it again"
+            )
+        if member.compress_type == zipfile.ZIP_STORED and need and not member.flag_bits & 1:
+            return np.memmap(
+                path, dtype, mode="c", offset=_data_offset(path, member) + header,
+                shape=shape, order="F" if fortran else "C",
+            )  # fmt: skip
+        with zf.open(member) as f:
+            return fmt.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
+        raise NotAZipError(f"{path} is truncated or corrupt ({err}); download it again") from err
+
+
+def _data_offset(path: Path, member: zipfile.ZipInfo) -> int:
+    """Where a stored member's bytes start: after its local header, name and extra field."""
+    with open(path, "rb") as f:
+        f.seek(member.header_offset)
+        local = f.read(30)
+    if local[:4] != b"PK\x03\x04":
+        raise zipfile.BadZipFile(f"bad local header of {member.filename}")
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    return member.header_offset + 30 + name_len + extra_len
+
+
+def _meta(arrays: dict, path: Path) -> dict:
+    if META_KEY not in arrays:
+        return {}
+    raw = arrays.pop(META_KEY)
+    try:
+        meta = json.loads(str(raw[()])) if raw.shape == () and raw.dtype.kind == "U" else None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise MetaError(
+            f"{META_KEY} in {path} is not a JSON object (string); remove that key or rewrite "
+            "the file with 'medclf data synth'"
+        )
+    return meta
+
+
 def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
     """Registry entry of a local file: from its metadata, its file name, or its contents."""
-    like = meta.get("like") or path.stem.split("_")[0].lower()
-    if like in REGISTRY:
-        return REGISTRY[like]
-    labels = [arrays.get(f"{s}_labels") for s in SPLITS]
-    n_classes = 1 + max((int(a.max()) for a in labels if a is not None and a.size), default=0)
+    like = meta.get("like")
+    like = like.lower() if isinstance(like, str) else path.stem.split("_")[0].lower()
     images = arrays.get("train_images")
-    shape = images.shape if images is not None else (0, 28, 28)
+    side = images.shape[1] if images is not None and images.ndim >= 3 else 28
+    if like in REGISTRY:
+        return SIZED.get((like, side), REGISTRY[like])
+    labels = [arrays.get(f"{s}_labels") for s in SPLITS]
+    tops = [int(a.max()) for a in labels if a is not None and a.size and a.dtype.kind in "iu"]
+    n_classes = 1 + max(tops, default=0)
+    if n_classes > MAX_CLASSES:
+        raise TooManyClassesError(
+            f"the labels of {path} go up to {n_classes - 1:,}, which would make {n_classes:,} "
+            f"classes, but medclf reads at most {MAX_CLASSES:,} from a file of unknown dataset; "
+            "fix the labels, or name the file after its MedMNIST dataset (e.g. octmnist.npz)"
+        )
     return DatasetInfo(
         name=path.stem, md5="", task="multi-class",
         labels=tuple(str(c) for c in range(max(n_classes, 1))),
-        channels=shape[3] if len(shape) == 4 else 1,
-        n_samples={s: 0 for s in SPLITS}, size=shape[1] if len(shape) > 1 else 28,
-        licence="unknown",
+        channels=images.shape[3] if images is not None and images.ndim == 4 else 1,
+        n_samples={s: 0 for s in SPLITS}, size=side, licence="unknown",
     )  # fmt: skip
+
+
+def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float, int, int]:
+    """Mean, sd, min and max of uint8 pixels, a chunk of images at a time (no float copy of
+    the whole array)."""
+    total = sq = 0.0
+    lo, hi = 255, 0
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk]
+        values = np.bincount(block.ravel(), minlength=256)
+        levels = np.arange(256, dtype=np.float64)
+        total += values @ levels
+        sq += values @ levels**2
+        present = np.flatnonzero(values)
+        lo, hi = min(lo, int(present[0])), max(hi, int(present[-1]))
+    n = images.size
+    mean = total / n
+    return mean, float(np.sqrt(max(sq / n - mean**2, 0.0))), lo, hi
 
 
 def _read_split(arrays: dict, split: str, info: DatasetInfo, path: Path) -> Split:

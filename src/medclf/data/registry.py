@@ -1,19 +1,25 @@
-"""Facts about each MedMNIST v2 2D dataset, one entry per dataset and image size.
+"""Facts about each MedMNIST 2D dataset, one entry per dataset and image size.
 
 Everything else in medclf reads these entries instead of branching on dataset names. The facts
-come from the MedMNIST project (Zenodo record 6496656); larger MedMNIST+ sizes are added as
-entries with their own ``size``, URL and MD5.
+come from the MedMNIST project: Zenodo record 10519652 (MedMNIST v3.0.2), as published in the
+``medmnist`` package's ``info.py`` 3.0.2. Each dataset exists at 28x28 (``name.npz``) and, as
+MedMNIST+, at 64, 128 and 224 (``name_64.npz``, ...), each size with its own MD5.
+
+The 28x28 files of v3 are byte-identical to v2 (Zenodo 6496656) except OrganA/C/SMNIST, which
+were re-released without blank images. A genuine v2 file of those three is still accepted
+(``legacy_md5s``); it is then reported as the v2 release, and its split sizes are v2's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from medclf.errors import UnknownDatasetError
 
-ZENODO = "https://zenodo.org/record/6496656/files"
+ZENODO = "https://zenodo.org/records/10519652/files"
 LICENCE = "CC BY 4.0"
 SPLITS = ("train", "val", "test")
+SIZES = (28, 64, 128, 224)
 
 
 @dataclass(frozen=True)
@@ -30,14 +36,25 @@ class DatasetInfo:
     class_counts: dict[str, tuple[int, ...]] = field(default_factory=dict)
     # First k images of each class of the official test split, in class order (the study's subset).
     study_test_counts: tuple[int, ...] | None = None
+    # MD5s of earlier genuine releases that are still accepted (the v2 Organ{A,C,S}MNIST files).
+    legacy_md5s: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The file name without .npz: ``octmnist`` or ``octmnist_64``."""
+        return self.name if self.size == 28 else f"{self.name}_{self.size}"
 
     @property
     def filename(self) -> str:
-        return f"{self.name}.npz" if self.size == 28 else f"{self.name}_{self.size}.npz"
+        return f"{self.key}.npz"
 
     @property
     def url(self) -> str:
         return f"{ZENODO}/{self.filename}?download=1"
+
+    def release(self, md5: str) -> str | None:
+        """'v3' for the current file's MD5, 'v2' for an accepted older one, else None."""
+        return "v3" if md5 == self.md5 else "v2" if md5 in self.legacy_md5s else None
 
     @property
     def n_classes(self) -> int:
@@ -83,7 +100,7 @@ def _entries() -> list[DatasetInfo]:
             ("actinic keratoses and intraepithelial carcinoma", "basal cell carcinoma",
              "benign keratosis-like lesions", "dermatofibroma", "melanoma", "melanocytic nevi",
              "vascular lesions"),
-            3, n(7007, 1003, 2005),
+            3, n(7007, 1003, 2005), licence="CC BY-NC 4.0",
         ),
         DatasetInfo(
             "octmnist", "c68d92d5b585d8d81f7112f81e2d0842", "multi-class",
@@ -118,30 +135,95 @@ def _entries() -> list[DatasetInfo]:
              "Podocytes", "Proximal Tubule Segments", "Thick Ascending Limb"),
             1, n(165466, 23640, 47280),
         ),
+        # v3 re-release (blank images removed); v2 had 34,581/6,491/17,778 images.
         DatasetInfo(
-            "organamnist", "866b832ed4eeba67bfb9edee1d5544e6", "multi-class", ORGANS,
-            1, n(34581, 6491, 17778),
+            "organamnist", "68e3f8846a6bd62f0c9bf841c0d9eacc", "multi-class", ORGANS,
+            1, n(34561, 6491, 17778), legacy_md5s=("866b832ed4eeba67bfb9edee1d5544e6",),
         ),
+        # v2: 13,000/2,392/8,268.
         DatasetInfo(
-            "organcmnist", "0afa5834fb105f7705a7d93372119a21", "multi-class", ORGANS,
-            1, n(13000, 2392, 8268),
+            "organcmnist", "b9ceb9546e10131b32923c5bbeaea2b1", "multi-class", ORGANS,
+            1, n(12975, 2392, 8216), legacy_md5s=("0afa5834fb105f7705a7d93372119a21",),
         ),
+        # v2: 13,940/2,452/8,829.
         DatasetInfo(
-            "organsmnist", "e5c39f1af030238290b9557d9503af9d", "multi-class", ORGANS,
-            1, n(13940, 2452, 8829),
+            "organsmnist", "9ab87b696fb54e2a387ebe992d6ed5f1", "multi-class", ORGANS,
+            1, n(13932, 2452, 8827), legacy_md5s=("e5c39f1af030238290b9557d9503af9d",),
         ),
     ]  # fmt: skip
 
 
+# MD5 of each file at sizes 28, 64, 128 and 224 (MedMNIST v3.0.2, info.py).
+MD5S = {
+    "pathmnist": (
+        "a8b06965200029087d5bd730944a56c1", "55aa9c1e0525abe5a6b9d8343a507616",
+        "ac42d08fb904d92c244187169d1fd1d9", "2c51a510bcdc9cf8ddb2af93af1eadec",
+    ),
+    "chestmnist": (
+        "02c8a6516a18b556561a56cbdd36c4a8", "9de6cd0b934ebb5b7426cfba5efbae16",
+        "db107e5590b27930b62dbaf558aebee3", "45bd33e6f06c3e8cdb481c74a89152aa",
+    ),
+    "dermamnist": (
+        "0744692d530f8e62ec473284d019b0c7", "b70a2f5635c6199aeaa28c31d7202e1f",
+        "2defd784463fa5243564e855ed717de1", "8974907d8e169bef5f5b96bc506ae45d",
+    ),
+    "octmnist": (
+        "c68d92d5b585d8d81f7112f81e2d0842", "e229e9440236b774d9f0dfef9d07bdaf",
+        "0a97e76651ace45c5d943ee3f65b63ae", "abc493b6d529d5de7569faaef2773ba3",
+    ),
+    "pneumoniamnist": (
+        "28209eda62fecd6e6a2d98b1501bb15f", "8f4eceb4ccffa70c672198ea285246c6",
+        "05b46931834c231683c68f40c47b2971", "d6a3c71de1b945ea11211b03746c1fe1",
+    ),
+    "retinamnist": (
+        "bd4c0672f1bba3e3a89f0e4e876791e4", "afda852cc34dcda56f86ad2b2457dbcc",
+        "e48e916a24454daf90583d4e6efb1a18", "eae7e3b6f3fcbda4ae613ebdcbe35348",
+    ),
+    "breastmnist": (
+        "750601b1f35ba3300ea97c75c52ff8f6", "742edef2a1fd1524b2efff4bd7ba9364",
+        "363e4b3f8d712e9b5de15470a2aaadf1", "b56378a6eefa9fed602bb16d192d4c8b",
+    ),
+    "bloodmnist": (
+        "7053d0359d879ad8a5505303e11de1dc", "2b94928a2ae4916078ca51e05b6b800b",
+        "adace1e0ed228fccda1f39692059dd4c", "b718ff6835fcbdb22ba9eacccd7b2601",
+    ),
+    "tissuemnist": (
+        "ebe78ee8b05294063de985d821c1c34b", "123ece2eba09d0aa5d698fda57103344",
+        "61b955355d7425a89687b06cca3ce0c2", "b077128c4a949f0a4eb01517f9037b9c",
+    ),
+    "organamnist": (
+        "68e3f8846a6bd62f0c9bf841c0d9eacc", "2dcccc29b88e6da5a01161ef20cda288",
+        "eeae80d0a227a8d099027e1b3cfd3b60", "50747347e05c87dd3aaf92c49f9f3170",
+    ),
+    "organcmnist": (
+        "b9ceb9546e10131b32923c5bbeaea2b1", "3ce34a8724ea6f548e6db4744d03b6a9",
+        "773c1f009daa3fe5d9a2a201b2a7ed94", "050f5e875dc056f6768abf94ec9995d1",
+    ),
+    "organsmnist": (
+        "9ab87b696fb54e2a387ebe992d6ed5f1", "53a6d115339d874c25e309a994ff46d3",
+        "ded0c5fa01a95dc4978b956f613e9b8e", "b354719e553fbbb2513d5533f52a4cb1",
+    ),
+}
+
+# The 28x28 entry of each dataset, by name (the default everywhere).
 REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in _entries()}
+# Every entry, by (name, size).
+SIZED: dict[tuple[str, int], DatasetInfo] = {
+    (name, size): info if size == 28 else replace(info, size=size, md5=md5, legacy_md5s=())
+    for name, info in REGISTRY.items()
+    for size, md5 in zip(SIZES, MD5S[name], strict=True)
+}
 
 
-def get_info(name: str) -> DatasetInfo:
-    """The registry entry for ``name`` (case-insensitive)."""
-    try:
-        return REGISTRY[name.lower()]
-    except KeyError:
+def get_info(name: str, size: int = 28) -> DatasetInfo:
+    """The registry entry for ``name`` (case-insensitive) at image side ``size``."""
+    if name.lower() not in REGISTRY:
         known = ", ".join(REGISTRY)
         raise UnknownDatasetError(
             f"unknown dataset '{name}'; choose one of {known}, or pass the path of a local .npz"
-        ) from None
+        )
+    if size not in SIZES:
+        raise UnknownDatasetError(
+            f"MedMNIST has no {size}x{size} files; choose a size of {', '.join(map(str, SIZES))}"
+        )
+    return SIZED[name.lower(), size]

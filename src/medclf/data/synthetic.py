@@ -20,6 +20,8 @@ from medclf.data.registry import SPLITS, DatasetInfo, get_info
 from medclf.errors import ConfigError
 from medclf.files import atomic_path
 
+CHUNK_BYTES = 1 << 27
+
 
 def split_class_counts(info: DatasetInfo, split: str, scale: float) -> np.ndarray:
     """Per-class image counts of one synthetic split, with the real class proportions.
@@ -54,6 +56,17 @@ def _smooth_noise(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 
 
 def make_images(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    """uint8 images for ``labels``, made a chunk at a time so that the float work arrays stay
+    near ``CHUNK_BYTES`` (every 28x28 split fits in one chunk)."""
+    per_chunk = max(1, CHUNK_BYTES // (info.size * info.size * 8))
+    out = np.empty((len(labels), *info.image_shape), np.uint8)
+    for start in range(0, len(labels), per_chunk):
+        stop = start + per_chunk
+        out[start:stop] = _make_chunk(rng, labels[start:stop], info)
+    return out
+
+
+def _make_chunk(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
     n, size = len(labels), info.size
     band, left, right = _patterns(size)
     band_on = (labels % 2).astype(float)
@@ -72,11 +85,13 @@ def make_images(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo)
     return img
 
 
-def synthesize(like: str, scale: float = 0.05, seed: int = 0) -> dict[str, np.ndarray]:
-    """Arrays of a synthetic file in the MedMNIST layout of dataset ``like``."""
+def synthesize(
+    like: str, scale: float = 0.05, seed: int = 0, size: int = 28
+) -> dict[str, np.ndarray]:
+    """Arrays of a synthetic file in the MedMNIST layout of dataset ``like`` at side ``size``."""
     if not 0 < scale <= 1:
         raise ConfigError(f"scale == {scale}, must be in (0, 1]; 1 gives the real split sizes")
-    info = get_info(like)
+    info = get_info(like, size)
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
@@ -90,17 +105,19 @@ def synthesize(like: str, scale: float = 0.05, seed: int = 0) -> dict[str, np.nd
             label_matrix = labels.astype(np.uint8)[:, None]
         arrays[f"{split}_images"] = make_images(rng, labels, info)
         arrays[f"{split}_labels"] = label_matrix
-    meta = {"synthetic": True, "like": info.name, "scale": scale, "seed": seed}
+    meta = {"synthetic": True, "like": info.name, "size": size, "scale": scale, "seed": seed}
     arrays[META_KEY] = np.array(json.dumps(meta))
     return arrays
 
 
-def write_synthetic(out: str | os.PathLike, like: str, scale: float = 0.05, seed: int = 0) -> Path:
+def write_synthetic(
+    out: str | os.PathLike, like: str, scale: float = 0.05, seed: int = 0, size: int = 28
+) -> Path:
     """Write a synthetic ``.npz`` atomically (temporary name, then rename)."""
     out = Path(out)
     if out.suffix != ".npz":
         raise ConfigError(f"output '{out}' must end in .npz so numpy and MedMNIST can read it")
-    arrays = synthesize(like, scale, seed)
+    arrays = synthesize(like, scale, seed, size)
     with atomic_path(out) as tmp:
         np.savez_compressed(tmp, **arrays)
     return out
