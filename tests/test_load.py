@@ -305,3 +305,12 @@ def test_genuine_shared_file_loads_by_name_from_the_cache(tmp_path):
     ds = load_dataset("breastmnist", tmp_path)
     assert [len(ds.split(s)) for s in ("train", "val", "test")] == [546, 78, 156]
     assert ds.train.images.shape[1:] == (28, 28) and not ds.synthetic
+
+
+def test_unreadable_cached_file_is_not_called_damaged(tmp_path, octmnist_file, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(fetch, "open", denied, raising=False)  # root ignores chmod
+    with pytest.raises(UnreadableError, match="octmnist.npz cannot be read \\(Permission denied"):
+        load_dataset("octmnist", octmnist_file.parent)

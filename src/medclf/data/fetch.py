@@ -139,10 +139,10 @@ def download(
     found = find_cached(info, root)
     if found:
         return found
-    if target.exists():
-        logging.getLogger("medclf").warning(
-            "%s has the wrong MD5 (damaged or partial); fetching it again", target
-        )
+    state = check(target, info)
+    if state != "missing":
+        why = "is unreadable" if state == "unreadable" else "has the wrong MD5 (damaged or partial)"
+        logging.getLogger("medclf").warning("%s %s; fetching it again", target, why)
     src = source_url(info, mirror)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import numpy as np
 from numpy.lib import format as fmt
 
 from medclf.data.errors import MetaError, TooManyClassesError, UnreadableError
-from medclf.data.fetch import dataset_path, find_cached, synthetic_path
+from medclf.data.fetch import dataset_path, file_md5, find_cached, synthetic_path
 from medclf.data.registry import REGISTRY, SIZED, SPLITS, DatasetInfo, get_info
 from medclf.errors import (
     DataError,
@@ -103,6 +103,7 @@ def load_dataset(
             return read_npz(path, info)
         path = dataset_path(info, root)
         if path.exists():
+            file_md5(path)  # an unreadable file is called unreadable, not damaged
             raise DataError(
                 f"{path} does not have the MD5 of {info.key}; run "
                 f"'medclf data download {info.name}{_size_flag(size)}' to fetch it again"
