@@ -184,18 +184,31 @@ def theory():
 @click.option("--B", "B", required=True, type=int, help="Upper end of the interval.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Draw Figure 18 (D = 2) here.")
 @click.option("--markdown", is_flag=True, help="Print the answers as a Markdown proof.")
-def interval(D, A, B, plot, markdown):
+@click.option("--json", "as_json", is_flag=True, help="Print the whole answer as one JSON object.")
+def interval(D, A, B, plot, markdown, as_json):
     """Decide, construct and verify networks for f(x) = +1 iff A <= sum(x) <= B."""
-    from medclf.errors import ConfigError
-    from medclf.theory.explain import figure18, markdown_proof, text_report
+    import json
 
+    from medclf.errors import ConfigError
+    from medclf.theory.explain import figure18, json_answer, markdown_proof, text_report
+    from medclf.theory.interval import check_params
+
+    check_params(D, A, B)
+    if markdown and as_json:
+        raise ConfigError("--markdown and --json both choose the output format; pick one")
     if plot and D != 2:
         raise ConfigError(f"--plot draws the D = 2 picture, but D == {D}; drop --plot or use D 2")
-    click.echo(markdown_proof(D, A, B) if markdown else text_report(D, A, B))
-    if plot:
+    if as_json:
+        text = json.dumps(json_answer(D, A, B), separators=(",", ":"))
+    else:
+        text = markdown_proof(D, A, B) if markdown else text_report(D, A, B)
+    if plot:  # before printing, so that a failed save prints only its one line
         from medclf.report.plots import save_figure
 
-        click.echo(f"wrote {save_figure(figure18(A, B), plot)}")
+        wrote = save_figure(figure18(A, B), plot)
+    click.echo(text)
+    if plot:  # on stderr under --json, so that stdout stays one JSON object
+        click.echo(f"wrote {wrote}", err=as_json)
 
 
 @cli.command()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import dataclass
+
 import numpy as np
 
+from medclf.theory.check import Check, check_network, check_perceptron, check_witness
 from medclf.theory.interval import (
+    CertificateError,
     Network,
     PerceptronAnswer,
     Verification,
@@ -15,18 +20,69 @@ from medclf.theory.interval import (
 )
 
 
-def solve(D: int, A: int, B: int):
-    """Everything Question 3 asks, verified: (perceptron answer, [(net, verification), ...])."""
+@dataclass(frozen=True)
+class Solution:
+    """Everything Question 3 asks, each certificate checked independently."""
+
+    D: int
+    A: int
+    B: int
+    answer: PerceptronAnswer
+    answer_check: Check
+    nets: list[tuple[Network, Verification, Check]]  # sign, then ReLU
+
+
+def solve(D: int, A: int, B: int) -> Solution:
+    """Decide and construct, then check every certificate with ``medclf.theory.check`` (which
+    shares no code with the decision); a failed check raises instead of printing an answer."""
     answer = perceptron_computable(D, A, B)
-    nets = [sign_mlp(D, A, B), relu_mlp(D, A, B)]
-    return answer, [(net, verify(net, D, A, B)) for net in nets]
+    if answer.computable:
+        answer_check = check_perceptron(D, A, B, answer.weights.tolist(), answer.bias)
+    else:
+        answer_check = check_witness(D, A, B, **answer.witness.as_lists())
+    nets = []
+    for net in (sign_mlp(D, A, B), relu_mlp(D, A, B)):
+        lists = network_lists(net)
+        nets.append((net, verify(net, D, A, B), check_network(D, A, B, **lists)))
+    failed = [c for c in [answer_check] + [c for _, _, c in nets] if not c.ok]
+    if failed:
+        raise CertificateError(f"internal error: a certificate for D={D}, A={A}, B={B} "
+                               f"failed its check ({failed[0].method}); please report this bug")
+    return Solution(D, A, B, answer, answer_check, nets)
+
+
+def network_lists(net: Network) -> dict:
+    return {"W1": net.W1.tolist(), "b1": net.b1.tolist(), "w2": net.w2.tolist(),
+            "b2": int(net.b2), "hidden": net.hidden}  # fmt: skip
+
+
+def json_answer(D: int, A: int, B: int) -> dict:
+    """The whole answer as plain data: rerun ``medclf.theory.check`` on it to trust nothing."""
+    sol = solve(D, A, B)
+    ans = sol.answer
+    out = {"D": D, "A": A, "B": B,
+           "conventions": "x in {-1,+1}^D; f(x) = +1 iff A <= sum(x) <= B; "
+                          "sign(z) = +1 if z >= 0 else -1",
+           "perceptron_computable": ans.computable, "decided_by": ans.method,
+           "perceptron": {"w": ans.weights.tolist(), "b": ans.bias} if ans.computable else None,
+           "witness": None if ans.computable else ans.witness.as_lists(),
+           "certificate_check": sol.answer_check.as_dict()}  # fmt: skip
+    for name, (net, v, c) in zip(("sign_mlp", "relu_mlp"), sol.nets, strict=True):
+        out[name] = network_lists(net) | {"check": c.as_dict(), "verification": {
+            "ok": v.ok, "correct": v.correct, "no_zero_preactivation": v.robust,
+            "certified_linf_radius": v.radius, "random_perturbations_ok": v.random_ok,
+            "method": v.method}}  # fmt: skip
+    return out
 
 
 def _row(values) -> str:
-    values = list(values)
-    if len(values) > 6 and len(set(values)) == 1:
-        return f"[{values[0]}] * {len(values)}"
-    return "[" + ", ".join(str(int(v)) for v in values) + "]"
+    """A vector, with runs of equal entries written as [v] * n when that is shorter."""
+    values = [int(v) for v in values]
+    if len(values) <= 12:
+        return "[" + ", ".join(map(str, values)) + "]"
+    runs = [(v, len(list(group))) for v, group in itertools.groupby(values)]
+    text = " + ".join(f"[{v}] * {n}" for v, n in runs)
+    return text if len(runs) == 1 else f"({text})"
 
 
 def network_table(net: Network) -> str:
@@ -38,48 +94,51 @@ def network_table(net: Network) -> str:
     return "\n".join(lines)
 
 
-def verification_line(v: Verification) -> str:
-    status = "VERIFIED" if v.ok else "FAILED"
-    return (f"{status}: correct={v.correct}, no zero pre-activation={v.robust}, certified "
-            f"radius {v.radius:.6g} (l_inf), random perturbations ok={v.random_ok}; {v.method}"
+def verification_line(v: Verification, c: Check) -> str:
+    status = "VERIFIED" if v.ok and c.ok else "FAILED"
+    return (f"{status}: independent check: {c.method}, wrong on {c.wrong_inputs} inputs; "
+            f"no zero pre-activation={v.robust}, certified radius {v.radius:.6g} (l_inf), "
+            f"random perturbations ok={v.random_ok}"
             + ("; " + "; ".join(v.notes) if v.notes else ""))  # fmt: skip
 
 
-def perceptron_text(D: int, A: int, B: int, answer: PerceptronAnswer) -> str:
+def perceptron_text(sol: Solution) -> str:
+    answer, check = sol.answer, sol.answer_check
+    checked = f"checked independently: {check.method}"
     if answer.computable:
-        w = np.round(answer.weights, 4)
         return (f"a) A single perceptron CAN compute f ({answer.method}): "
-                f"w = {w.tolist()}, b = {answer.bias:.4g}")  # fmt: skip
+                f"w = {_row(answer.weights)}, b = {answer.bias}; {checked}")  # fmt: skip
     wit = answer.witness
     neg = " + ".join(
-        f"{k}*{x.tolist()}" for k, x in zip(wit.negative_weights, wit.negatives, strict=True)
+        f"{k}*{_row(x)}" for k, x in zip(wit.negative_weights, wit.negatives, strict=True)
     )
     pos = " + ".join(
-        f"{k}*{x.tolist()}" for k, x in zip(wit.positive_weights, wit.positives, strict=True)
+        f"{k}*{_row(x)}" for k, x in zip(wit.positive_weights, wit.positives, strict=True)
     )
     return (
         f"a) NO single perceptron computes f ({answer.method}: infeasible). Certificate: "
         f"{neg} = {pos}, with f = -1 on the left inputs and +1 on the right ones and equal "
         f"total weight; a perceptron would make the left sum of w.x+b negative and the "
-        f"right one non-negative, yet they are equal."
+        f"right one non-negative, yet they are equal ({checked})."
     )
 
 
 def text_report(D: int, A: int, B: int) -> str:
-    answer, nets = solve(D, A, B)
+    sol = solve(D, A, B)
     parts = [f"f(x) = +1 iff {A} <= sum(x) <= {B}, x in {{-1,+1}}^{D}", "",
-             perceptron_text(D, A, B, answer), ""]  # fmt: skip
+             perceptron_text(sol), ""]  # fmt: skip
     titles = ["b) two sign hidden units, sign output", "c) two ReLU hidden units, sign output"]
-    for title, (net, v) in zip(titles, nets, strict=True):
-        parts += [title, network_table(net), verification_line(v), ""]
+    for title, (net, v, c) in zip(titles, sol.nets, strict=True):
+        parts += [title, network_table(net), verification_line(v, c), ""]
     return "\n".join(parts)
 
 
 def markdown_proof(D: int, A: int, B: int) -> str:
     """Answers to 3.1 a), b), c) as a short proof, with the verified weights filled in."""
-    answer, ((sgn, vs), (relu, vr)) = solve(D, A, B)
+    sol = solve(D, A, B)
+    (sgn, vs, cs), (relu, vr, cr) = sol.nets
     s = "\\sum_i x_i"
-    a_text = perceptron_text(D, A, B, answer)[3:]
+    a_text = perceptron_text(sol)[3:]
     return f"""### Question 3.1 (D = {D}, A = {A}, B = {B})
 
 Write $s = {s}$; on $\\{{-1,+1\\}}^D$ it takes the values $-D, -D+2, \\dots, D$.
@@ -100,7 +159,7 @@ and the network keeps its outputs under perturbations of the inputs smaller than
 ```
 {network_table(sgn)}
 ```
-{verification_line(vs)}
+{verification_line(vs, cs)}
 
 **c)** With $h_1 = \\mathrm{{ReLU}}(2s - 2B - 1)$ ($\\ge 1$ iff $s > B$, else 0) and
 $h_2 = \\mathrm{{ReLU}}(-2s + 2A - 1)$ ($\\ge 1$ iff $s < A$, else 0), the output
@@ -110,7 +169,7 @@ $\\mathrm{{sign}}(1 - 2h_1 - 2h_2)$ is $+1$ (pre-activation 1) inside $[A, B]$ a
 ```
 {network_table(relu)}
 ```
-{verification_line(vr)}
+{verification_line(vr, cr)}
 """
 
 

@@ -9,8 +9,11 @@ a) Closed form. A single perceptron sign(w.x + b) computes f iff
    inputs with margin is convex, so if any perceptron works, the permutation average
    w = c*1 works too; sign(c*s + b) is monotone in s. The labels along the reachable sums are
    -,...,-,+,...,+,-,...,- ; they are monotone exactly when one of the three cases holds.
-   Otherwise three reachable sums s1 < A <= s2 <= B < s3 interleave the labels, and the
-   integer Farkas certificate of `FarkasWitness` makes this concrete on m + 2 inputs.
+   Otherwise take the reachable sums s1 < A and s3 > B nearest to [A, B]: four inputs with
+   n1 + n3 = p1 + p2, sums s1, s3, s1 + 2, s3 - 2, are a Farkas certificate (`farkas_witness`).
+   The decision itself does not use this formula (the tests compare it with it): up to
+   LP_MAX_D an LP over all 2^D inputs and any w; above, the symmetry argument reduces the
+   problem to w = c*1, i.e. to a threshold on the D + 1 labelled sums, decided exactly.
 b) sign hidden units: h1 = sign(2s - 2A + 1) (+1 iff s >= A), h2 = sign(-2s + 2B + 1)
    (+1 iff s <= B), output sign(h1 + h2 - 1). Every pre-activation is odd, so never 0.
 c) ReLU hidden units: h1 = relu(2s - 2B - 1) (>= 1 iff s > B), h2 = relu(-2s + 2A - 1)
@@ -19,16 +22,23 @@ c) ReLU hidden units: h1 = relu(2s - 2B - 1) (>= 1 iff s > B), h2 = relu(-2s + 2
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
 
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, MedclfError
+from medclf.theory.check import check_witness
 
 EXHAUSTIVE_MAX_D = 20  # up to here verify() enumerates all 2^D inputs
 LP_MAX_D = 14  # up to here the perceptron LP runs over all 2^D inputs
+MAX_D = 2000  # above, certificates and symmetric checks grow past a few seconds and 100 MB
+
+
+class CertificateError(MedclfError):
+    """A certificate failed its independent check: a bug in medclf, never printed as an answer."""
 
 
 def check_params(D, A, B) -> None:
@@ -37,23 +47,32 @@ def check_params(D, A, B) -> None:
             raise ConfigError(f"{name} == {value!r}, must be an integer")
     if D < 1:
         raise ConfigError(f"D == {D}, must be >= 1")
+    if D > MAX_D:
+        raise ConfigError(f"D == {D} is above the largest supported D ({MAX_D}, where answers "
+                          f"and their checks take seconds); use D <= {MAX_D}")  # fmt: skip
     if not -D <= A <= B <= D:
         raise ConfigError(f"need -D <= A <= B <= D, got D={D}, A={A}, B={B}; adjust A or B")
 
 
+@functools.lru_cache(maxsize=2)  # verify() asks twice per answer, once per network
 def all_inputs(D: int) -> np.ndarray:
-    """(2^D, D) int8: every x in {-1,+1}^D."""
+    """(2^D, D) int8, read-only: every x in {-1,+1}^D."""
     if D > 26:
         raise ConfigError(f"D == {D} has 2^{D} inputs, too many to enumerate; use D <= 26")
-    bits = (np.arange(2**D)[:, None] >> np.arange(D)[None, :]) & 1
-    return (2 * bits - 1).astype(np.int8)
+    bits = ((np.arange(2**D, dtype=np.uint32)[:, None] >> np.arange(D, dtype=np.uint32)) & 1)
+    X = 2 * bits.astype(np.int8) - 1
+    X.flags.writeable = False
+    return X
 
 
 def interval_function(D: int, A: int, B: int, X=None) -> np.ndarray:
     """f on the rows of X ((n, D) of +-1; default all 2^D inputs): +1 iff A <= sum <= B."""
     check_params(D, A, B)
     X = all_inputs(D) if X is None else np.asarray(X)
-    s = X.sum(axis=1)
+    return labels_of_sums(A, B, X.sum(axis=1))
+
+
+def labels_of_sums(A: int, B: int, s: np.ndarray) -> np.ndarray:
     return np.where((s >= A) & (s <= B), 1, -1).astype(np.int64)
 
 
@@ -75,9 +94,9 @@ class FarkasWitness:
     """An integer certificate that no perceptron computes f.
 
     ``weights[i] * (x_i, 1)`` summed over the negative inputs equals the same sum over the
-    positive inputs (both sides have equal total weight). If sign(w.x + b) matched f, every
-    negative input would have w.x + b < 0 and every positive one w.x + b >= 0, so the left sum
-    of w.x + b would be < 0 <= the right sum, yet the two are equal.
+    positive inputs. If sign(w.x + b) matched f, every negative input would have w.x + b < 0
+    and every positive one w.x + b >= 0, so the left sum of w.x + b would be < 0 <= the right
+    sum, yet the two are equal.
     """
 
     negatives: np.ndarray  # (k, D) inputs with f = -1
@@ -85,91 +104,104 @@ class FarkasWitness:
     positives: np.ndarray  # (m, D) inputs with f = +1
     positive_weights: np.ndarray  # (m,)
 
+    def as_lists(self) -> dict:
+        return {name: getattr(self, name).tolist() for name in
+                ("negatives", "negative_weights", "positives", "positive_weights")}  # fmt: skip
+
     def check(self, D: int, A: int, B: int) -> bool:
-        """Exact integer check of labels, weights and the identity."""
-        neg_ok = np.all(interval_function(D, A, B, self.negatives) == -1)
-        pos_ok = np.all(interval_function(D, A, B, self.positives) == 1)
-        lhs = self.negative_weights @ self.negatives.astype(np.int64)
-        rhs = self.positive_weights @ self.positives.astype(np.int64)
-        same_mass = self.negative_weights.sum() == self.positive_weights.sum() > 0
-        weights_ok = np.all(self.negative_weights > 0) and np.all(self.positive_weights > 0)
-        return bool(neg_ok and pos_ok and np.array_equal(lhs, rhs) and same_mass and weights_ok)
+        """Exact integer check, by the independent checker."""
+        return check_witness(D, A, B, **self.as_lists()).ok
 
 
 @dataclass(frozen=True)
 class PerceptronAnswer:
     computable: bool
-    weights: np.ndarray | None = None  # (D,) when computable: sign(w.x + b) computes f
-    bias: float | None = None
+    weights: np.ndarray | None = None  # (D,) integers when computable: sign(w.x + b) is f
+    bias: int | None = None
     witness: FarkasWitness | None = None  # when not computable
     method: str = ""
 
 
 def perceptron_computable(D: int, A: int, B: int) -> PerceptronAnswer:
-    """Decide by linear programming whether one perceptron computes f, with a certificate.
+    """Decide whether one perceptron computes f, with an (unchecked) certificate.
 
-    The LP asks for (w, b) with f(x) (w.x + b) >= 1 on every input (all 2^D for D <= 14; above,
-    on the D + 1 symmetric class representatives, valid by the symmetry argument in the module
-    docstring). Feasible: the LP's weights, checked on the inputs. Infeasible: an integer Farkas
-    witness built from three interleaving sums, checked exactly.
+    Up to LP_MAX_D: an LP for (w, b) with f(x) (w.x + b) >= 1 on all 2^D inputs. Above: the
+    symmetric reduction (w = c*1, see the module docstring), decided exactly on the D + 1
+    reachable sums, so the weights are constant. Not computable: an integer Farkas witness.
+    Callers check the certificate with ``medclf.theory.check`` (``explain.solve`` does).
     """
     check_params(D, A, B)
     if D <= LP_MAX_D:
-        X, method = all_inputs(D).astype(float), "LP over all 2^D inputs"
+        found, method = _lp_all_inputs(D, A, B), "LP over all 2^D inputs"
     else:
-        X, method = _sum_representatives(D), "LP over the D+1 sums (symmetric reduction)"
+        found = _threshold_on_sums(D, A, B)
+        method = "symmetric reduction (w = c*1): exact threshold test on the D+1 reachable sums"
+    if found is None:
+        return PerceptronAnswer(False, witness=farkas_witness(D, A, B), method=method)
+    w, b = found
+    return PerceptronAnswer(True, weights=w, bias=b, method=method)
+
+
+def _lp_all_inputs(D: int, A: int, B: int) -> tuple[np.ndarray, int] | None:
+    X = all_inputs(D).astype(float)
     y = interval_function(D, A, B, X.astype(np.int64)).astype(float)
     # variables (w, b); constraints -y_i (w.x_i + b) <= -1
     A_ub = -y[:, None] * np.hstack([X, np.ones((len(X), 1))])
     res = linprog(np.zeros(D + 1), A_ub=A_ub, b_ub=-np.ones(len(X)),
                   bounds=[(None, None)] * (D + 1), method="highs")  # fmt: skip
-    if res.status == 0:
-        w, b = res.x[:D], res.x[D]
-        z = X @ w + b
-        assert np.all(np.where(z >= 0, 1, -1) == y), "LP weights failed their own check"
-        return PerceptronAnswer(True, weights=w, bias=float(b), method=method)
-    if res.status != 2:
+    if res.status == 2:
+        return None
+    if res.status != 0:
         raise RuntimeError(f"linprog ended with status {res.status}: {res.message}")
-    witness = farkas_witness(D, A, B)
-    assert witness.check(D, A, B), "Farkas witness failed its own check"
-    return PerceptronAnswer(False, witness=witness, method=method)
+    # Margin >= 1 survives scaling by D + 2 and rounding: that moves w.x + b by at most
+    # (D + 1) / 2 < D + 2. Dividing by the gcd keeps the integers small.
+    v = np.rint((D + 2) * res.x).astype(np.int64)
+    v //= max(int(np.gcd.reduce(np.abs(v))), 1)
+    return v[:D], int(v[D])
+
+
+def _threshold_on_sums(D: int, A: int, B: int) -> tuple[np.ndarray, int] | None:
+    """sign(c*s + b) with margin 1 on the labelled reachable sums, or None if none exists."""
+    s = reachable_sums(D)
+    y = labels_of_sums(A, B, s)
+    pos, neg = s[y == 1], s[y == -1]
+    if len(pos) == 0 or len(neg) == 0:  # constant f: c = 0
+        c, b = 0, 1 if len(neg) == 0 else -1
+    elif neg.max() < pos.min():  # +1 above a threshold; sums share D's parity, so the
+        c, b = 1, -int(neg.max() + pos.min()) // 2  # midpoint is an integer 1 from each
+    elif pos.max() < neg.min():
+        c, b = -1, int(pos.max() + neg.min()) // 2
+    else:
+        return None
+    return np.full(D, c, dtype=np.int64), b
 
 
 def _sum_representatives(D: int) -> np.ndarray:
-    """One input per reachable sum: the first k coordinates +1, the rest -1."""
-    return np.array([[1] * k + [-1] * (D - k) for k in range(D + 1)], dtype=float)
+    """(D + 1, D) int64, one input per reachable sum: the first k coordinates +1, the rest -1."""
+    return np.where(np.arange(D)[None, :] < np.arange(D + 1)[:, None], 1, -1)
 
 
 def farkas_witness(D: int, A: int, B: int) -> FarkasWitness:
-    """Integer certificate for the non-computable case (see FarkasWitness).
+    """Four inputs with n1 + n3 = p1 + p2 (all weights 1) when f is not computable.
 
-    Take reachable s1 < A <= s2 <= B < s3 and an input p with sum s2. Let P be d1 = (s2-s1)/2
-    of p's +1 coordinates and M be d3 = (s3-s2)/2 of its -1 coordinates, m = d1 + d3. Then
-    n1 = p with P flipped (sum s1) and n3 = p with M flipped (sum s3) satisfy
-        d3 * n1 + d1 * n3 = sum of the m cyclic rotations of p on P u M   (all with sum s2).
+    Take the reachable s1 < A and s3 > B nearest to [A, B] (then s1 + 2 and s3 - 2 lie in it),
+    c = (s1 + s3) / 2 and k = (s3 - s1) / 2. Coordinates: 1 where p1 = +1, p2 = -1; k - 1
+    where p1 = -1, p2 = +1; the remaining D - k are shared, with sum c (possible since
+    |c| + k <= D). n1 = min(p1, p2) and n3 = max(p1, p2) coordinatewise, so n1 + n3 = p1 + p2,
+    with sums s1, s3 (f = -1) and s1 + 2, s3 - 2 (f = +1).
     """
     sums = reachable_sums(D)
-    inside = sums[(sums >= A) & (sums <= B)]
-    if len(inside) == 0 or A <= -D or B >= D:
+    if A <= -D or B >= D or not np.any((sums >= A) & (sums <= B)):
         raise ConfigError(f"f is perceptron-computable for D={D}, A={A}, B={B}; no witness")
-    s2 = int(inside[0])
     s1, s3 = int(sums[sums < A].max()), int(sums[sums > B].min())
-    d1, d3 = (s2 - s1) // 2, (s3 - s2) // 2
-    plus = (D + s2) // 2
-    p = np.array([1] * plus + [-1] * (D - plus), dtype=np.int64)
-    block = np.r_[np.arange(plus - d1, plus), np.arange(plus, plus + d3)]  # P then M
-    n1, n3 = p.copy(), p.copy()
-    n1[block[:d1]] = -1
-    n3[block[d1:]] = 1
-    rotations = []
-    for k in range(d1 + d3):
-        q = p.copy()
-        q[block] = np.roll(p[block], k)
-        rotations.append(q)
-    return FarkasWitness(
-        negatives=np.array([n1, n3]), negative_weights=np.array([d3, d1]),
-        positives=np.array(rotations), positive_weights=np.ones(d1 + d3, dtype=np.int64),
-    )  # fmt: skip
+    c, k = (s1 + s3) // 2, (s3 - s1) // 2
+    plus = (D - k + c) // 2  # shared coordinates equal to +1
+    shared = [1] * plus + [-1] * (D - k - plus)
+    p1 = np.array([1] + [-1] * (k - 1) + shared, dtype=np.int64)
+    p2 = np.array([-1] + [1] * (k - 1) + shared, dtype=np.int64)
+    ones = np.ones(2, dtype=np.int64)
+    return FarkasWitness(np.stack([np.minimum(p1, p2), np.maximum(p1, p2)]), ones,
+                         np.stack([p1, p2]), ones.copy())  # fmt: skip
 
 
 # --- b), c) construct ----------------------------------------------------------------------
@@ -250,15 +282,25 @@ def verify(net: Network, D: int, A: int, B: int, seed: int = 0, trials: int = 20
     robust = all(np.all(z != 0) for z in zeros)
     if not robust:
         notes.append("a sign unit's pre-activation is exactly 0 on some input")
-    radius = certified_radius(net, X) if robust else 0.0
+    # The bounds below depend on x only through the hidden pre-activations: a few distinct rows.
+    radius = certified_radius(net, _distinct_rows(net.hidden_pre(X))) if robust else 0.0
     random_ok = robust and radius > 0 and _random_perturbations(net, X, radius, seed, trials)
     return Verification(correct, robust, radius, bool(random_ok), method, notes)
 
 
-def _output_bounds(net: Network, X: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+def _distinct_rows(Z: np.ndarray) -> np.ndarray:
+    """np.unique(Z, axis=0), several times faster: one integer key per row from the ranks of
+    its entries (rank products stay below 2^63 for the two-unit nets here)."""
+    key = np.zeros(len(Z), dtype=np.int64)
+    for column in Z.T:
+        values, rank = np.unique(column, return_inverse=True)
+        key = key * len(values) + rank
+    return Z[np.unique(key, return_index=True)[1]]
+
+
+def _output_bounds(net: Network, Z: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Interval arithmetic: bounds of the output pre-activation over the l_inf ball of radius
-    eps around each row of X."""
-    Z = net.hidden_pre(X).astype(float)
+    eps around each input whose hidden pre-activations are a row of Z."""
     spread = eps * np.abs(net.W1).sum(axis=1)  # (h,)
     lo, hi = Z - spread, Z + spread
     if net.hidden == "sign":
@@ -271,21 +313,23 @@ def _output_bounds(net: Network, X: np.ndarray, eps: float) -> tuple[np.ndarray,
     return out_lo, out_hi
 
 
-def _certified(net: Network, X: np.ndarray, eps: float) -> bool:
-    lo, hi = _output_bounds(net, X, eps)
+def _certified(net: Network, Z: np.ndarray, eps: float) -> bool:
+    lo, hi = _output_bounds(net, Z, eps)
     return bool(np.all((lo > 0) | (hi < 0)))
 
 
-def certified_radius(net: Network, X: np.ndarray, iters: int = 40) -> float:
-    """Largest eps (by bisection, a certified lower bound) with every output's sign fixed."""
-    if not _certified(net, X, 0.0):
+def certified_radius(net: Network, Z: np.ndarray, iters: int = 40) -> float:
+    """Largest eps (by bisection, a certified lower bound) with every output's sign fixed, over
+    the inputs whose hidden pre-activations are the rows of Z."""
+    Z = Z.astype(float)
+    if not _certified(net, Z, 0.0):
         return 0.0
     lo, hi = 0.0, 1.0
-    while _certified(net, X, hi) and hi < 1e6:
+    while _certified(net, Z, hi) and hi < 1e6:
         lo, hi = hi, 2 * hi
     for _ in range(iters):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _certified(net, X, mid) else (lo, mid)
+        lo, hi = (mid, hi) if _certified(net, Z, mid) else (lo, mid)
     return lo
 
 
