@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 import sys
 
 import click
@@ -11,17 +14,90 @@ from medclf import __version__
 from medclf.errors import MedclfError
 
 
+class Interrupted(click.ClickException):
+    exit_code = 130  # the shell's code for Ctrl-C
+
+
+def os_message(err: OSError, written: str | None) -> str:
+    """One sentence for an environment fault: what happened to which path, and the fix."""
+    path = err.filename2 if err.filename2 is not None else err.filename  # a rename: the target
+    name = str(path if path is not None else written or "a file")
+    name = re.sub(r"(^|/)\.([^/]+?)(\.\d+-[0-9a-f]+)?\.tmp(\.[^/.]+)?$", r"\1\2\4", name)
+    name = name if len(name) <= 80 else f"{name[:60]}... ({len(name)} characters)"
+    fixes = {
+        errno.ENOSPC: f"disk full while writing {name}; free some space or choose a folder on "
+        "another disk, then rerun",
+        errno.EDQUOT: f"disk quota exceeded while writing {name}; free some space, then rerun",
+        errno.EACCES: f"permission denied for {name}; choose a folder you can write to",
+        errno.EPERM: f"operation not permitted on {name}; choose a folder you can write to",
+        errno.EROFS: f"{name} is on a read-only file system; choose a writable folder",
+        errno.ENAMETOOLONG: f"the name {name} is too long for the file system; choose a shorter "
+        "one",
+        errno.ENOTDIR: f"a part of {name} is a file, not a folder; choose another path or move "
+        "that file",
+        errno.EEXIST: f"{name} already exists and is in the way; move it or choose another path",
+        errno.EISDIR: f"{name} is a folder where a file is needed; give a file name",
+        errno.ENOENT: f"cannot find or create {name}; check the path or choose another folder",
+    }
+    return fixes.get(err.errno, f"cannot use {name} ({err.strerror or err}); check the path, "
+                                "its permissions and the free disk space")  # fmt: skip
+
+
 class Group(click.Group):
-    """A click group that turns medclf's user errors into one clear line."""
+    """A click group that turns medclf's user errors and environment faults (full disk,
+    unwritable folder, Ctrl-C, ...) into one clear line and a non-zero exit, never a
+    traceback."""
+
+    def resolve_command(self, ctx, args):
+        ctx.meta["medclf.args"] = list(args)  # to name --out when an OSError names no file
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Abort, click.exceptions.Exit):
+            raise
         except MedclfError as err:
             raise click.ClickException(str(err)) from None
         except click.UsageError as err:  # one line instead of the usage block
             where = err.ctx.command_path if err.ctx else "medclf"
             raise click.ClickException(f"{err.format_message()} (see '{where} --help')") from None
+        except KeyboardInterrupt:
+            if ctx.invoked_subcommand in ("train", "reproduce"):
+                raise Interrupted(
+                    "interrupted; every finished epoch is checkpointed in the run folder: continue "
+                    "with the same 'medclf train ... --resume --out RUN_FOLDER', or rerun the same "
+                    "'medclf reproduce'"
+                ) from None
+            raise Interrupted("interrupted; no file was left half-written, rerun the command to "
+                              "finish") from None  # fmt: skip
+        except BrokenPipeError:  # the reader went away (medclf ... | head): stop quietly
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+            raise click.exceptions.Exit(141) from None
+        except OSError as err:
+            raise click.ClickException(os_message(err, written(ctx))) from None
+        except MemoryError:
+            raise click.ClickException(
+                "out of memory; choose smaller settings (--hidden-size, --batch-size, --scale) or "
+                "a smaller dataset"
+            ) from None
+        except RuntimeError as err:  # torch.save reports a full disk as "unexpected pos N vs M"
+            torch_says = re.search(r"unexpected pos \d+ vs \d+|file write failed", str(err))
+            if torch_says is None:
+                raise
+            raise click.ClickException(
+                f"disk full while writing {written(ctx) or 'a PyTorch file'} (torch: "
+                f"'{torch_says.group()}'); free some space or choose another disk, then rerun"
+            ) from None
+
+
+def written(ctx) -> str | None:
+    """The --out or --plot of the command line, if any."""
+    args = ctx.meta.get("medclf.args", [])
+    return next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--out", "--plot")), None)
 
 
 @click.group(cls=Group)
@@ -168,8 +244,9 @@ def show(dataset, out, split, per_class, root, size):
 def synth(like, out, scale, seed, size):
     """Write a synthetic .npz in the MedMNIST layout (learnable, not trivial)."""
     from medclf.data.synthetic import write_synthetic
+    from medclf.files import check_parent
 
-    path = write_synthetic(out, like, scale, seed, size)
+    path = write_synthetic(check_parent(out), like, scale, seed, size)
     click.echo(f"wrote {path} (synthetic, like {like}, size {size}, scale {scale}, seed {seed})")
 
 
@@ -211,6 +288,21 @@ def interval(D, A, B, plot, markdown, as_json):
         click.echo(f"wrote {wrote}", err=as_json)
 
 
+def per_model_default(key: str) -> str:
+    """'default: numpy-logreg 0.01, numpy-mlp 0.001, ...' from medclf.config.DEFAULTS."""
+    from medclf.config import DEFAULTS
+
+    values = {model: d[key] for model, d in DEFAULTS.items() if key in d}
+    if len(set(values.values())) == 1:
+        return f"default {next(iter(values.values()))}"
+    return "default " + ", ".join(f"{m} {v}" for m, v in values.items())
+
+
+def number_option(key: str, text: str):
+    return click.option(f"--{key.replace('_', '-')}", key, type=float,
+                        help=f"{text} ({per_model_default(key)}).")  # fmt: skip
+
+
 @cli.command()
 @click.argument(
     "model",
@@ -219,20 +311,37 @@ def interval(D, A, B, plot, markdown, as_json):
     ),
 )
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
-@click.option("--epochs", type=int)
-@click.option("--lr", type=float, help="Learning rate.")
-@click.option("--batch-size", type=int)
-@click.option("--hidden-size", type=int)
-@click.option("--layers", type=int, help="Number of hidden layers.")
-@click.option("--dropout", type=float)
-@click.option("--activation", type=click.Choice(["relu", "tanh"]))
-@click.option("--l2", type=float, help="L2 penalty (weight decay).")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]))
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), help="NumPy models only.")
-@click.option("--test-split", type=click.Choice(["auto", "study", "official"]))
-@click.option("--seed", type=int)
+@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
+              show_default=True, help="Image side of a named dataset (MedMNIST+ sizes).")
+@click.option("--epochs", type=int,
+              help=f"Passes over the training split ({per_model_default('epochs')}).")
+@number_option("lr", "Learning rate")
+@click.option("--batch-size", type=int,
+              help=f"Examples per update ({per_model_default('batch_size')}).")
+@click.option("--hidden-size", type=int,
+              help=f"Units per hidden layer ({per_model_default('hidden_size')}).")
+@click.option("--layers", type=int,
+              help=f"Number of hidden layers ({per_model_default('layers')}).")
+@number_option("dropout", "Probability of zeroing a hidden unit while training")
+@click.option("--activation", type=click.Choice(["relu", "tanh"]),
+              help=f"Hidden activation ({per_model_default('activation')}).")
+@number_option("l2", "L2 penalty (weight decay)")
+@click.option("--optimizer", type=click.Choice(["sgd", "adam"]),
+              help=f"({per_model_default('optimizer')}).")
+@click.option("--dtype", type=click.Choice(["float64", "float32"]),
+              help="NumPy models only (default float64).")
+@click.option("--test-split", type=click.Choice(["auto", "study", "official"]),
+              help="auto (default): the study's 529-image subset for OCTMNIST, else the "
+                   "official test split.")
+@click.option("--seed", type=int,
+              help="Seeds every random generator (default 42).")
+@click.option("--select", type=click.Choice(["val_auc", "val_acc", "val_loss", "last"]),
+              default="val_auc", show_default=True,
+              help="Keep the epoch with the best validation metric, or the last epoch.")
+@click.option("--patience", type=click.IntRange(0, 100_000), default=0, show_default=True,
+              help="Stop after this many epochs without a better --select metric (0: never).")
 @click.option(
-    "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME)."
+    "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME-PID)."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar or per-epoch lines.")
 @click.option(
@@ -244,30 +353,46 @@ def interval(D, A, B, plot, markdown, as_json):
     help="PyTorch: CPU threads (default: 1 for batches <= 64, else all cores).",
 )
 @click.option("--resume", is_flag=True, help="Continue the unfinished run in --out.")
+@click.option("--force", is_flag=True, help="Replace a finished run of another config in --out.")
 @root_option
-def train(model, out, quiet, root, device, threads, resume, **settings):
-    """Train one model and write its run folder."""
+def train(model, out, quiet, root, device, threads, resume, force, size, **settings):
+    """Train one model and write its run folder (metrics, predictions, figures, model)."""
+    import os
     import time
 
     from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.jobs import run_job
+    from medclf.experiments.jobs import claim_run_folder, run_job
 
-    config = make_config(model, **settings)
-    dataset = load_dataset(config["dataset"], root)
-    out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = make_config(model, size=int(size), **settings)
+    dataset = load_dataset(config["dataset"], root, size=config["size"])
+    out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    claim_run_folder(out, config, force)
     torch_options = {"device": device, "threads": threads}
     if model.startswith("numpy-"):
         if device or threads:
             raise ConfigError("--device and --threads apply to torch-* models only")
         torch_options = {}
     metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
-    click.echo(
-        f"test accuracy {metrics['test_acc']:.4f} on the {metrics['test_split']} test split "
-        f"({metrics['n_test']} images{', synthetic' if dataset.synthetic else ''}); "
-        f"run folder {out}"
-    )
+    click.echo(run_summary(metrics, out))
+
+
+def run_summary(metrics: dict, out) -> str:
+    """One line: the selected epoch's test ACC and AUC, and where everything else is."""
+
+    def num(key):
+        return "undefined" if metrics.get(key) is None else f"{metrics[key]:.4f}"
+
+    synthetic = ", synthetic" if metrics["synthetic"] else ""
+    stopped = f"; {metrics['stopped']}" if metrics.get("stopped") else ""
+    kept = "the last pass"
+    if metrics["select"] != "last":
+        kept = (f"pass {metrics['selected_epoch']} of {metrics['epochs_run']}, best "
+                f"{metrics['select']}")  # fmt: skip
+    return (f"test accuracy {num('test_acc')}, AUC {num('test_auc')} on the "
+            f"{metrics['test_split']} test split ({metrics['n_test']} images{synthetic}); "
+            f"model of {kept}{stopped}; run folder {out}")  # fmt: skip
 
 
 @cli.command()
@@ -275,29 +400,66 @@ def train(model, out, quiet, root, device, threads, resume, **settings):
 @click.argument("inputs", nargs=-1, required=True)
 def predict(run_dir, inputs):
     """Class probabilities for PNG images or .npz files of images, from a run folder."""
-    from pathlib import Path
+    from medclf.experiments.predict import check_run, predict_run, read_images
 
-    from medclf.errors import DataError
-    from medclf.experiments.predict import predict_run, read_images
-    from medclf.experiments.store import read_json
-
-    if not (Path(run_dir) / "metrics.json").exists():
-        raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); train one "
-                        "with 'medclf train'")  # fmt: skip
-    metrics = read_json(Path(run_dir) / "metrics.json")
+    _, metrics = check_run(run_dir)
     images, names = read_images(inputs, metrics["image_shape"])
     classes, proba = predict_run(run_dir, images)
     labels = metrics["class_names"]
-    short = [name[:12] for name in labels]
-    click.echo(f"{'image':24} {'predicted':28}" + ("".join(f"{s:>13}" for s in short)
-                                                    if proba is not None else ""))  # fmt: skip
+    head = ["image", "predicted", *(labels if proba is not None else [])]
+    rows = [head]
     for i, name in enumerate(names):
-        row = f"{name[:24]:24} {labels[classes[i]][:28]:28}"
-        if proba is not None:
-            row += "".join(f"{p:13.4f}" for p in proba[i])
-        click.echo(row)
+        if classes.ndim == 2:  # multi-label: every label with probability >= 0.5
+            predicted = " + ".join(labels[j] for j in np.flatnonzero(classes[i])) or "(none)"
+        else:
+            predicted = labels[classes[i]]
+        rows.append([name, predicted, *(f"{p:.4f}" for p in (proba[i] if proba is not None
+                                                              else []))])  # fmt: skip
+    widths = [max(len(row[j]) for row in rows) for j in range(len(head))]
+    for row in rows:  # full names: one column per class, as wide as its name
+        cells = [c.ljust(w) if j < 2 else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]  # fmt: skip
+        click.echo("  ".join(cells).rstrip())
     if proba is None:
         click.echo("(a perceptron gives classes, not probabilities)")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--split", default="test", show_default=True,
+              help="Saved split: val, test, test_official (OCTMNIST's 1,000 images), or "
+                   "last_val/last_test (the last epoch where another was selected).")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+def evaluate(runs, split, as_json):
+    """Every metric of finished runs, recomputed from their saved predictions."""
+    import json
+
+    from medclf.report.evaluate import comparison_text, evaluate_run, single_run_text
+
+    results = [evaluate_run(run, split) for run in runs]
+    if as_json:
+        click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    elif len(results) == 1:
+        click.echo(single_run_text(results[0]))
+    else:
+        click.echo(comparison_text(results))
+
+
+@cli.command()
+@click.argument("top", default="runs", type=click.Path(file_okay=False))
+@click.option("--sort", default="run", show_default=True,
+              type=click.Choice(["run", "model", "dataset", "status", "val_acc", "val_auc",
+                                 "test_acc", "test_auc"]),
+              help="Column to sort by (numbers: best first).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def runs(top, sort, as_json):
+    """List the run folders under TOP (default: runs) as one table."""
+    import json
+
+    from medclf.report.evaluate import list_runs, runs_text
+
+    rows = list_runs(top, sort)
+    click.echo(json.dumps(rows, indent=2) if as_json else runs_text(rows))
 
 
 @cli.command()

@@ -7,14 +7,20 @@ runner keys runs by a hash of it).
 
 from __future__ import annotations
 
+import math
+
 from medclf.errors import ConfigError
 
 COMMON = {
     "dataset": "octmnist",
+    "size": 28,  # image side of a named dataset (MedMNIST+ adds 64, 128 and 224)
     "test_split": "auto",  # OCTMNIST: the study's 529-image subset; others: official
     "seed": 42,  # the study seeds every generator with 42
     "train_fraction": 1.0,  # < 1 trains and validates on the first part of each split (--quick)
+    "select": "last",  # the epoch whose model is kept: the study keeps the last one
+    "patience": 0,  # stop after this many epochs without a better selection metric (0: never)
 }
+SELECT = ("last", "val_auc", "val_acc", "val_loss")
 
 DEFAULTS = {
     # Q1: from scratch, one example at a time, float64 for fidelity to the study.
@@ -50,19 +56,35 @@ def make_config(model: str, **overrides) -> dict:
     return config
 
 
+MAX_SEED = 2**32 - 1  # numpy's seeding limit
+
+
+def _finite(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 def check_config(c: dict) -> None:
     rules = [
-        ("epochs", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        ("lr", lambda v: v > 0, "must be > 0"),
-        ("batch_size", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        ("hidden_size", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        ("layers", lambda v: isinstance(v, int) and v >= 1, "must be an integer >= 1"),
-        ("dropout", lambda v: 0 <= v < 1, "must be in [0, 1)"),
-        ("l2", lambda v: v >= 0, "must be >= 0"),
-        ("init_std", lambda v: v >= 0, "must be >= 0"),
-        ("train_fraction", lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        ("epochs", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("lr", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
+        ("batch_size", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("hidden_size", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("layers", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("dropout", lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),
+        ("l2", lambda v: _finite(v) and v >= 0, "must be >= 0 and finite"),
+        ("init_std", lambda v: _finite(v) and v >= 0, "must be >= 0 and finite"),
+        ("train_fraction", lambda v: _finite(v) and 0 < v <= 1, "must be in (0, 1]"),
+        ("seed", lambda v: _integer(v) and 0 <= v <= MAX_SEED,
+         f"must be an integer in 0..{MAX_SEED}"),
         ("activation", lambda v: v in ACTIVATIONS, f"must be one of {ACTIVATIONS}"),
         ("optimizer", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
+        ("size", lambda v: v in (28, 64, 128, 224), "must be 28, 64, 128 or 224"),
+        ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
+        ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),
         ("test_split", lambda v: v in ("auto", "study", "official"),
          "must be auto, study or official"),
@@ -70,3 +92,6 @@ def check_config(c: dict) -> None:
     for key, ok, rule in rules:
         if key in c and not ok(c[key]):
             raise ConfigError(f"{key} == {c[key]!r}, {rule}")
+    if c.get("patience") and c.get("select") == "last":
+        raise ConfigError("patience needs a metric to watch, but select == 'last'; add "
+                          "--select val_auc (or val_acc, val_loss)")

@@ -5,10 +5,13 @@
       env.json       machine, library versions, threads, device
       history.json   one record per epoch (medclf.train.history.FIELDS)
       history.csv    the same as a table
-      metrics.json   final train/val/test accuracy, test split, seconds, status
-      model.npz | model.pt   the trained model (NumPy: no pickle; PyTorch: state dict)
-      accuracy.png, loss.png
-      checkpoint.pt  (PyTorch, while a run is unfinished)
+      metrics.json   status, the selected epoch, ACC/AUC and every metric (medclf.metrics) of
+                     each saved split, test split, seconds, dataset facts
+      predictions.npz  labels and scores (probabilities) of val and test (pickle-free)
+      {flag}_{split}@{run}.csv   MedMNIST's standard result files, for its own evaluator
+      model.npz | model.pt   the selected model (NumPy: no pickle; PyTorch: state dict)
+      accuracy.png, loss.png, confusion.png
+      checkpoint.*, best.*   while a run is unfinished: the last and the best epoch
 
 Every file is written to a temporary name and renamed into place.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 from pathlib import Path
@@ -32,8 +36,20 @@ def write_text(path: Path, text: str) -> Path:
     return Path(path)
 
 
+def json_safe(obj):
+    """NaN and infinity are not JSON: a number that is not finite is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=False, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def read_json(path: Path):
@@ -72,8 +88,20 @@ def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, en
     write_json(run_dir / "history.json", history)
     write_text(run_dir / "history.csv", history_csv(history))
     history_figures(history, run_dir, title=metrics.get("title", config["model"]))
+    confusion_png(run_dir, metrics)
     write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
     return run_dir
+
+
+def confusion_png(run_dir: Path, metrics: dict) -> None:
+    """The test confusion matrix of the selected model (single-label tasks)."""
+    from medclf.report.plots import confusion_figure, save_figure
+
+    matrix = metrics.get("metrics", {}).get("test", {}).get("confusion_matrix")
+    if matrix is None or metrics.get("task", "").startswith("multi-label"):
+        return
+    title = f"{metrics.get('title', '')}\ntest split ({metrics.get('test_split')})"
+    save_figure(confusion_figure(matrix, metrics["class_names"], title), run_dir / "confusion.png")
 
 
 def load_run(run_dir: Path) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -12,14 +13,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from medclf.files import atomic_path  # noqa: E402
+from medclf.errors import ConfigError  # noqa: E402
+from medclf.files import atomic_path, check_parent  # noqa: E402
 
 
 def save_figure(fig, out: str | os.PathLike) -> Path:
-    """Save atomically: render to a temporary name in the same folder, then rename."""
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    """Save atomically: render to a temporary name in the same folder, then rename. The format
+    comes from the suffix; the folder must exist (a typo must not create folders)."""
+    formats = sorted(fig.canvas.get_supported_filetypes())
+    try:
+        if Path(out).suffix.lower().lstrip(".") not in formats:
+            raise ConfigError(f"cannot draw {out}: '{Path(out).suffix or 'no suffix'}' is not a "
+                              f"figure format; end the name in .{', .'.join(formats)}")  # fmt: skip
+        check_parent(out)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return Path(out)
 
 
@@ -63,3 +73,24 @@ def history_figures(history: list[dict], out_dir, title: str = "") -> list[Path]
         ax.legend()
         paths.append(save_figure(fig, Path(out_dir) / f"{name}.png"))
     return paths
+
+
+def confusion_figure(matrix, class_names, title: str = ""):
+    """Counts of true (rows) against predicted (columns) classes, with the counts written in."""
+    matrix = np.asarray(matrix)
+    k = len(matrix)
+    side = min(2.2 + 0.6 * k, 12)
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    ticks = [f"{i}: {name}" for i, name in enumerate(class_names)]
+    ax.set_xticks(range(k), [str(i) for i in range(k)])
+    ax.set_yticks(range(k), ticks, fontsize=7)
+    ax.set(xlabel="predicted class", ylabel="true class")
+    top = matrix.max() if matrix.size else 0
+    for i in range(k):
+        for j in range(k):
+            color = "white" if matrix[i, j] > top / 2 else "black"
+            ax.text(j, i, f"{matrix[i, j]:,}", ha="center", va="center", color=color, fontsize=8)
+    ax.set_title(textwrap.fill(title, 60), fontsize=8)
+    return fig

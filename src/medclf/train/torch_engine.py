@@ -37,10 +37,21 @@ def default_threads(batch_size: int) -> int:
 def pick_device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device '{device}' is not one medclf can use; use --device cpu, cuda "
+                          "or cuda:N")  # fmt: skip
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' asked for, but no CUDA device is available; "
                           "use --device cpu")  # fmt: skip
-    return torch.device(device)
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device '{device}' asked for, but there are only "
+                          f"{torch.cuda.device_count()} CUDA devices; use cuda:0 .. "
+                          f"cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
+    return dev
 
 
 def make_optimizer(model: nn.Module, name: str, lr: float, l2: float):
@@ -52,10 +63,29 @@ def make_optimizer(model: nn.Module, name: str, lr: float, l2: float):
     raise ConfigError(f"optimizer == {name!r}, must be sgd or adam")
 
 
+def loss_fn(logits, y, reduction="mean"):
+    """The task decides the loss: float 0/1 label rows (multi-label) take one sigmoid per
+    label with binary cross-entropy averaged over labels; class indices take softmax
+    cross-entropy."""
+    if y.is_floating_point():
+        loss = F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(dim=1)
+        return loss.mean() if reduction == "mean" else loss.sum()
+    return F.cross_entropy(logits, y, reduction=reduction)
+
+
+def n_correct(logits, y) -> float:
+    """Correct predictions; for multi-label rows, the fraction of labels right per row
+    (MedMNIST's multi-label ACC: mean per-label accuracy at probability 0.5)."""
+    if y.is_floating_point():
+        return float(((logits > 0).float() == y).float().mean(dim=1).sum())
+    return float((logits.argmax(dim=1) == y).sum())
+
+
 def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
-    Plain SGD on the study's models takes the fused hand-written step (medclf.train.fused_sgd);
-    anything else the autograd step. ``progress(n)`` hears about every ~8192 examples."""
+    Plain SGD on the study's models with a softmax loss takes the fused hand-written step
+    (medclf.train.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
+    every ~8192 examples."""
     from medclf.train.fused_sgd import fusable, sgd_step, structure
 
     model.train()
@@ -63,7 +93,7 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) ->
     total = torch.zeros((), device=X.device)
     n_batches = 0
     report_every = max(1, 8192 // batch_size)
-    fused = fusable(model, optimizer)
+    fused = fusable(model, optimizer) and not y.is_floating_point()
     if fused:
         linears, act, p = structure(model)
         group = optimizer.param_groups[0]
@@ -73,7 +103,7 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) ->
         if fused:
             loss = sgd_step(linears, act, p, X[idx], y[idx], lr, wd)
         else:
-            loss = F.cross_entropy(model(X[idx]), y[idx])
+            loss = loss_fn(model(X[idx]), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -85,20 +115,27 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) ->
 
 
 @torch.no_grad()
-def evaluate(model, X, y, chunk: int = 65536) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) in eval mode without a graph; restores the mode."""
+def logits_of(model, X, chunk: int = 65536) -> torch.Tensor:
+    """Logits of a whole split in eval mode without a graph; restores the mode."""
     was_training = model.training
     model.eval()
     try:
-        loss_sum, correct = 0.0, 0
-        for start in range(0, len(X), chunk):
-            logits = model(X[start : start + chunk])
-            target = y[start : start + chunk]
-            loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == target).sum())
-        return loss_sum / max(len(X), 1), correct / max(len(X), 1)
+        return torch.cat([model(X[start : start + chunk]) for start in range(0, len(X), chunk)])
     finally:
         model.train(was_training)
+
+
+def evaluate(model, X, y, chunk: int = 65536) -> tuple[float, float]:
+    """(mean loss, accuracy) of a whole split in eval mode, without a graph."""
+    logits = logits_of(model, X, chunk)
+    n = max(len(X), 1)
+    return float(loss_fn(logits, y, reduction="sum")) / n, n_correct(logits, y) / n
+
+
+def scores(model, X, multi_label: bool) -> np.ndarray:
+    """Probabilities as MedMNIST scores them: a sigmoid per label, or a softmax over classes."""
+    logits = logits_of(model, X).double()
+    return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu().numpy()
 
 
 def fit(model, optimizer, data, epochs, batch_size, generator, history=None, train_acc=True,

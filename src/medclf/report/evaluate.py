@@ -1,0 +1,171 @@
+"""`medclf evaluate` and `medclf runs`: metrics recomputed from saved predictions, and run
+folders as one table. Nothing here trusts a number in metrics.json that it can recompute."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from medclf.errors import DataError
+from medclf.experiments.lifecycle import PREDICTIONS, load_predictions
+
+HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def evaluate_run(run_dir, split: str = "test") -> dict:
+    """Every metric of one saved split of a finished run, recomputed from its predictions."""
+    from medclf.metrics import task_metrics
+
+    run_dir = Path(run_dir)
+    meta = read_metrics(run_dir)
+    if meta is None or not (run_dir / PREDICTIONS).exists():
+        raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
+                        "folder of a run finished by 'medclf train' or 'medclf reproduce'")
+    try:
+        preds = load_predictions(run_dir)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{run_dir / PREDICTIONS} cannot be read ({type(err).__name__}); "
+                        "train the run again") from err
+    saved = sorted(k.removesuffix("_scores") for k in preds if k.endswith("_scores"))
+    if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
+        raise DataError(f"{run_dir} has no saved '{split}' split; it has {', '.join(saved)}")
+    metrics = task_metrics(meta["task"], preds[f"{split}_labels"], preds[f"{split}_scores"],
+                           meta["class_names"])  # fmt: skip
+    return {"run": str(run_dir), "split": split, "task": meta["task"],
+            "dataset": meta["dataset_name"], "synthetic": meta["synthetic"],
+            "title": meta.get("title", ""), **metrics}  # fmt: skip
+
+
+def fmt(value, width: int = 8) -> str:
+    if value is None:
+        return f"{'-':>{width}}"
+    return f"{value:>{width}.4f}" if isinstance(value, float) else f"{value:>{width}}"
+
+
+def single_run_text(result: dict) -> str:
+    """Headline metrics, the per-class table and the confusion matrix of one run."""
+    data = f"{result['dataset']}{' (synthetic)' if result['synthetic'] else ''}"
+    lines = [f"{result['run']}: {result['title']}",
+             f"{result['split']} split of {data}, {result['n']:,} images, task {result['task']}",
+             "  ".join(f"{k} {fmt(result.get(k), 0).strip()}" for k in HEADLINE
+                       if k in result)]  # fmt: skip
+    for name, reason in result.get("undefined", {}).items():
+        lines.append(f"  {name} undefined: {reason}")
+    width = max(len(c["name"]) for c in result["per_class"]) + 2
+    lines.append(f"\n{'class':{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
+    for c in result["per_class"]:
+        lines.append(f"{c['name']:{width}}{fmt(c['precision'], 10)}{fmt(c['recall'], 10)}"
+                     f"{fmt(c['f1'], 10)}{fmt(c['support'], 10)}")  # fmt: skip
+    lines += ["", *confusion_text(result)]
+    return "\n".join(lines)
+
+
+def confusion_text(result: dict) -> list[str]:
+    matrix = result["confusion_matrix"]
+    if result["task"].startswith("multi-label"):  # one 2x2 [[tn, fp], [fn, tp]] per label
+        lines = ["confusion per label (tn fp fn tp):"]
+        for c, m in zip(result["per_class"], matrix, strict=True):
+            lines.append(f"  {c['name']:24} {m[0][0]:>7} {m[0][1]:>7} {m[1][0]:>7} {m[1][1]:>7}")
+        return lines
+    k = len(matrix)
+    cell = max(7, max(len(f"{v:,}") for row in matrix for v in row) + 2)
+    lines = ["confusion matrix (rows: true class, columns: predicted class):",
+             "true\\pred" + "".join(f"{j:>{cell}}" for j in range(k))]  # fmt: skip
+    for i, row in enumerate(matrix):
+        lines.append(f"{i:>9}" + "".join(f"{v:>{cell},}" for v in row))
+    return lines
+
+
+def comparison_text(results: list[dict]) -> str:
+    """Several runs side by side, one row each."""
+    width = max(len(r["run"]) for r in results) + 2
+    keys = [k for k in HEADLINE if any(k in r for r in results)]
+    lines = [f"{'run':{width}}{'dataset':16}{'split':6}" + "".join(f"{k:>13}" for k in keys)]
+    for r in results:
+        data = r["dataset"] + ("*" if r["synthetic"] else "")
+        lines.append(f"{r['run']:{width}}{data:16}{r['split']:6}"
+                     + "".join(fmt(r.get(k), 13) for k in keys))  # fmt: skip
+    if any(r["synthetic"] for r in results):
+        lines.append("* synthetic data")
+    return "\n".join(lines)
+
+
+# --- medclf runs -----------------------------------------------------------------------------
+
+RUN_COLUMNS = ("run", "model", "dataset", "settings", "status", "epoch", "val_acc", "val_auc",
+               "test_acc", "test_auc")  # fmt: skip
+HIDDEN = ("model", "dataset", "test_split", "dtype", "train_fraction")
+
+
+def key_settings(config: dict) -> str:
+    """The settings where the run differs from its model's defaults (medclf.config)."""
+    from medclf.config import COMMON, DEFAULTS
+
+    defaults = {**COMMON, **DEFAULTS.get(config.get("model"), {})}
+    return " ".join(f"{k}={v}" for k, v in config.items()
+                    if k not in HIDDEN and defaults.get(k) != v) or "defaults"  # fmt: skip
+
+
+def find_runs(top) -> list[Path]:
+    """Every folder under ``top`` (itself included) that holds a run's config.json."""
+    top = Path(top)
+    if not top.is_dir():
+        raise DataError(f"{top} is not a folder; give the folder that holds run folders")
+    return sorted(p.parent for p in top.rglob("config.json") if p.parent.is_dir())
+
+
+def run_row(run_dir: Path, top: Path) -> dict:
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        config = {}
+    metrics = read_metrics(run_dir)
+    if metrics is None:
+        unfinished = any(run_dir.glob("checkpoint.*"))
+        status = "unfinished" if unfinished else "no metrics"
+        metrics = {}
+    else:
+        status = metrics.get("status", "done")
+    name = str(run_dir.relative_to(top)) if run_dir != top else run_dir.name
+    data = str(metrics.get("dataset_name") or Path(str(config.get("dataset", "?"))).stem)
+    return {"run": name, "model": config.get("model", "?"),
+            "dataset": data + ("*" if metrics.get("synthetic") else ""),
+            "settings": key_settings(config),
+            "status": status, "epoch": metrics.get("selected_epoch"),
+            **{k: metrics.get(k) for k in ("val_acc", "val_auc", "test_acc", "test_auc")}}
+
+
+def list_runs(top, sort: str = "run") -> list[dict]:
+    top = Path(top)
+    rows = [run_row(d, top) for d in find_runs(top)]
+    numeric = sort in ("val_acc", "val_auc", "test_acc", "test_auc", "epoch")
+    if numeric:  # best first; runs without the number last
+        rows.sort(key=lambda r: (r[sort] is None, -(r[sort] or 0)))
+    else:
+        rows.sort(key=lambda r: str(r[sort]))
+    return rows
+
+
+def runs_text(rows: list[dict]) -> str:
+    if not rows:
+        return "no run folders found"
+    widths = {c: max(len(c), *(len(cell_text(r[c])) for r in rows)) + 2 for c in RUN_COLUMNS}
+    lines = ["".join(f"{c:<{widths[c]}}" for c in RUN_COLUMNS).rstrip()]
+    lines += ["".join(f"{cell_text(r[c]):<{widths[c]}}" for c in RUN_COLUMNS).rstrip()
+              for r in rows]
+    if any(r["dataset"].endswith("*") for r in rows):
+        lines.append("* synthetic data")
+    return "\n".join(lines)
+
+
+def cell_text(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
