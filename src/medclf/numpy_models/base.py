@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.errors import ConfigError, InputError
+from medclf.errors import ConfigError, DataError, InputError, MedclfError
 from medclf.files import atomic_path
 from medclf.train.history import record
 
@@ -222,17 +222,66 @@ def log_sum_exp(Z: np.ndarray) -> np.ndarray:
 
 
 def load_model(path):
-    """Rebuild a model saved by ``save``; never unpickles."""
+    """Rebuild a model saved by ``save``; never unpickles. A file that is not what ``save``
+    wrote (not an .npz, missing keys, object arrays, wrong shapes) raises DataError."""
+    path = Path(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a bare array, not an .npz archive")
+        with npz:
+            meta = json.loads(str(npz["meta"][()]))
+            arrays = {k: npz[k] for k in npz.files if k != "meta"}
+        return _rebuild(meta, arrays)
+    except OSError as err:
+        if err.errno is not None:  # unreadable file: the CLI names the fault
+            raise
+        reason = str(err)
+    except KeyError as err:  # numpy says "meta is not a file in the archive"
+        reason = f"no '{str(err.args[0]).split(' is not')[0].strip(chr(39))}'"
+    except Exception as err:  # untrusted bytes: any failure means "not what medclf wrote"
+        reason = str(err) if isinstance(err, ValueError | MedclfError) else type(err).__name__
+        reason = {"EOFError": "empty or cut short", "BadZipFile": "not a zip archive, or cut "
+                  "short"}.get(reason, reason)  # fmt: skip
+    reason = "pickled data, which medclf never loads" if "pickled" in reason else reason
+    reason = reason.splitlines()[0][:80] if reason else "empty"
+    raise DataError(f"{path} is not a model file that medclf wrote ({reason}); delete it and "
+                    "train the run afresh")  # fmt: skip
+
+
+def _expected_shapes(kind: str, params: dict, n_features: int, n_classes: int) -> dict:
+    """Array name -> shape that ``save`` writes for this model (written independently of the
+    models' own ``_init_params``)."""
+    if kind != "numpy-mlp":
+        return {"W": (n_classes, n_features)}
+    sizes = [n_features, *params.get("hidden_sizes", (200,)), n_classes]
+    return {**{f"W{l}": (sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)},
+            **{f"b{l}": (sizes[l + 1],) for l in range(len(sizes) - 1)}}  # fmt: skip
+
+
+def _rebuild(meta, arrays: dict[str, np.ndarray]):
     from medclf.numpy_models import MODELS
 
-    with np.load(path, allow_pickle=False) as npz:
-        meta = json.loads(str(npz["meta"]))
-        arrays = {k: npz[k] for k in npz.files if k != "meta"}
+    if not isinstance(meta, dict) or meta.get("kind") not in MODELS:
+        raise ValueError("no known model kind in 'meta'")
+    n_classes, n_features = meta["n_classes"], meta["n_features"]
+    if not all(isinstance(n, int) and n >= 1 for n in (n_classes, n_features)):
+        raise ValueError("bad n_classes or n_features in 'meta'")
     model = MODELS[meta["kind"]](**meta["params"])
-    model.n_classes_, model.n_features_ = meta["n_classes"], meta["n_features"]
+    model._check_params()
+    expected = _expected_shapes(model.kind, model.get_params(), n_features, n_classes)
+    for key in sorted({*expected, *arrays}):
+        shape = arrays[key].shape if key in arrays else None
+        if shape != expected.get(key):
+            raise ValueError(f"array '{key}' has shape {shape}, expected {expected.get(key)}")
+        if not np.issubdtype(arrays[key].dtype, np.floating):
+            raise ValueError(f"array '{key}' has dtype {arrays[key].dtype}, expected floats")
+    model.n_classes_, model.n_features_ = n_classes, n_features
     model.rng_ = np.random.default_rng(model.seed)
     if "rng" in meta:
         model.rng_.bit_generator.state = meta["rng"]
+        if not isinstance(meta["history"], list):
+            raise ValueError("'history' is not a list")
         model.history_ = meta["history"]
     model.set_params_arrays(arrays)
     return model
