@@ -26,7 +26,7 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 
 
 class Handler(BaseHTTPRequestHandler):
-    mode = "ok"  # "ok", "corrupt", "cut" (server gone mid-file) or "missing" (404)
+    mode = "ok"  # "ok", "corrupt", "cut" (server gone mid-file), "flaky" (cut once) or "missing"
     hits = 0
     paths: list[str] = []
 
@@ -40,7 +40,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
-        if self.mode == "cut":
+        if self.mode == "cut" or (self.mode == "flaky" and type(self).hits == 1):
             self.wfile.write(body[: len(body) // 3])
             self.wfile.flush()
             self.connection.close()  # the rest never arrives
@@ -99,6 +99,23 @@ def test_server_gone_mid_file_leaves_no_partial_file(tmp_path, server):
     with pytest.raises(DownloadError, match="place tinymnist.npz by hand in"):
         _download(tmp_path, url)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cut_download_is_retried_from_the_start(tmp_path, server, monkeypatch):
+    _, url = server
+    Handler.mode = "flaky"
+    monkeypatch.setattr(fetch.time, "sleep", lambda seconds: None)
+    path = fetch.download("tinymnist", root=tmp_path, mirror=url, retries=1, progress=False)
+    assert path.read_bytes() == PAYLOAD and Handler.hits == 2
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_progress_bar_names_the_file_and_its_size(tmp_path, server, capsys):
+    _, url = server
+    path = fetch.download("tinymnist", root=tmp_path, mirror=url, retries=0, progress=True)
+    assert path.read_bytes() == PAYLOAD
+    err = capsys.readouterr().err
+    assert "tinymnist.npz" in err and "102k" in err  # the total pooch read from Content-Length
 
 
 def test_cached_file_is_reused_with_the_server_down(tmp_path, server):

@@ -1,8 +1,9 @@
 """Download MedMNIST files into a cache, checking the MD5 before anything reads them.
 
-A download streams into a uniquely named partial file beside the target (``.NAME.XXXX.part``)
-while hashing it, and is renamed onto the real name only once the MD5 matches, so a killed or
-damaged download never leaves a file under the real name. Ctrl-C and errors remove the partial
+pooch's HTTP downloader streams a download into a uniquely named partial file beside the target
+(``.NAME.XXXX.part``), medclf retries it from the start, and it is renamed onto the real name
+only once its MD5 (``pooch.file_hash``) matches, so a killed or damaged download never leaves a
+file under the real name. Ctrl-C and errors remove the partial
 file at once; one left by a killed process is removed by the next download into that folder once
 nobody has written to it for ``STALE_SECONDS``.
 
@@ -17,6 +18,7 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -156,10 +158,10 @@ def download(
     try:
         with os.fdopen(fd, "wb") as out:
             if src.startswith(("http://", "https://")):
-                md5 = _fetch(src, out, info, target, retries, progress)
+                _fetch(src, out, info, target, retries, progress)
             else:
-                md5 = _copy(src, out, info)
-        if info.release(md5) is None:
+                _copy(src, out, info)
+        if info.release(pooch.file_hash(tmp, alg="md5")) is None:
             raise ChecksumError(
                 f"the file from {src} does not have the MD5 {info.md5}; check the mirror or "
                 f"place the genuine {info.filename} in {target.parent}"
@@ -175,62 +177,55 @@ def download(
     return target
 
 
-def _fetch(url: str, out, info: DatasetInfo, target: Path, retries: int, progress: bool) -> str:
-    """Stream ``url`` into ``out`` (retrying from the start) and return its MD5."""
+def _fetch(url: str, out, info: DatasetInfo, target: Path, retries: int, progress: bool) -> None:
+    """Download ``url`` into ``out`` with pooch's HTTP downloader, retrying from the start."""
     from tqdm.auto import tqdm
 
     for attempt in range(retries + 1):
         out.seek(0)
         out.truncate()
-        digest = hashlib.md5()
-        try:
-            with requests.get(url, stream=True, timeout=TIMEOUT) as response:
-                response.raise_for_status()
-                total = int(response.headers.get("Content-Length", 0)) or None
-                with tqdm(total=total, unit="B", unit_scale=True, disable=not progress,
-                          desc=info.filename, leave=False) as bar:  # fmt: skip
-                    for block in response.iter_content(CHUNK):
-                        out.write(block)
-                        digest.update(block)
-                        bar.update(len(block))
-            return digest.hexdigest()
-        except requests.RequestException as err:
-            if attempt < retries:
-                time.sleep(min(2**attempt, 10))
-                continue
-            why = (
-                f"HTTP {err.response.status_code} {err.response.reason}"
-                if isinstance(err, requests.HTTPError) and err.response is not None
-                else type(err).__name__
+        # pooch sets the bar's total from Content-Length and closes it when done; total=1 until
+        # then because pooch tests the bar's truth, which tqdm refuses for an unknown total.
+        with tqdm(total=1, unit="B", unit_scale=True, disable=not progress,
+                  desc=info.filename, leave=False) as bar:  # fmt: skip
+            downloader = pooch.HTTPDownloader(
+                progressbar=bar if progress else False, timeout=TIMEOUT, chunk_size=CHUNK
             )
-            raise DownloadError(
-                f"could not download {url} ({why}); place {info.filename} by hand in "
-                f"{target.parent} (or set {ENV_ROOT}), use --mirror URL, or run offline on a "
-                f"synthetic file from 'medclf data synth --like {info.name} --out FILE'"
-            ) from err
-    raise AssertionError("unreachable")
+            try:
+                downloader(url, out, None)
+                return
+            except requests.RequestException as err:
+                if attempt < retries:
+                    time.sleep(min(2**attempt, 10))
+                    continue
+                why = (
+                    f"HTTP {err.response.status_code} {err.response.reason}"
+                    if isinstance(err, requests.HTTPError) and err.response is not None
+                    else type(err).__name__
+                )
+                raise DownloadError(
+                    f"could not download {url} ({why}); place {info.filename} by hand in "
+                    f"{target.parent} (or set {ENV_ROOT}), use --mirror URL, or run offline on "
+                    f"a synthetic file from 'medclf data synth --like {info.name} --out FILE'"
+                ) from err
 
 
-def _copy(src: str, out, info: DatasetInfo) -> str:
-    """Copy a file from a local mirror folder into ``out`` and return its MD5."""
+def _copy(src: str, out, info: DatasetInfo) -> None:
+    """Copy a file from a local mirror folder into ``out``."""
     path = Path(src)
     if not path.is_file():
         raise DownloadError(
             f"the mirror folder {path.parent} has no {info.filename}; place it there or use "
             "another mirror"
         )
-    digest = hashlib.md5()
     try:
         with open(path, "rb") as f:
-            while block := f.read(CHUNK):
-                out.write(block)
-                digest.update(block)
+            shutil.copyfileobj(f, out, CHUNK)
     except PermissionError as err:
         raise UnreadableError(
             f"{path} in the mirror folder cannot be read ({err.strerror or err}); "
             "fix its permissions"
         ) from err
-    return digest.hexdigest()
 
 
 def _remove_leftovers(folder: Path) -> None:
