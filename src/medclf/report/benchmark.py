@@ -1,0 +1,269 @@
+"""The `medclf benchmark` report: our runs, mean ± sd over seeds, beside MedMNIST v2's table.
+
+Ours and the published numbers share a table only for real data of a dataset the paper has;
+synthetic runs are labelled and never compared, and datasets not run show the paper's numbers
+alone, in their own table.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import re
+import statistics
+from html import escape
+from pathlib import Path
+
+from medclf.files import atomic_path
+from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
+
+COLUMNS = ("dataset", "model", "preset", "seed", "status", "val_acc", "val_auc", "test_acc",
+           "test_auc", "seconds")  # fmt: skip
+COUNTED = ("done", "diverged")  # finished runs: their selected epoch's metrics are averaged
+SYNTHETIC = "synthetic — not comparable"
+CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+       "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;"
+       "text-align:left}th{background:#eee}img{max-width:100%}")  # fmt: skip
+
+
+def results_csv(results: list[dict]) -> str:
+    """One row per run: the required columns first, then any other key in first-seen order."""
+    extra = [k for r in results for k in r if k not in COLUMNS]
+    fields = [*COLUMNS, *dict.fromkeys(extra)]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        writer.writerow({k: "" if v is None else v for k, v in r.items()})
+    return out.getvalue()
+
+
+def number(value) -> float | None:
+    """A finite float, or None for a missing, empty or non-finite value (CSV gives strings)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def is_synthetic(row: dict) -> bool:
+    value = row.get("synthetic")
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def dataset_key(dataset) -> str:
+    """'pneumoniamnist', '../data/pneumoniamnist_64.npz' -> 'pneumoniamnist' (the table's key)."""
+    name = Path(str(dataset)).name.lower().removesuffix(".npz")
+    return re.sub(r"_(28|64|128|224)$", "", name)
+
+
+def counted(row: dict) -> bool:
+    return (row.get("status") in COUNTED and number(row.get("test_acc")) is not None
+            and number(row.get("test_auc")) is not None)  # fmt: skip
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean and sd (None below two runs) of each metric over the finished runs of one group."""
+    ok = [r for r in rows if counted(r)]
+    out = {"n": len(ok), "runs": len(rows), "statuses": [r.get("status") for r in rows
+                                                         if r.get("status") != "done"]}
+    for key in ("test_acc", "test_auc", "val_acc", "val_auc", "seconds"):
+        values = [v for r in ok if (v := number(r.get(key))) is not None]
+        out[key] = statistics.mean(values) if values else None
+        out[key + "_sd"] = statistics.stdev(values) if len(values) > 1 else None
+    return out
+
+
+def groups(results: list[dict]) -> dict[tuple[str, bool], dict[tuple[str, str], list[dict]]]:
+    """(dataset, synthetic) -> (model, preset) -> runs, in first-seen order."""
+    out: dict = {}
+    for r in results:
+        by_model = out.setdefault((str(r.get("dataset")), is_synthetic(r)), {})
+        by_model.setdefault((str(r.get("model")), str(r.get("preset"))), []).append(r)
+    return out
+
+
+def md(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def fmt(value: float | None, sd: float | None = None, n: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.3f} ± {sd:.3f}" if sd is not None else f"{value:.3f}" + (
+        " (n=1)" if n == 1 else "")
+
+
+def signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.3f}"
+
+
+def whole(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f}"
+
+
+def runs_text(s: dict) -> str:
+    text = f"{s['n']}" if s["n"] == s["runs"] else f"{s['n']} of {s['runs']}"
+    if s["statuses"]:
+        counts = {st: s["statuses"].count(st) for st in s["statuses"]}
+        text += " (" + ", ".join(f"{c} {st}" for st, c in counts.items()) + ")"
+    return text
+
+
+def dataset_section(key: tuple[str, bool], by_model: dict) -> list[str]:
+    dataset, synthetic = key
+    table = None if synthetic else published(dataset_key(dataset))
+    name = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+    base = table[BASELINE] if table else None
+    stats = {m: summarise(rows) for m, rows in by_model.items()}
+    # the best value of each metric, ours (means) and the paper's alike, compared as printed
+    best = {}
+    for metric in ("acc", "auc"):
+        values = [s[f"test_{metric}"] for s in stats.values() if s[f"test_{metric}"] is not None]
+        values += [getattr(score, metric) for score in (table or {}).values()]
+        best[metric] = round(max(values), 3) if values else None
+
+    def cell(value, sd, n, metric):
+        text = fmt(value, sd, n)
+        return f"**{text}**" if value is not None and round(value, 3) == best[metric] else text
+
+    if synthetic:
+        lines = [f"## {md(dataset)} — {SYNTHETIC}", "",
+                 "Synthetic look-alike data: these numbers test the pipeline, not the models, and "
+                 "are not compared with published results.", ""]  # fmt: skip
+    elif table:
+        lines = [f"## {md(name)}", "", f"Ours (medclf, real data) beside {SOURCE}. "
+                 f"Δ = difference to {BASELINE}; best ACC and AUC in bold.", ""]  # fmt: skip
+    else:
+        lines = [f"## {md(dataset)}", "", "MedMNIST v2 has no published numbers for this data.", ""]
+    lines += ["| method | source | runs | test ACC | test AUC | Δ ACC | Δ AUC | val ACC | val AUC "
+              "| seconds / run |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    source = f"medclf ({SYNTHETIC})" if synthetic else "medclf"
+    for (model, preset), s in stats.items():
+        d_acc = s["test_acc"] - base.acc if base and s["test_acc"] is not None else None
+        d_auc = s["test_auc"] - base.auc if base and s["test_auc"] is not None else None
+        lines.append(
+            f"| {md(model)} ({md(preset)}) | {source} | {runs_text(s)} "
+            f"| {cell(s['test_acc'], s['test_acc_sd'], s['n'], 'acc')} "
+            f"| {cell(s['test_auc'], s['test_auc_sd'], s['n'], 'auc')} "
+            f"| {signed(d_acc)} | {signed(d_auc)} | {fmt(s['val_acc'], s['val_acc_sd'], s['n'])} "
+            f"| {fmt(s['val_auc'], s['val_auc_sd'], s['n'])} "
+            f"| {whole(s['seconds'])} |")
+    for method, score in (table or {}).items():
+        lines.append(f"| {method} | MedMNIST v2 (published) | — "
+                     f"| {cell(score.acc, None, 0, 'acc')} | {cell(score.auc, None, 0, 'auc')} "
+                     f"| {signed(score.acc - base.acc)} "
+                     f"| {signed(score.auc - base.auc)} | — | — | — |")  # fmt: skip
+    return lines + [""]
+
+
+def not_run_section(run_keys: set[str]) -> list[str]:
+    """The paper's numbers for every dataset no real run here used, on their own."""
+    rest = [k for k in NAMES if k not in run_keys]
+    if not rest:
+        return []
+    lines = ["## Published MedMNIST v2 results for datasets not run here", "",
+             f"Not medclf's numbers: {SOURCE}, test ACC / AUC.", "",
+             "| dataset | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
+    for k in rest:
+        scores = published(k)
+        lines.append(f"| {NAMES[k]} | " + " | ".join(
+            f"{scores[m].acc:.3f} / {scores[m].auc:.3f}" for m in METHODS) + " |")
+    return lines + [""]
+
+
+def runs_section(results: list[dict]) -> list[str]:
+    lines = ["## Every run", "", "| dataset | data | model | preset | seed | status | val ACC "
+             "| val AUC | test ACC | test AUC | seconds |", "|---" * 11 + "|"]  # fmt: skip
+    for r in results:
+        data = SYNTHETIC if is_synthetic(r) else "real"
+        # a run not counted shows no metrics: whatever it left behind is not a result
+        metrics = [fmt(number(r.get(k)) if counted(r) else None)
+                   for k in ("val_acc", "val_auc", "test_acc", "test_auc")]
+        lines.append(f"| {md(r.get('dataset'))} | {data} | {md(r.get('model'))} "
+                     f"| {md(r.get('preset'))} | {md(r.get('seed'))} | {md(r.get('status'))} | "
+                     + " | ".join(metrics) + f" | {whole(number(r.get('seconds')))} |")
+    return lines + [""]
+
+
+def draw_plot(grouped: dict, path: Path) -> None:
+    """Per dataset: test AUC of each of our models (mean, sd error bars) and the paper's methods
+    as horizontal lines. Object API only, so no backend is forced on the caller."""
+    from matplotlib.figure import Figure
+
+    keys = list(grouped) or [("no runs", False)]
+    fig = Figure(figsize=(4.5 * len(keys) + 1.5, 5), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        dataset, synthetic = key
+        stats = [(f"{m}\n{p}", summarise(rows)) for (m, p), rows in grouped.get(key, {}).items()]
+        stats = [(label, s) for label, s in stats if s["n"]]
+        xs = range(len(stats))
+        ax.errorbar(list(xs), [s["test_auc"] for _, s in stats],
+                    yerr=[s["test_auc_sd"] or 0 for _, s in stats], fmt="o", color="black",
+                    capsize=4, label="medclf (mean ± sd)")  # fmt: skip
+        ax.set_xticks(list(xs), [label for label, _ in stats], fontsize=8)
+        ax.set_xlim(-0.7, max(len(stats), 1) - 0.3)
+        table = None if synthetic else published(dataset_key(dataset))
+        for i, (method, score) in enumerate((table or {}).items()):
+            ax.axhline(score.auc, color=f"C{i}", linestyle=("--", ":", "-.")[i % 3],
+                       linewidth=1, label=method)  # fmt: skip
+        if not stats:
+            ax.text(0.5, 0.5, "no finished run", transform=ax.transAxes, ha="center")
+            ax.set_yticks([])
+        title = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+        ax.set_title(f"{title}\n({SYNTHETIC})" if synthetic else title, fontsize=10)
+        ax.set_ylabel("test AUC")
+    # one legend for all panels, below them, so it never hides a point or a line
+    handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncol=4, fontsize=8)  # fmt: skip
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
+def to_html(markdown_text: str, png: Path) -> str:
+    """One self-contained page: inline CSS, the plot as a data URI, no external resource."""
+    import markdown
+
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    data = base64.b64encode(png.read_bytes()).decode()
+    body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{escape('medclf benchmark')}</title><style>{CSS}</style></head>"
+            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
+
+
+def write_text(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path]:
+    """Write benchmark.md, benchmark.html and benchmark.png into out_dir; return their paths."""
+    out_dir = Path(out_dir)
+    grouped = groups(results)
+    ok = sum(counted(r) for r in results)
+    lines = ["# medclf benchmark", "",
+             f"{len(results)} runs: {ok} finished and averaged, {len(results) - ok} not "
+             "(failed or unfinished runs are listed, never averaged in). Values are test-split "
+             "mean ± sd over seeds (sd needs two runs); seconds are per run.", ""]  # fmt: skip
+    if any(synthetic for _, synthetic in grouped):
+        lines += [f"**Some runs used synthetic data ({SYNTHETIC}).**", ""]
+    lines += ["![test AUC per dataset: medclf mean ± sd and MedMNIST v2's methods]"
+              "(benchmark.png)", ""]  # fmt: skip
+    for key, by_model in grouped.items():
+        lines += dataset_section(key, by_model)
+    real_keys = {dataset_key(d) for d, synthetic in grouped if not synthetic}
+    lines += not_run_section(real_keys)
+    lines += runs_section(results)
+    text = "\n".join(lines)
+    png = out_dir / "benchmark.png"
+    draw_plot(grouped, png)
+    return {"markdown": write_text(out_dir / "benchmark.md", text),
+            "html": write_text(out_dir / "benchmark.html", to_html(text, png)),
+            "plot": png}  # fmt: skip

@@ -1,0 +1,177 @@
+"""The benchmark report: MedMNIST v2's published table, and our runs set beside it."""
+
+import csv
+import io
+import re
+import statistics
+from html.parser import HTMLParser
+
+import pytest
+
+from medclf.report.benchmark import COLUMNS, results_csv, write_benchmark_report
+from medclf.report.medmnist_v2 import MEDMNIST_V2, METHODS, NAMES
+from medclf.report.published import MEDMNIST_BASELINES
+
+DATASETS = ["pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
+            "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist",
+            "organsmnist"]  # fmt: skip
+# (test ACC, test AUC), typed in from shared/data/README.md, independently of medmnist_v2.py
+ANCHORS = {
+    "breastmnist": {"ResNet-18 (28)": (0.863, 0.901), "ResNet-50 (28)": (0.812, 0.857),
+                    "auto-sklearn": (0.803, 0.836), "AutoKeras": (0.831, 0.871),
+                    "Google AutoML Vision": (0.861, 0.919)},
+    "pneumoniamnist": {"ResNet-18 (28)": (0.854, 0.944), "ResNet-50 (28)": (0.854, 0.948),
+                       "auto-sklearn": (0.855, 0.942), "AutoKeras": (0.878, 0.947),
+                       "Google AutoML Vision": (0.946, 0.991)},
+}  # fmt: skip
+
+
+def test_published_table_has_every_2d_dataset_and_method():
+    assert sorted(MEDMNIST_V2) == sorted(DATASETS) == sorted(NAMES)
+    assert METHODS == ("ResNet-18 (28)", "ResNet-18 (224)", "ResNet-50 (28)", "ResNet-50 (224)",
+                       "auto-sklearn", "AutoKeras", "Google AutoML Vision")  # fmt: skip
+    for scores in MEDMNIST_V2.values():
+        assert list(scores) == list(METHODS)
+        assert all(0.4 < s.acc <= 1 and 0.6 < s.auc <= 1 for s in scores.values())
+
+
+def test_published_anchors_and_the_reproduction_report_agree():
+    for dataset, methods in ANCHORS.items():
+        for method, (acc, auc) in methods.items():
+            assert tuple(MEDMNIST_V2[dataset][method]) == (acc, auc)
+    assert MEDMNIST_BASELINES == [(m, s.auc, s.acc) for m, s in MEDMNIST_V2["octmnist"].items()]
+    assert ("auto-sklearn", 0.887, 0.601) in MEDMNIST_BASELINES  # v2's, not v1's 0.595
+
+
+def run(dataset, model, seed, acc, auc, status="done", synthetic=False):
+    return {"dataset": dataset, "model": model, "preset": "fast", "seed": seed, "status": status,
+            "val_acc": acc - 0.01, "val_auc": auc - 0.01, "test_acc": acc, "test_auc": auc,
+            "seconds": 12.5, "synthetic": synthetic, "run_dir": f"runs/{dataset}-{model}-{seed}"}
+
+
+# two real datasets, two models, three seeds; one failed run with numbers that would move the
+# mean if they were averaged in; and one synthetic dataset the paper also has
+TEST = {  # (dataset, model) -> [(test ACC, test AUC)] per seed 42, 43, 44
+    ("pneumoniamnist", "torch-cnn"): [(0.871, 0.951), (0.880, 0.957), (0.866, 0.949)],
+    ("pneumoniamnist", "sk-logreg"): [(0.840, 0.930), (0.842, 0.931), (0.839, 0.933)],
+    ("breastmnist", "torch-cnn"): [(0.880, 0.925), (0.871, 0.930), (0.885, 0.921)],
+    ("breastmnist", "sk-logreg"): [(0.801, 0.812), (0.805, 0.809), (0.799, 0.815)],
+}
+FAILED = ("breastmnist", "sk-logreg", 44)
+
+
+@pytest.fixture
+def results():
+    rows = []
+    for (dataset, model), scores in TEST.items():
+        for seed, (acc, auc) in zip((42, 43, 44), scores, strict=True):
+            failed = (dataset, model, seed) == FAILED
+            rows.append(run(dataset, model, seed, 0.1 if failed else acc, 0.2 if failed else auc,
+                            status="failed" if failed else "done"))  # fmt: skip
+    rows += [run("dermamnist", "torch-cnn", s, 0.99, 0.999, synthetic=True) for s in (42, 43)]
+    return rows
+
+
+def sections(text: str) -> dict[str, str]:
+    return {part.split("\n", 1)[0]: part for part in re.split(r"^## ", text, flags=re.M)[1:]}
+
+
+def row(section: str, first_cell: str) -> str:
+    return next(line for line in section.splitlines() if line.startswith(f"| {first_cell} |"))
+
+
+def test_report_means_failures_best_and_separation(results, tmp_path):
+    paths = write_benchmark_report(results, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "benchmark.html", "benchmark.md", "benchmark.png"]  # atomic: no temporary file left
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = paths["markdown"].read_text()
+    parts = sections(text)
+
+    for (dataset, model), scores in TEST.items():
+        kept = [s for seed, s in zip((42, 43, 44), scores, strict=True)
+                if (dataset, model, seed) != FAILED]  # fmt: skip
+        line = row(parts[NAMES[dataset]], f"{model} (fast)")
+        for i in (0, 1):
+            values = [s[i] for s in kept]
+            assert f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}" in line
+        assert ("2 of 3 (1 failed)" in line) == ((dataset, model) == FAILED[:2])
+    # the failed run's numbers were not averaged in
+    with_failed = [s[0] for s in TEST[FAILED[:2]][:2]] + [0.1]
+    assert f"{statistics.mean(with_failed):.3f}" not in text
+    # ...and it is listed as failed, without metrics
+    every = parts["Every run"]
+    failed_line = row(every, "breastmnist | real | sk-logreg | fast | 44")
+    assert "| failed |" in failed_line and "0.100" not in failed_line
+
+    # difference to ResNet-18 (28) and the best marked: on BreastMNIST our torch-cnn has the best
+    # ACC and AUC; on PneumoniaMNIST Google AutoML Vision does
+    breast = parts["BreastMNIST"]
+    cnn = row(breast, "torch-cnn (fast)")
+    acc = statistics.mean(s[0] for s in TEST["breastmnist", "torch-cnn"])
+    assert f"**{acc:.3f} ±" in cnn and f"{acc - 0.863:+.3f}" in cnn
+    assert "**" not in row(breast, "Google AutoML Vision")
+    pneumonia = parts["PneumoniaMNIST"]
+    assert "**0.946**" in row(pneumonia, "Google AutoML Vision")
+    assert "**0.991**" in row(pneumonia, "Google AutoML Vision")
+    assert "**" not in row(pneumonia, "torch-cnn (fast)")
+    assert breast.count("**") == pneumonia.count("**") == 4  # one bold ACC, one bold AUC each
+
+    # datasets not run (synthetic DermaMNIST included) appear only in the published table
+    not_run = parts["Published MedMNIST v2 results for datasets not run here"]
+    for key, name in NAMES.items():
+        if key in ("pneumoniamnist", "breastmnist"):
+            assert f"| {name} |" not in not_run
+        else:
+            assert text.count(name) == 1 and f"| {name} |" in not_run
+    assert "| DermaMNIST | 0.735 / 0.917 |" in not_run
+
+    # synthetic runs: labelled everywhere, never beside the published numbers
+    synthetic = parts["dermamnist — synthetic — not comparable"]
+    assert "MedMNIST v2 (published)" not in synthetic
+    assert "medclf (synthetic — not comparable)" in row(synthetic, "torch-cnn (fast)")
+    derma_runs = [line for line in every.splitlines() if line.startswith("| dermamnist |")]
+    assert len(derma_runs) == 2
+    assert all("| synthetic — not comparable |" in line for line in derma_runs)
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.open = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in ("img", "meta", "br", "hr"):
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):  # <img ... />: opens and closes at once
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        assert self.open.pop() == tag
+
+
+def test_html_is_self_contained(results, tmp_path):
+    html = write_benchmark_report(results, tmp_path)["html"].read_text()
+    parser = Tags()
+    parser.feed(html)
+    parser.close()
+    assert parser.open == []
+    names = [tag for tag, _ in parser.tags]
+    assert "script" not in names and "link" not in names and names.count("table") == 5
+    images = [attrs["src"] for tag, attrs in parser.tags if tag == "img"]
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
+    style = html[html.index("<style>"):html.index("</style>")]
+    assert "http" not in style and "@import" not in style
+    assert "synthetic — not comparable" in html
+
+
+def test_results_csv_parses_back(results):
+    results[0]["val_acc"] = None
+    rows = list(csv.DictReader(io.StringIO(results_csv(results))))
+    assert list(rows[0])[: len(COLUMNS)] == list(COLUMNS)
+    assert list(rows[0])[len(COLUMNS):] == ["synthetic", "run_dir"]
+    assert len(rows) == len(results)
+    assert rows[0]["val_acc"] == "" and float(rows[1]["test_auc"]) == results[1]["test_auc"]
+    assert rows[-1]["synthetic"] == "True" and rows[-1]["dataset"] == "dermamnist"
