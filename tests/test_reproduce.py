@@ -1,15 +1,20 @@
 """`medclf reproduce`: the spec table, the quick run end to end, resumption, failures, HTML."""
 
 import csv
+import json
+import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from medclf.config import make_config
 from medclf.experiments.reproduce import reproduce
+from medclf.experiments.runner import EpochBar
 from medclf.experiments.specs import CONVEXITY, STUDY, expand
+from medclf.report.report import divergence, runs_table
 
 # protocol.md, written out independently of specs.py: question -> runs as (model, settings)
 PROTOCOL = {
@@ -92,6 +97,8 @@ def test_rerun_skips_finished_runs_and_gives_the_same_table(quick_run, tmp_path,
     for name in ("metrics.json", "model.pt", "model.npz"):
         (runs[0] / name).unlink(missing_ok=True)
     shutil.rmtree(runs[1])
+    (runs[2] / "config.json").write_text('{"model": "tor')  # damaged: rerun, not a crash
+    (runs[3] / "config.json").unlink()
     reproduce(str(synth_file), copy, workers=1, quick=True, progress=False,
               extra_rows=[("Q2.1", "torch-logreg", {"dataset": "/nonexistent/broken.npz",
                                                     "lr": 0.05})],
@@ -102,6 +109,94 @@ def test_rerun_skips_finished_runs_and_gives_the_same_table(quick_run, tmp_path,
                 for r in csv.DictReader(path.open())]  # fmt: skip
 
     assert table(copy / "runs.csv") == table(out / "runs.csv")
+    assert all(json.loads((run / "config.json").read_text()) for run in runs[:4])
+
+
+def test_only_some_questions_still_report_every_finished_run(quick_run, tmp_path, synth_file):
+    out, _ = quick_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    summary = reproduce(str(synth_file), copy, only=["Q2.2b"], workers=1, quick=True,
+                        progress=False, echo=lambda *_: None)  # fmt: skip
+    done = sorted(p.parent.name for p in (copy / "runs").glob("*/metrics.json"))
+    assert sorted(r["key"] for r in summary["results"]) == done
+    md = (copy / "report.md").read_text()
+    tables = md.split("## Question 1.1 a)")[0]  # published numbers and selections
+    assert "not run" not in tables and "{" not in tables and "Not run" not in md
+    assert [r["key"] for r in csv.DictReader((copy / "runs.csv").open())] == [
+        r["key"] for r in summary["results"]]  # fmt: skip
+    shared = next(r for r in summary["results"] if len(r["questions"]) > 1
+                  and "Q2.2b" in r["questions"])  # fmt: skip
+    assert shared["questions"] == ["Q2.2a", "Q2.2b"]  # --only does not drop Q2.2a's tag
+
+
+def markdown_table(md: str, heading: str) -> list[list[str]]:
+    section = md.split(f"## {heading}\n\n", 1)[1].split("\n\n", 1)[0]
+    return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            for line in section.splitlines()]  # fmt: skip
+
+
+def test_every_run_table_is_well_formed_and_keyed_by_folder(quick_run):
+    out, summary = quick_run
+    md = (out / "report.md").read_text()
+    rows = markdown_table(md, "Every run")
+    assert {len(r) for r in rows} == {len(rows[0])} and rows[0][0] == "run"
+    assert set(rows[1]) == {"---"}
+    keys = [r[0].strip("`") for r in rows[2:]]
+    assert keys == [r["key"] for r in summary["results"]]
+    assert set(keys) <= {p.name for p in (out / "runs").iterdir()} | {
+        r["key"] for r in summary["failed"]}  # fmt: skip
+    html = (out / "report.html").read_text()
+    every_run = html.split("Every run</h2>", 1)[1]
+    assert every_run.lstrip().startswith("<table>") and "<th>run</th>" in every_run
+
+
+def test_report_html_renders_maths_and_keeps_certificates_literal(quick_run):
+    out, _ = quick_run
+    html = (out / "report.html").read_text()
+    assert "$" not in html and "\\mathrm" not in html and "\\le" not in html
+    text = re.sub(r"<[^>]+>", "", html)
+    assert "h1 = sign(2s − 2A + 1)" in text and "s = ∑i xi" in text
+    assert "<code>1*[-1, -1] + 1*[1, 1]</code>" in html and "<em>[" not in html
+
+
+def test_report_concludes_on_time_names_criteria_and_flags_divergence(quick_run):
+    out, _ = quick_run
+    md = (out / "report.md").read_text()
+    q22a = md.split("Question 2.2 a)", 1)[1].split("## ", 1)[0]
+    assert "wall time" in q22a and " s; batch 1024: " in q22a
+    assert "| Q2.2c best / worst (final validation accuracy) |" in md
+    history = [{"epoch": e, "val_acc": a} for e, a in enumerate((0.5, 0.7, 0.72, 0.3), 1)]
+    run = {"key": "torch-ffn-x", "questions": ["Q2.2b"], "status": "done", "history": history,
+           "config": {"model": "torch-ffn", "seed": 42, "lr": 1.0}, "val_acc": 0.3}  # fmt: skip
+    assert divergence(run) == "final validation accuracy 0.3000 is far below its best, " \
+        "0.7200 at epoch 3"  # fmt: skip
+    assert "**diverged**" in runs_table([run])[2]
+    assert divergence({**run, "history": history[:3]}) is None
+
+
+def test_progress_counts_epochs_while_a_run_trains(tmp_path):
+    import numpy as np
+    import torch
+
+    entries = expand([("Q2.1", "torch-logreg", {}), ("Q1.1a", "numpy-perceptron", {})], "x",
+                     quick=True)  # fmt: skip
+    pt, npz = (tmp_path / "runs" / e["key"] for e in entries)
+    bar = EpochBar(entries, tmp_path, progress=True, every=0.02)
+    try:
+        assert (bar.bar.total, bar.bar.n, bar.bar.unit) == (6, 0, "epoch")
+        pt.mkdir(parents=True)
+        torch.save({"history": [{"epoch": 1}, {"epoch": 2}]}, pt / "checkpoint.pt")
+        npz.mkdir(parents=True)
+        np.savez(npz / "checkpoint.npz", meta=np.array(json.dumps({"history": [{}]})))
+        deadline = time.monotonic() + 10
+        while bar.bar.n < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bar.bar.n == 3  # moving before any run ends
+        bar.end({**entries[0], "status": "done"})
+        assert bar.bar.n == 4
+    finally:
+        bar.close()
 
 
 CHROMIUM = shutil.which("chromium") and shutil.which("chromedriver")
@@ -132,6 +227,13 @@ def test_report_html_loads_in_headless_chromium(quick_run, tmp_path):
         assert all(done and width > 0 for done, width in images)
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
+        text = driver.execute_script("return document.body.innerText")
+        assert "sign(2s − 2A + 1)" in text and "$" not in text
+        cells = driver.execute_script(  # the run table renders as a table, one row per run
+            "return Array.from(document.querySelectorAll('table')).filter(t => "
+            "t.rows[0].cells[0].textContent == 'run').map(t => t.rows.length)"
+        )
+        assert cells == [len(list((out / "runs").iterdir())) + 1]
     finally:
         driver.quit()
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError, DownloadError
-from medclf.experiments.runner import run_all
+from medclf.experiments.runner import finished, run_all, runs_table
 from medclf.experiments.specs import CONVEXITY, QUESTIONS, STUDY, expand
+from medclf.experiments.store import read_json, write_text
 
 
 def resolve_dataset(dataset: str, root=None, echo=print) -> str:
@@ -46,16 +47,51 @@ def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quic
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
     out = Path(out)
-    results = run_all(entries, out, workers=workers, root=root, progress=progress)
+    ran = run_all(entries, out, workers=workers, root=root, progress=progress)
+    # the report and runs.csv cover every finished run in OUT, not only this call's (--only)
+    results = everything_in(out, expand(rows, ref, seeds=seeds, quick=quick), ran)
+    write_text(out / "runs.csv", runs_table(results))
+    running = [r for r in ran if r["status"] == "running"]
+    if running:
+        echo(f"{len(running)} run(s) skipped: another medclf process is training them "
+             f"({', '.join(sorted({r['error'] for r in running}))}); the report covers them "
+             "once they are finished and medclf reproduce runs again")  # fmt: skip
     meta = {
         "dataset": dataset, **data_facts(results, ref, root), "quick": quick,
         "seeds": seeds, "workers": workers,
         "seconds": time.perf_counter() - start, **machine_and_versions(),
     }  # fmt: skip
     md, html = write_report(results, out, meta)
-    failed = [r for r in results if r["status"] != "done"]
+    failed = [r for r in ran if r["status"] == "failed"]
     return {"results": results, "report_md": md, "report_html": html, "failed": failed,
             "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def everything_in(out: Path, study: list[dict], ran: list[dict]) -> list[dict]:
+    """This call's results, then every other finished run of the study in ``out/runs``, then
+    finished runs of other settings found there (questions unknown: listed, not plotted)."""
+    ran_by_key = {r["key"]: r for r in ran}
+    results = {}
+    for entry in study:  # a run shared by questions keeps them all, whatever --only chose
+        done = ran_by_key.get(entry["key"]) or finished(out / "runs" / entry["key"],
+                                                        entry["config"])  # fmt: skip
+        if done:
+            results[entry["key"]] = {**entry, **done, "questions": entry["questions"]}
+    results.update({k: r for k, r in ran_by_key.items() if k not in results})
+    for run_dir in sorted((out / "runs").glob("*/")) if (out / "runs").is_dir() else ():
+        if run_dir.name in results:
+            continue
+        try:
+            config = read_json(run_dir / "config.json")
+        except (OSError, ValueError):
+            continue
+        done = isinstance(config, dict) and finished(run_dir, config)
+        if done:
+            results[run_dir.name] = {"key": run_dir.name, "config": config, "questions": [],
+                                     **done}  # fmt: skip
+    keys = [e["key"] for e in study]
+    return sorted(results.values(), key=lambda r: keys.index(r["key"]) if r["key"] in keys
+                  else len(keys))  # fmt: skip
 
 
 def data_facts(results: list[dict], ref: str, root) -> dict:

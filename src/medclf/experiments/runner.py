@@ -1,9 +1,11 @@
 """Run a set of configs: skip finished runs, resume unfinished ones, run the rest in parallel
-worker processes, and collect everything in one tidy table (runs.csv).
+worker processes, and collect everything in one tidy table (runs_table: OUT/runs.csv).
 
 A run's folder is ``OUT/runs/KEY`` where KEY hashes its full config, so resumption and
 deduplication need no bookkeeping: a folder with metrics.json is finished, one with a
-checkpoint continues from it.
+checkpoint continues from it. Several ``medclf reproduce`` may share one OUT: a run folder is
+owned by one process at a time (medclf.files.run_lock); a run another live process holds is
+skipped and reported as running there. Workers exit when the main process dies.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import csv
 import io
 import multiprocessing
 import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from functools import lru_cache
@@ -20,10 +23,12 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
-from medclf.experiments.store import read_json, write_text
+from medclf.experiments.store import read_json, write_json
+from medclf.files import RunLockedError, run_lock
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
+FINISHED = ("done", "diverged")  # statuses of a run that is not trained again
 
 
 def threads_for(config: dict, workers: int) -> int:
@@ -35,11 +40,27 @@ def threads_for(config: dict, workers: int) -> int:
 
 
 def finished(run_dir: Path, config: dict) -> dict | None:
-    path = run_dir / "metrics.json"
-    if path.exists() and read_json(run_dir / "config.json") == config:
-        metrics = read_json(path)
-        return metrics if metrics.get("status") == "done" else None
-    return None
+    """The metrics of a finished run of ``config`` in ``run_dir``; None if it must (re)run,
+    including when its config.json or metrics.json is missing or damaged."""
+    try:
+        if read_json(run_dir / "config.json") != config:
+            return None
+        metrics = read_json(run_dir / "metrics.json")
+    except (OSError, ValueError):  # missing, unreadable or not JSON
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") in FINISHED else None
+
+
+def watch_parent(parent: int, every: float = 0.5) -> None:
+    """Worker initializer: a daemon thread ends this worker once ``parent`` is gone (kill -9
+    of ``medclf reproduce`` must not leave its workers training for nobody)."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
 
 
 @lru_cache(maxsize=2)
@@ -50,26 +71,104 @@ def _dataset(name: str, root: str | None):
 
 
 def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dict:
-    """Train one run in this process; never raises: a failure becomes a failed result."""
+    """Train one run in this process, owning its folder; never raises: a failure becomes a
+    failed result, a run another live process holds a ``running`` one."""
     from threadpoolctl import threadpool_limits
-
-    from medclf.experiments.jobs import run_job
 
     config, run_dir = entry["config"], Path(out) / "runs" / entry["key"]
     start = time.perf_counter()
     try:
-        with threadpool_limits(threads):
-            dataset = _dataset(config["dataset"], root)
-            options = {} if config["model"].startswith("numpy-") else {"threads": threads}
-            # per-epoch training accuracy only where a figure plots it; else once at the end
-            per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
-            metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
-                              **options)  # fmt: skip
-        return {**entry, **metrics, "status": "done"}
+        from medclf.experiments.jobs import run_job
+
+        with run_lock(run_dir):
+            done = finished(run_dir, config)  # finished by another process meanwhile
+            if done:
+                return {**entry, **done, "note": "finished by another process"}
+            write_json(run_dir / "config.json", config)  # a running run says what it is
+            with threadpool_limits(threads):
+                dataset = _dataset(config["dataset"], root)
+                options = {} if config["model"].startswith("numpy-") else {"threads": threads}
+                # per-epoch training accuracy only where a figure plots it; else once at the end
+                per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
+                metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
+                                  **options)  # fmt: skip
+        return {**entry, **metrics, "status": metrics.get("status", "done")}
+    except RunLockedError as err:
+        return {**entry, "status": "running", "error": f"running in pid {err.pid}"}
     except Exception as err:  # reported in the table; the other runs go on
         message = f"{type(err).__name__}: {err}".splitlines()[0]
         return {**entry, "status": "failed", "error": message,
                 "seconds": time.perf_counter() - start}  # fmt: skip
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Epochs an unfinished run has behind it, read from its checkpoint (0 if none)."""
+    import json
+
+    import numpy as np
+
+    npz, pt = run_dir / "checkpoint.npz", run_dir / "checkpoint.pt"
+    try:
+        if npz.exists():
+            with np.load(npz, allow_pickle=False) as data:
+                return len(json.loads(str(data["meta"])).get("history", []))
+        if pt.exists():
+            import torch
+
+            return len(torch.load(pt, weights_only=True)["history"])
+    except Exception:  # replaced or half-read while we looked: next time
+        pass
+    return 0
+
+
+class EpochBar:
+    """One progress bar in epochs over every run, fed by polling each run's checkpoint (so
+    workers need not report anything): it moves while a run trains, not only when it ends."""
+
+    def __init__(self, todo: list[dict], out: Path, progress: bool, every: float = 1.0):
+        self.runs = {e["key"]: (out / "runs" / e["key"], e["config"]["epochs"]) for e in todo}
+        self.done = {key: epochs_done(path) for key, (path, _) in self.runs.items()}
+        self.seen: dict[str, int] = {}  # checkpoint mtimes already read
+        self.lock, self.stop, self.every = threading.Lock(), threading.Event(), every
+        total = sum(epochs for _, epochs in self.runs.values())
+        self.bar = tqdm(total=total, initial=sum(self.done.values()), unit="epoch",
+                        disable=not (progress and todo), desc=f"{len(todo)} runs",
+                        smoothing=0, dynamic_ncols=True)  # ETA from the mean rate: runs differ
+        self.thread = threading.Thread(target=self.poll, daemon=True, name="epoch-bar")
+        if progress and todo:
+            self.thread.start()
+
+    def set(self, key: str, epochs: int) -> None:
+        with self.lock:
+            if key in self.runs and epochs > self.done[key]:
+                self.bar.update(epochs - self.done[key])
+                self.done[key] = epochs
+
+    def poll(self) -> None:
+        while not self.stop.wait(self.every):
+            for key, (path, _) in self.runs.items():
+                for name in ("checkpoint.npz", "checkpoint.pt"):
+                    try:
+                        mtime = (path / name).stat().st_mtime_ns
+                    except OSError:
+                        continue
+                    if self.seen.get(key) != mtime:
+                        self.seen[key] = mtime
+                        self.set(key, epochs_done(path))
+
+    def end(self, result: dict) -> None:
+        """A run ended: count all its epochs (early stops and skips included), say how."""
+        self.set(result["key"], self.runs[result["key"]][1])
+        why = result.get("error") or result.get("note")
+        status = result["status"] + (f" ({why})" if why else "")
+        with self.lock:
+            self.bar.write(f"{', '.join(result['questions'])} {result['key']}: {status}")
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+        self.bar.close()
 
 
 def run_all(entries: list[dict], out: Path, workers: int = 2, root=None,
@@ -81,33 +180,31 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None,
     for entry in entries:
         done = finished(out / "runs" / entry["key"], entry["config"])
         if done:
-            results[entry["key"]] = {**entry, **done, "status": "done"}
+            results[entry["key"]] = {**entry, **done}
         else:
             todo.append(entry)
     todo.sort(key=lambda e: -estimated_cost(e["config"]))  # longest first balances workers
-    bar = tqdm(total=round(sum(estimated_cost(e["config"]) for e in todo)), disable=not progress,
-               desc=f"{len(todo)} runs", unit="s of work", dynamic_ncols=True)  # fmt: skip
+    bar = EpochBar(todo, out, progress)
 
     def collect(result):
         results[result["key"]] = result
-        bar.update(round(estimated_cost(result["config"])))
-        status = result["status"] + ("" if result["status"] == "done" else f" ({result['error']})")
-        bar.write(f"{', '.join(result['questions'])} {result['key']}: {status}")
+        bar.end(result)
 
-    if workers <= 1 or len(todo) <= 1:
-        for entry in todo:
-            collect(run_one(entry, str(out), threads_for(entry["config"], 1), root))
-    else:
-        context = multiprocessing.get_context("spawn")  # no forked torch/numba state
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(run_one, e, str(out), threads_for(e["config"], workers), root)
-                       for e in todo]  # fmt: skip
-            for future in as_completed(futures):
-                collect(future.result())
-    bar.close()
-    ordered = [results[e["key"]] for e in entries]
-    write_text(out / "runs.csv", runs_table(ordered))
-    return ordered
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for entry in todo:
+                collect(run_one(entry, str(out), threads_for(entry["config"], 1), root))
+        else:
+            context = multiprocessing.get_context("spawn")  # no forked torch/numba state
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=watch_parent,
+                                     initargs=(os.getpid(),)) as pool:  # fmt: skip
+                futures = [pool.submit(run_one, e, str(out), threads_for(e["config"], workers),
+                                       root) for e in todo]  # fmt: skip
+                for future in as_completed(futures):
+                    collect(future.result())
+    finally:
+        bar.close()
+    return [results[e["key"]] for e in entries]
 
 
 def runs_table(results: list[dict]) -> str:

@@ -18,6 +18,9 @@ from medclf.report.figures import FIGURES, convexity_figure, curve_figure, save_
 from medclf.report.published import MEDMNIST_BASELINES, STUDY_RESULTS, STUDY_SELECTIONS
 
 HYPER = ("lr", "batch_size", "epochs", "hidden_size", "layers", "dropout", "l2", "init_std")
+FINISHED = ("done", "diverged")
+# a run whose final validation accuracy ends this far below its best has diverged
+DIVERGED_DROP = 0.10
 
 
 # --- choosing runs -------------------------------------------------------------------------
@@ -50,14 +53,55 @@ def seed_group(results: list[dict], run: dict) -> list[dict]:
 
 
 def pick(results, qid, settings) -> dict | None:
-    found = [r for r in base_runs(results) if matches(r, qid, settings) and r["status"] == "done"]
+    found = [r for r in base_runs(results) if matches(r, qid, settings)
+             and r["status"] in FINISHED]  # fmt: skip
     return min(found, key=lambda r: r["config"]["seed"]) if found else None
 
 
-def ranked(results, qid) -> list[dict]:
-    """Runs of a question (Q1.2a's extra runs aside), best final validation accuracy first."""
-    runs = [r for r in base_runs(results) if qid in r["questions"] and r["status"] == "done"]
-    return sorted(runs, key=lambda r: -r["val_acc"])
+def ranked(results, qid, key: str = "val_acc") -> list[dict]:
+    """Runs of a question (Q1.2a's extra runs aside), best ``key`` (final validation accuracy)
+    first; a run without that number (diverged) last."""
+    runs = [r for r in base_runs(results) if qid in r["questions"] and r["status"] in FINISHED]
+    return sorted(runs, key=lambda r: -(r.get(key) if r.get(key) is not None else -1.0))
+
+
+def divergence(run: dict) -> str | None:
+    """Why a finished run counts as diverged, or None: its loss became NaN or infinite, or its
+    final validation accuracy ends far below its best epoch's."""
+    if run.get("status") == "diverged":
+        return run.get("stopped") or "the loss became NaN or infinite"
+    accs = [(r["val_acc"], r["epoch"]) for r in run.get("history", [])
+            if r.get("val_acc") is not None]  # fmt: skip
+    if not accs:
+        return None
+    best, epoch = max(accs)
+    final = accs[-1][0]
+    if best - final > DIVERGED_DROP:
+        return (f"final validation accuracy {final:.4f} is far below its best, {best:.4f} at "
+                f"epoch {epoch}")  # fmt: skip
+    return None
+
+
+def settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "default"
+
+
+def escape_md(text: str) -> str:
+    """Plain text inside Markdown (an error message in a table cell): no markup, no HTML."""
+    text = re.sub(r"([\\`*_\[\]{}|#])", r"\\\1", str(text))
+    return text.replace("<", "&lt;").replace("\n", " ")
+
+
+def code(text: str) -> str:
+    """Text that is not Markdown as a code span (a path, a run key)."""
+    return f"`` {text} ``" if "`" in str(text) else f"`{text}`"
+
+
+def code_spans(text: str) -> str:
+    """Sums of weighted inputs, such as ``1*[-1, -1] + 1*[1, 1]``, as code spans: their ``*``
+    are products, not Markdown emphasis."""
+    term = r"-?\d+(?:\.\d+)?\*\[[-+\d., ]*\]"
+    return re.sub(rf"{term}(?: [+-] {term})*", lambda m: code(m.group(0)), text)
 
 
 def label(result: dict, qid: str | None = None) -> str:
@@ -72,7 +116,7 @@ def label(result: dict, qid: str | None = None) -> str:
 def stat(results, run, key, qid) -> str:
     """'0.7788' for one seed, '0.7788 ± 0.0040 (n=3)' for several seeds of the same run."""
     group = [r for r in seed_group(results, run) if qid in r["questions"]]
-    values = [r[key] for r in group if r["status"] == "done" and r.get(key) is not None]
+    values = [r[key] for r in group if r["status"] in FINISHED and r.get(key) is not None]
     if not values:
         return "—"
     if len(values) == 1:
@@ -85,6 +129,8 @@ def stat(results, run, key, qid) -> str:
 
 def overfits(history: list[dict], tolerance: float = 0.05) -> bool:
     """Validation loss ends clearly above its minimum while the training loss kept falling."""
+    if any(r.get("val_loss") is None or r.get("train_loss") is None for r in history):
+        return False
     val = [r["val_loss"] for r in history]
     best = min(range(len(val)), key=val.__getitem__)
     return (
@@ -124,7 +170,10 @@ def convexity_verdict(logreg: list[dict], mlp: list[dict]) -> str:
 def load_histories(results: list[dict], out: Path) -> None:
     for r in results:
         path = out / "runs" / r["key"] / "history.json"
-        r["history"] = read_json(path) if r["status"] == "done" and path.exists() else []
+        try:
+            r["history"] = read_json(path) if r["status"] in FINISHED else []
+        except (OSError, ValueError):
+            r["history"] = []
 
 
 def draw_figures(results, out: Path) -> dict[str, list[tuple[str, str]]]:
@@ -159,7 +208,8 @@ def draw_figures(results, out: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def convexity_runs(results):
-    runs = [r for r in results if "Q1.2a" in r["questions"] and r["status"] == "done"]
+    runs = [r for r in results if "Q1.2a" in r["questions"] and r["status"] == "done"
+            and r["history"]]  # fmt: skip
     return ([r for r in runs if r["config"]["model"] == "numpy-logreg"],
             [r for r in runs if r["config"]["model"] == "numpy-mlp"])  # fmt: skip
 
@@ -169,12 +219,13 @@ def comparison_table(results) -> list[str]:
     for qid, model, settings, published in STUDY_RESULTS:
         run = pick(results, qid, {"model": model, **settings})
         if run is None:
-            lines.append(f"| {qid} | {model} {settings} | {published:.4f} | not run | — |")
+            lines.append(f"| {qid} | {model} {settings_text(settings)} | {published:.4f} | "
+                         "not run | — |")  # fmt: skip
             continue
         ours = stat(results, run, "test_acc", qid)
-        diff = run["test_acc"] - published
+        diff = "—" if run.get("test_acc") is None else f"{run['test_acc'] - published:+.4f}"
         lines.append(f"| {qid} | {model} {label(run, qid)} | {published:.4f} | {ours} | "
-                     f"{diff:+.4f} |")  # fmt: skip
+                     f"{diff} |")  # fmt: skip
     return lines
 
 
@@ -191,7 +242,13 @@ def selections(results) -> list[str]:
         )
     q22c = ranked(results, "Q2.2c")
     if q22c:
-        ours["Q2.2c best / worst"] = f"{label(q22c[0], 'Q2.2c')} / {label(q22c[-1], 'Q2.2c')}"
+        ours["Q2.2c best / worst (final validation accuracy)"] = (
+            f"{label(q22c[0], 'Q2.2c')} / {label(q22c[-1], 'Q2.2c')}"
+        )
+        by_test = ranked(results, "Q2.2c", "test_acc")
+        ours["Q2.2c best / worst (test accuracy)"] = (
+            f"{label(by_test[0], 'Q2.2c')} / {label(by_test[-1], 'Q2.2c')}"
+        )
         default = next((r for r in q22c if label(r, "Q2.2c") == "default"), None)
         if default and default["history"]:
             ours["Q2.2c overfitting without regularisation"] = (
@@ -207,6 +264,8 @@ def overfitting_lines(results) -> list[str]:
     for r in ranked(results, "Q2.2c"):
         h = r["history"]
         val = [x["val_loss"] for x in h]
+        if not h or None in val:
+            continue
         best = min(range(len(val)), key=val.__getitem__)
         verdict = "overfits" if overfits(h) else "no clear overfitting"
         lines.append(
@@ -217,20 +276,60 @@ def overfitting_lines(results) -> list[str]:
     return lines
 
 
+def status_text(r: dict) -> str:
+    if r["status"] == "failed":
+        return f"**failed**: {escape_md(r.get('error', ''))}"
+    if r["status"] == "running":
+        return escape_md(r.get("error") or "running in another process")
+    flag = divergence(r)
+    return f"{r['status']}; **diverged**: {escape_md(flag)}" if flag else r["status"]
+
+
 def runs_table(results) -> list[str]:
-    head = "| questions | model | " + " | ".join(HYPER) + " | seed | train acc | val acc | " \
-           "test acc | time (s) | status |"  # fmt: skip
-    lines = [head, "|" + "---|" * (len(HYPER) + 9)]
+    """One row per run; ``run`` is its folder's name in runs/."""
+    head = ["run", "questions", "model", *HYPER, "seed", "train acc", "val acc", "test acc",
+            "time (s)", "status"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         c = r["config"]
-        cells = [" ".join(r["questions"]), c["model"], *[str(c.get(k, "")) for k in HYPER],
-                 str(c["seed"])]  # fmt: skip
+        cells = [code(r["key"]), " ".join(r["questions"]) or "— (other settings)", c["model"],
+                 *[str(c.get(k, "")) for k in HYPER], str(c["seed"])]  # fmt: skip
         for key in ("train_acc", "val_acc", "test_acc"):
             cells.append("—" if r.get(key) is None else f"{r[key]:.4f}")
-        cells.append(f"{r.get('seconds', 0):.1f}")
-        cells.append(r["status"] if r["status"] == "done" else f"**failed**: {r.get('error', '')}")
+        cells.append("—" if r.get("seconds") is None else f"{r['seconds']:.1f}")
+        cells.append(status_text(r))
+        assert len(cells) == len(head)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def batch_size_verdict(results) -> str:
+    """Q2.2a: accuracy and wall time of batch 16 against batch 1024."""
+    small = pick(results, "Q2.2a", {"batch_size": 16})
+    large = pick(results, "Q2.2a", {"batch_size": 1024})
+    if not (small and large) or None in (small.get("test_acc"), large.get("test_acc")):
+        return "Not run (both batch sizes are needed)."
+    acc = small["test_acc"] - large["test_acc"]
+    speed = small["seconds"] / max(large["seconds"], 1e-9)
+    return (
+        f"Batch 16: test accuracy {small['test_acc']:.4f} (validation {small['val_acc']:.4f}) "
+        f"in {small['seconds']:.1f} s; batch 1024: {large['test_acc']:.4f} (validation "
+        f"{large['val_acc']:.4f}) in {large['seconds']:.1f} s. "
+        + (f"Batch 16 is more accurate by {acc:.4f}" if acc > 0 else
+           f"Batch 16 is NOT more accurate ({acc:+.4f})")
+        + f" and takes {speed:.1f}× the wall time of batch 1024 for the same "
+        f"{small['config']['epochs']} epochs ({len(small['history']) or '?'} vs "
+        f"{len(large['history']) or '?'} epochs run): "
+        + ("many small noisy updates buy accuracy at a cost in time."
+           if acc > 0 and speed > 1 else "this run does not show the study's trade-off.")
+    )  # fmt: skip
+
+
+def divergence_lines(results, qid) -> list[str]:
+    flagged = [(r, divergence(r)) for r in base_runs(results) if qid in r["questions"]
+               and r["status"] in FINISHED]  # fmt: skip
+    return [f"- **Diverged**: {label(r, qid)} ({code(r['key'])}): {escape_md(why)}"
+            for r, why in flagged if why]  # fmt: skip
 
 
 SECTIONS = [
@@ -252,7 +351,7 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
     out = Path(out)
     load_histories(results, out)
     figures = draw_figures(results, out)
-    failed = [r for r in results if r["status"] != "done"]
+    failed = [r for r in results if r["status"] == "failed"]
     md = ["# medclf reproduction of the OCTMNIST study", ""]
     if meta["synthetic"]:
         md += ["> **Synthetic data.** These runs used a synthetic OCTMNIST look-alike, not the "
@@ -261,7 +360,8 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
     if meta["quick"]:
         md += ["> **Quick mode.** A slice of the data and a few epochs: the numbers are **not "
                "comparable** to the study's.", ""]  # fmt: skip
-    md += [f"- data: `{meta['dataset']}` ({meta['source']}){' — synthetic' * meta['synthetic']}",
+    md += [f"- data: {code(meta['dataset'])} ({code(meta['source'])})"
+           f"{' — synthetic' * meta['synthetic']}",
            f"- test split: {meta['test_split']}; seeds per run: {meta['seeds']}",
            f"- runs: {len(results)} ({len(failed)} failed); wall time {meta['seconds']:.0f} s "
            f"with {meta['workers']} worker(s)",
@@ -273,12 +373,15 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
         if qid == "Q1.2a":
             logreg, mlp = convexity_runs(results)
             md += [convexity_verdict(logreg, mlp) if logreg and mlp else "Not run.", ""]
+        if qid == "Q2.2a":
+            md += [batch_size_verdict(results), ""]
         if qid == "Q2.2c":
             md += overfitting_lines(results) + [""]
+        md += [*divergence_lines(results, qid), ""] if divergence_lines(results, qid) else []
         for path, caption in figures.get(qid, []):
             md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
         if qid == "Q3":
-            md += [markdown_proof(2, -1, 1).replace("### ", "### Proof: "), ""]
+            md += [code_spans(markdown_proof(2, -1, 1)).replace("### ", "### Proof: "), ""]
     md += ["## Every run", "", *runs_table(results), "",
            "## MedMNIST v2 baselines on OCTMNIST (official 1,000-image test split)", "",
            "| method | AUC | ACC |", "|---|---|---|",
@@ -295,14 +398,83 @@ CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;p
 line-height:1.45;color:#222}table{border-collapse:collapse;font-size:.85em;margin:1em 0}
 td,th{border:1px solid #ccc;padding:.25em .5em}th{background:#f3f3f3}img{max-width:100%}
 blockquote{background:#fff4e5;border-left:4px solid #f0a000;margin:1em 0;padding:.5em 1em}
-pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.9em}"""
+pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.9em}
+.math{font-family:"STIX Two Math","Cambria Math","Latin Modern Math",serif;white-space:nowrap}
+.math sub,.math sup{font-size:.75em}"""
+
+
+# LaTeX commands the report's maths uses, as Unicode; anything else stays visible as written
+SYMBOLS = {"sum": "∑", "le": "≤", "ge": "≥", "lt": "<", "gt": ">", "ne": "≠", "dots": "…",
+           "ldots": "…", "cdot": "·", "pm": "±", "in": "∈", "times": "×", "infty": "∞",
+           "{": "{", "}": "}", ",": "\u2009", ";": "\u2005", " ": " ",
+           "quad": "\u2003"}  # fmt: skip
+COMMAND = re.compile(r"\\([A-Za-z]+|.)")
+
+
+def _math(tex: str, i: int = 0, upright: bool = False, stop: str | None = None):
+    """HTML of ``tex`` from ``i`` up to ``stop``: italic letters, sub/superscripts, symbols."""
+    from html import escape
+
+    out = []
+    while i < len(tex) and tex[i] != stop:
+        c = tex[i]
+        if c == "\\":
+            name = COMMAND.match(tex, i).group(1)
+            i += 1 + len(name)
+            if name in ("mathrm", "mathbf", "text", "operatorname"):
+                inner, i = _math_arg(tex, i, True)
+                out.append(f"<b>{inner}</b>" if name == "mathbf" else inner)
+            else:
+                out.append(SYMBOLS.get(name, escape("\\" + name)))
+        elif c in "_^":
+            inner, i = _math_arg(tex, i + 1, upright)
+            tag = "sub" if c == "_" else "sup"
+            out.append(f"<{tag}>{inner}</{tag}>")
+        elif c == "{":
+            inner, i = _math(tex, i + 1, upright, "}")
+            out.append(inner)
+            i += 1
+        else:
+            italic = c.isascii() and c.isalpha() and not upright
+            out.append(f"<i>{c}</i>" if italic else "−" if c == "-" else escape(c))
+            i += 1
+    return "".join(out), i
+
+
+def _math_arg(tex: str, i: int, upright: bool):
+    """One argument: a {group}, a command or a character."""
+    if i >= len(tex):
+        return "", i
+    if tex[i] == "{":
+        inner, i = _math(tex, i + 1, upright, "}")
+        return inner, i + 1
+    end = COMMAND.match(tex, i).end() if tex[i] == "\\" else i + 1
+    return _math(tex[i:end], 0, upright)[0], end
+
+
+def math_html(tex: str) -> str:
+    """Inline LaTeX maths as HTML that reads as maths offline (no MathJax, no CDN)."""
+    return f'<span class="math">{_math(tex)[0]}</span>'
+
+
+MATH = re.compile(r"```.*?```|`[^`\n]*`|(?<![\\$])\$(?=\S)([^$\n]+?)(?<=\S)\$", re.S)
 
 
 def to_html(markdown_text: str, out: Path) -> str:
-    """Markdown -> one HTML file with every image inlined as a data URI."""
+    """Markdown -> one HTML file with every image inlined as a data URI and inline maths
+    ($...$ outside code) rendered as HTML."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables", "fenced_code"])
+    maths: list[str] = []
+
+    def hold(match):  # a placeholder Markdown leaves alone, swapped back afterwards
+        if match.group(1) is None:
+            return match.group(0)
+        maths.append(math_html(match.group(1)))
+        return f"MEDCLFMATH{len(maths) - 1}X"
+
+    body = markdown.markdown(MATH.sub(hold, markdown_text), extensions=["tables", "fenced_code"])
+    body = re.sub(r"MEDCLFMATH(\d+)X", lambda m: maths[int(m.group(1))], body)
 
     def inline(match):
         data = base64.b64encode((out / match.group(1)).read_bytes()).decode()
