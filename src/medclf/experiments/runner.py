@@ -131,9 +131,10 @@ class EpochBar:
         self.seen: dict[str, int] = {}  # checkpoint mtimes already read
         self.lock, self.stop, self.every = threading.Lock(), threading.Event(), every
         total = sum(epochs for _, epochs in self.runs.values())
+        # smoothing=0: the ETA follows the mean rate, as runs' epochs differ in cost
         self.bar = tqdm(total=total, initial=sum(self.done.values()), unit="epoch",
                         disable=not (progress and todo), desc=f"{len(todo)} runs",
-                        smoothing=0, dynamic_ncols=True)  # ETA from the mean rate: runs differ
+                        smoothing=0, dynamic_ncols=True)  # fmt: skip
         self.thread = threading.Thread(target=self.poll, daemon=True, name="epoch-bar")
         if progress and todo:
             self.thread.start()
