@@ -37,7 +37,7 @@ def mean_sd(values) -> str:
 def main() -> int:
     from medclf.config import make_config
     from medclf.data.load import load_dataset
-    from medclf.experiments.jobs import run_job
+    from medclf.experiments.lifecycle import run_job
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).parents[1] / ".." / "shared" / "data"))

@@ -186,7 +186,7 @@ def test_multi_label_trains_and_evaluates_end_to_end(tmp_path, chest_file):
     assert metrics["test_auc"] == pytest.approx(np.mean(aucs))
     assert "confusion per label" in medclf("evaluate", out).output
     refused = medclf("train", "numpy-mlp", "--dataset", chest_file, "--out", tmp_path / "np")
-    assert refused.exit_code == 1 and "use torch-logreg or torch-ffn" in refused.output
+    assert refused.exit_code == 1 and "use one of torch-logreg, torch-ffn" in refused.output
 
 
 def test_ordinal_task_gets_mae_and_kappa(tmp_path, retina_file):
@@ -221,7 +221,7 @@ def test_numpy_checkpoint_of_another_config_is_refused(tmp_path, synth_file):
     from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.jobs import run_numpy
+    from medclf.experiments.lifecycle import run_job as run_numpy
 
     ds = load_dataset(synth_file)
     config = make_config("numpy-logreg", epochs=3, dataset=str(synth_file))

@@ -14,8 +14,8 @@ from medclf.config import make_config
 from medclf.data.features import make_features
 from medclf.data.load import load_dataset
 from medclf.errors import ConfigError
+from medclf.experiments.lifecycle import run_job as run_torch
 from medclf.experiments.predict import predict_run
-from medclf.experiments.torch_job import run_torch
 from medclf.torch_models import FeedforwardNetwork, LogisticRegression
 from medclf.train import torch_engine as engine
 

@@ -70,7 +70,7 @@ def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file,
     from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.jobs import run_numpy
+    from medclf.experiments.lifecycle import run_job as run_numpy
 
     ds = load_dataset(synth_file)
     config = make_config(model, epochs=3, **({"hidden_size": 16} if model == "numpy-mlp" else {}))

@@ -363,7 +363,7 @@ def train(model, out, quiet, root, device, threads, resume, force, size, **setti
     from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.jobs import claim_run_folder, run_job
+    from medclf.experiments.lifecycle import claim_run_folder, run_job
 
     config = make_config(model, size=int(size), **settings)
     dataset = load_dataset(config["dataset"], root, size=config["size"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from medclf.errors import ConfigError
+from medclf.model_registry import MODELS as MODELS_REGISTRY
 
 COMMON = {
     "dataset": "octmnist",
@@ -22,22 +23,14 @@ COMMON = {
 }
 SELECT = ("last", "val_auc", "val_acc", "val_loss")
 
-DEFAULTS = {
-    # Q1: from scratch, one example at a time, float64 for fidelity to the study.
-    "numpy-perceptron": {"epochs": 20, "dtype": "float64"},
-    "numpy-logreg": {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64",
-                     "init_std": 0.0},  # the study starts from W = 0
-    "numpy-mlp": {"epochs": 20, "lr": 0.001, "hidden_size": 200, "layers": 1, "batch_size": 1,
-                  "dtype": "float64"},
-    # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
-    "torch-logreg": {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
-    "torch-ffn": {"epochs": 20, "lr": 0.1, "hidden_size": 200, "layers": 2, "dropout": 0.0,
-                  "batch_size": 16, "activation": "relu", "l2": 0.0, "optimizer": "sgd"},
-}  # fmt: skip
+# Each model's own defaults live beside its registry entry (medclf.model_registry).
+DEFAULTS = {name: spec.defaults for name, spec in MODELS_REGISTRY.items()}
 
 MODELS = tuple(DEFAULTS)
 ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "paper", "cosine")
+AUGMENTS = ("none", "auto", "flip", "crop", "flip+crop")
 
 
 def make_config(model: str, **overrides) -> dict:
@@ -83,6 +76,9 @@ def check_config(c: dict) -> None:
         ("activation", lambda v: v in ACTIVATIONS, f"must be one of {ACTIVATIONS}"),
         ("optimizer", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
         ("size", lambda v: v in (28, 64, 128, 224), "must be 28, 64, 128 or 224"),
+        ("width", lambda v: _integer(v) and 1 <= v <= 1024, "must be an integer in 1..1024"),
+        ("schedule", lambda v: v in SCHEDULES, f"must be one of {SCHEDULES}"),
+        ("augment", lambda v: v in AUGMENTS, f"must be one of {AUGMENTS}"),
         ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
         ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),

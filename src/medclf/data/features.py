@@ -26,6 +26,23 @@ def to_features(images: np.ndarray, dtype=np.float64, bias: bool = False) -> np.
     return X
 
 
+def to_images(images: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """(n, H, W[, C]) uint8 -> (n, C, H, W) ``dtype`` in [-1, 1]: pixel / 255 normalised with
+    mean 0.5 and sd 0.5, as MedMNIST's experiments feed their convolutional networks."""
+    X = images[:, None] if images.ndim == 3 else np.moveaxis(images, -1, 1)
+    X = X.astype(dtype)
+    X /= 127.5
+    X -= 1
+    return np.ascontiguousarray(X)
+
+
+def inputs_of(images: np.ndarray, inputs: str, dtype) -> np.ndarray:
+    """The model inputs a registry entry asks for: ``flat``, ``flat+bias`` or ``image``."""
+    if inputs == "image":
+        return to_images(images, dtype)
+    return to_features(images, dtype, bias=inputs == "flat+bias")
+
+
 def study_test_indices(labels: np.ndarray, counts: tuple[int, ...]) -> np.ndarray:
     """Rows of the first ``counts[c]`` images of each class c, in file order, class by class."""
     picks = []
@@ -75,13 +92,16 @@ class Features:
 
 
 def make_features(
-    dataset: Dataset, test_split: str = "auto", dtype=np.float64, bias: bool = False
+    dataset: Dataset, test_split: str = "auto", dtype=np.float64, bias: bool = False,
+    inputs: str | None = None,
 ) -> Features:
-    """Train/val/test feature matrices and labels, ready for any model of medclf."""
+    """Train/val/test inputs and labels, ready for any model of medclf. ``inputs`` (a registry
+    entry's ``flat``, ``flat+bias`` or ``image``) overrides ``bias``."""
+    inputs = inputs or ("flat+bias" if bias else "flat")
     test = select_test(dataset, test_split)
     return Features(
-        to_features(dataset.train.images, dtype, bias), dataset.train.labels,
-        to_features(dataset.val.images, dtype, bias), dataset.val.labels,
-        to_features(test.images, dtype, bias), test.labels,
+        inputs_of(dataset.train.images, inputs, dtype), dataset.train.labels,
+        inputs_of(dataset.val.images, inputs, dtype), dataset.val.labels,
+        inputs_of(test.images, inputs, dtype), test.labels,
         resolve_test_split(dataset, test_split),
     )  # fmt: skip

@@ -1,1 +1,1 @@
-"""Runs: one folder per run (store), the train job of each model family (jobs)."""
+"""Runs: one lifecycle for every model family, the folder it writes, the runner."""

@@ -1,135 +1,167 @@
-"""What every run does around its model family's training loop, whatever the family.
+"""One run, whatever its model family: config → data → fit with a checkpoint after every
+epoch → select → predictions → metrics → run folder. ``medclf train``, the reproduce runner
+and the benchmark all come through ``run_job``.
 
-After each epoch: the validation AUC joins the epoch's record, a diverged run stops, and the
-best epoch by the chosen validation metric is tracked (``--select``; ``last`` is the study's
-protocol) with early stopping after ``patience`` epochs without improvement. When training
-ends: the selected model's scores on the validation and test splits are saved
-(``predictions.npz``, pickle-free, and MedMNIST's result CSVs) and every metric of
-``medclf.metrics`` is computed from them for ``metrics.json``. A family provides only
-``scores(model, X)``: probabilities (softmax over classes, or a sigmoid per label).
+A family (medclf.experiments.family_*) plugs in as a trainer object that knows its model:
+
+    checkpoint_file, model_file, best_file   file names in the run folder (None: not kept)
+    features                                  medclf.data.features.Features of its inputs
+    history                                   the epoch records so far
+    model                                     the live model
+    resume(path)                              continue from a checkpoint (refuse a foreign one)
+    fit(on_epoch, progress, train_acc)        train the remaining epochs; on_epoch(rec) -> stop
+    scores(model, X) / inputs(images)         probabilities; the model's inputs from images
+    save_checkpoint(path), save_best(path), load_best(path), save_model(model, path)
+    accuracy(model, X, y), extra_metrics(model), environment()
 """
 
 from __future__ import annotations
 
-import math
+import importlib
+import time
 from pathlib import Path
 
-import numpy as np
-
-from medclf.data.features import select_test
 from medclf.data.load import Dataset
-from medclf.errors import InputError
-from medclf.files import atomic_path
+from medclf.errors import ConfigError
+from medclf.experiments.outputs import (
+    final_metrics,
+    medmnist_flag,
+    predictions,
+    save_predictions,
+)
+from medclf.experiments.selection import Selector, auc_of, stop_reason
+from medclf.experiments.store import read_json, save_run, write_json
+from medclf.model_registry import MODELS
+from medclf.train.display import EpochProgress
 
-PREDICTIONS = "predictions.npz"
+FAMILIES = {"numpy": "medclf.experiments.family_numpy:NumpyTrainer",
+            "torch": "medclf.experiments.family_torch:TorchTrainer",
+            "sklearn": "medclf.experiments.family_sklearn:SklearnTrainer"}  # fmt: skip
 
 
-def is_diverged(rec: dict) -> bool:
-    """A loss that became NaN or infinite: later epochs cannot recover from it."""
-    return any(rec.get(k) is not None and not math.isfinite(rec[k])
-               for k in ("train_loss", "val_loss"))  # fmt: skip
+def trainer_class(model: str):
+    module, name = FAMILIES[MODELS[model].family].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
-def finite_or_none(value):
-    return value if value is not None and math.isfinite(value) else None
-
-
-def auc_of(task: str, labels: np.ndarray, scores: np.ndarray) -> float | None:
-    """MedMNIST's AUC, or None where it is undefined (one class only, NaN scores)."""
-    from medclf.metrics import medmnist_auc
-
-    if not np.isfinite(scores).all():
-        return None
+def read_json_or_none(path: Path):
+    """The file's JSON, or None where it is missing or damaged."""
     try:
-        return finite_or_none(medmnist_auc(task, labels, scores))
-    except (InputError, ValueError):
+        return read_json(path)
+    except (OSError, ValueError):
         return None
 
 
-class Selector:
-    """The best epoch so far by a validation metric; ``last`` makes every epoch the best.
-    Built from a history, so a resumed run picks up where it stopped."""
-
-    def __init__(self, metric: str = "last", patience: int = 0, history=()):
-        self.metric, self.patience = metric, patience
-        self.best_epoch, self.best = None, None
-        for rec in history:
-            self.update(rec)
-
-    def update(self, rec: dict) -> bool:
-        """Record an epoch; True if it is the new best."""
-        if self.metric == "last":
-            self.best_epoch = rec["epoch"]
-            return True
-        value = finite_or_none(rec.get(self.metric))
-        if value is None:
-            return False
-        lower_is_better = self.metric == "val_loss"
-        if self.best is None or (value < self.best if lower_is_better else value > self.best):
-            self.best, self.best_epoch = value, rec["epoch"]
-            return True
-        return False
-
-    def should_stop(self, epoch: int) -> bool:
-        return self.patience > 0 and epoch - (self.best_epoch or 0) >= self.patience
+RUN_FILES = ("config.json", "env.json", "history.json", "history.csv", "metrics.json",
+             "model.npz", "model.pt", "model.skops", "predictions.npz", "checkpoint.npz",
+             "checkpoint.pt", "best.npz", "best.pt", "accuracy.png", "loss.png",
+             "confusion.png")  # fmt: skip
 
 
-def test_splits(dataset: Dataset, test_split: str) -> dict:
-    """The test split a run reports, plus the official one where the study's subset is used
-    (OCTMNIST: the subset is imbalanced, the official 1,000 images are not)."""
-    splits = {"test": select_test(dataset, test_split)}
-    if test_split == "study":
-        splits["test_official"] = select_test(dataset, "official")
-    return splits
+def claim_run_folder(out, config: dict, force: bool) -> None:
+    """Refuse to write over a finished run of another config unless ``force``; then remove
+    that run's files (only medclf's own, never anything else in the folder)."""
+    run_dir = Path(out)
+    if not (run_dir / "metrics.json").exists():
+        return
+    if read_json_or_none(run_dir / "config.json") == config and not force:
+        return
+    if not force:
+        raise ConfigError(f"{run_dir} holds a finished run of another config; choose another "
+                          "--out or pass --force to replace it")  # fmt: skip
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for csv_file in run_dir.glob("*@*.csv"):
+        csv_file.unlink()
 
 
-def predictions(scores_of, features, dataset: Dataset, to_features) -> dict:
-    """Labels and scores of the val split and every reported test split."""
-    out = {"val_labels": features.y_val, "val_scores": scores_of(features.X_val)}
-    for name, split in test_splits(dataset, features.test_split).items():
-        X = features.X_test if name == "test" else to_features(split.images)
-        out[f"{name}_labels"], out[f"{name}_scores"] = split.labels, scores_of(X)
-    return out
+def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool) -> bool:
+    """Refuse what would mix two runs in one folder; write config.json from the start.
+    True where an unfinished run of this config is to be continued."""
+    unfinished = checkpoint is not None and checkpoint.exists()
+    if unfinished and not resume:
+        raise ConfigError(f"{run_dir} holds an unfinished run; pass --resume to continue it or "
+                          "choose another --out")  # fmt: skip
+    if unfinished and read_json_or_none(run_dir / "config.json") != config:
+        raise ConfigError(f"checkpoint {checkpoint} belongs to another config; use another "
+                          "--out or delete the checkpoint")  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", config)  # ties the checkpoint to this config
+    return unfinished
 
 
-def split_metrics(preds: dict, task: str, class_names) -> dict:
-    """Every metric of every saved split, recomputed from the saved scores alone."""
-    from medclf.metrics import task_metrics
-
-    result = {}
-    for key in preds:
-        if key.endswith("_scores"):
-            name = key.removesuffix("_scores")
-            scores = preds[key]
-            if not np.isfinite(scores).all():
-                result[name] = {"undefined": {"all": "the scores hold NaN or inf (diverged)"}}
-                continue
-            result[name] = task_metrics(task, preds[f"{name}_labels"], scores, class_names)
-    return result
+def check_task(config: dict, dataset: Dataset) -> None:
+    spec = MODELS[config["model"]]
+    if dataset.info.task not in spec.tasks:
+        able = [m for m, s in MODELS.items() if dataset.info.task in s.tasks]
+        raise ConfigError(f"{config['model']} cannot learn {dataset.name}'s task "
+                          f"({dataset.info.task}); use one of {', '.join(able)}")  # fmt: skip
 
 
-def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
-    """predictions.npz, and MedMNIST's standard result CSV for each split
-    (``{flag}_{split}@{run}.csv``), which MedMNIST's own evaluator reads."""
-    from medclf.metrics import medmnist_csv
-
-    with atomic_path(run_dir / PREDICTIONS) as tmp:
-        np.savez(tmp, **preds)
-    for split in ("val", "test"):
-        if not np.isfinite(preds[f"{split}_scores"]).all():  # a diverged model: nothing to score
-            continue
-        text = medmnist_csv(preds[f"{split}_scores"])
-        run = run_dir.name.replace(".", "-")  # MedMNIST's reader splits the name at dots
-        with atomic_path(run_dir / f"{flag}_{split}@{run}.csv") as tmp:
-            tmp.write_text(text)
+def finished_metrics(run_dir: Path, config: dict) -> dict | None:
+    metrics = read_json_or_none(run_dir / "metrics.json")
+    if metrics and metrics.get("status") in ("done", "diverged"):
+        if read_json_or_none(run_dir / "config.json") == config:
+            return metrics
+    return None
 
 
-def load_predictions(run_dir: Path) -> dict:
-    with np.load(Path(run_dir) / PREDICTIONS, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_acc=True,
+            resume=True, after_epoch=None, **options) -> dict:  # fmt: skip
+    """Train the run ``config`` describes (or continue it from its checkpoint) and write its
+    folder. ``train_acc``: measure training accuracy every epoch (else only for the kept
+    model). ``after_epoch(record)`` runs once the epoch's checkpoint is on disk (tests use it
+    to simulate a kill). ``options``: the family's own (PyTorch: device, threads)."""
+    run_dir = Path(run_dir)
+    family = trainer_class(config["model"])
+    ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
+    best = run_dir / family.best_file if family.best_file else None
+    unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result
+    if resume and not unfinished and (done := finished_metrics(run_dir, config)):
+        return done
+    check_task(config, dataset)
+    dataset = dataset.head(config["train_fraction"])
+    trainer = family(config, dataset, **options)
+    if open_run(run_dir, config, ckpt, resume):
+        trainer.resume(ckpt)
+    f, task = trainer.features, dataset.info.task
+    selector = Selector(config["select"], config["patience"], trainer.history)
+    display = EpochProgress(len(f.y_train), config["epochs"], quiet, config["model"])
 
+    def on_epoch(rec) -> bool:
+        rec["val_auc"] = auc_of(task, f.y_val, trainer.scores(trainer.model, f.X_val))
+        if selector.update(rec) and selector.metric != "last":
+            trainer.save_best(best)
+        display.end_epoch(rec)
+        if ckpt is not None:
+            trainer.save_checkpoint(ckpt)
+        if after_epoch is not None:
+            after_epoch(rec)
+        return stop_reason([rec], selector) is not None
 
-def summary(metrics: dict, split: str) -> dict:
-    """The headline numbers of one split: ACC and AUC as MedMNIST computes them."""
-    m = metrics.get(split, {})
-    return {f"{split}_acc": m.get("acc"), f"{split}_auc": m.get("auc")}
+    seconds = sum(r["seconds"] for r in trainer.history)
+    start = time.perf_counter()
+    if stop_reason(trainer.history, selector) is None:
+        trainer.fit(on_epoch, display.step, train_acc)
+    seconds += time.perf_counter() - start
+    history = trainer.history
+    last_model = trainer.model
+    kept = history[(selector.best_epoch or len(history)) - 1]  # None: no epoch had the metric
+    chosen = last_model if kept is history[-1] else trainer.load_best(best)
+    if kept["train_acc"] is None:  # measured for the kept model only, not every epoch
+        kept["train_acc"] = trainer.accuracy(chosen, f.X_train, f.y_train)
+    trainer.save_model(chosen, run_dir / trainer.model_file)
+    preds = predictions(lambda X: trainer.scores(chosen, X), f, dataset, trainer.inputs)
+    if chosen is not last_model:  # the last epoch too, for comparison
+        last = predictions(lambda X: trainer.scores(last_model, X), f, dataset, trainer.inputs)
+        preds.update({f"last_{k}": v for k, v in last.items()})
+    save_predictions(run_dir, preds, medmnist_flag(dataset))
+    best_val_acc = max((r["val_acc"] for r in history if r["val_acc"] is not None), default=None)
+    metrics = final_metrics(config, dataset, history, f, seconds, preds, kept["epoch"],
+                            stop_reason(history, selector), best_val_acc=best_val_acc,
+                            **trainer.extra_metrics(chosen))  # fmt: skip
+    save_run(run_dir, config, history, metrics, trainer.environment())
+    for leftover in (ckpt, best):
+        if leftover is not None:
+            leftover.unlink(missing_ok=True)
+    return metrics

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.config import MODELS, check_config
-from medclf.data.features import to_features
+from medclf.config import check_config
+from medclf.data.features import inputs_of, to_features
 from medclf.errors import ConfigError, DataError
+from medclf.model_registry import MODELS
 
 MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
 MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid per label
@@ -66,8 +67,9 @@ def _read_png(path: Path, image_shape) -> np.ndarray:
             raise DataError(f"{path} has transparent pixels; save it without transparency "
                             "(opaque grayscale or RGB)")  # fmt: skip
         pixels = pixels[..., :-1] if mode == "RGBA" else pixels[..., 0]
-    if len(image_shape) == 2 and pixels.ndim == 3 and (pixels == pixels[..., :1]).all():
-        pixels = pixels[..., 0]  # a gray image stored as RGB, for a grayscale model
+    gray_rgba = mode == "RGBA" and (pixels == pixels[..., :1]).all()
+    if len(image_shape) == 2 and gray_rgba:
+        pixels = pixels[..., 0]  # matplotlib saves a grayscale picture as opaque gray RGBA
     return pixels
 
 
@@ -176,14 +178,13 @@ def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
 
 
 def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
-    from medclf.experiments.jobs import LINEAR_NUMPY
     from medclf.numpy_models import load_model
 
     path = run_dir / "model.npz"
     if not path.is_file():
         raise DataError(f"{run_dir} has no model.npz; train the run again with 'medclf train'")
     model = load_model(path)
-    bias = config["model"] in LINEAR_NUMPY
+    bias = MODELS[config["model"]].inputs == "flat+bias"
     n_features = int(np.prod(images.shape[1:])) + bias
     if model.kind != config["model"]:
         raise DataError(f"{path} holds a {model.kind}, but config.json says {config['model']}; "
@@ -201,7 +202,7 @@ def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
 def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.ndarray:
     import torch
 
-    from medclf.torch_models import build_torch_model
+    from medclf.experiments.family_torch import build_network
 
     path = run_dir / "model.pt"
     if not path.is_file():
@@ -218,9 +219,9 @@ def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.nda
             and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
         raise DataError(f"{path} is not a model file that medclf wrote (unreadable, cut short "
                         "or not a state dict); train the run again")  # fmt: skip
-    X = torch.from_numpy(to_features(images, np.float32))
+    X = torch.from_numpy(inputs_of(images, MODELS[config["model"]].inputs, np.float32))
     try:
-        model = build_torch_model(config, X.shape[1], n_classes)
+        model = build_network(config, X.shape[1:], n_classes)
     except (KeyError, TypeError, ValueError) as err:
         raise _damaged(run_dir / "config.json", f"no valid {err}") from err
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -236,4 +237,4 @@ def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.nda
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     with torch.no_grad():
-        return model(X).double().numpy()
+        return torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)]).double().numpy()

@@ -78,7 +78,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dic
     config, run_dir = entry["config"], Path(out) / "runs" / entry["key"]
     start = time.perf_counter()
     try:
-        from medclf.experiments.jobs import run_job
+        from medclf.experiments.lifecycle import run_job
 
         with run_lock(run_dir):
             done = finished(run_dir, config)  # finished by another process meanwhile

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from medclf.errors import DataError
-from medclf.experiments.lifecycle import PREDICTIONS, load_predictions
+from medclf.experiments.outputs import PREDICTIONS, load_predictions
 
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 

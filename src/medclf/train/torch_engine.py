@@ -81,7 +81,8 @@ def n_correct(logits, y) -> float:
     return float((logits.argmax(dim=1) == y).sum())
 
 
-def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) -> float:
+def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
+                transform=None) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
     (medclf.train.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
@@ -93,7 +94,7 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) ->
     total = torch.zeros((), device=X.device)
     n_batches = 0
     report_every = max(1, 8192 // batch_size)
-    fused = fusable(model, optimizer) and not y.is_floating_point()
+    fused = fusable(model, optimizer) and not y.is_floating_point() and transform is None
     if fused:
         linears, act, p = structure(model)
         group = optimizer.param_groups[0]
@@ -103,7 +104,8 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None) ->
         if fused:
             loss = sgd_step(linears, act, p, X[idx], y[idx], lr, wd)
         else:
-            loss = loss_fn(model(X[idx]), y[idx])
+            x = X[idx] if transform is None else transform(X[idx])
+            loss = loss_fn(model(x), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -132,25 +134,32 @@ def evaluate(model, X, y, chunk: int = 65536) -> tuple[float, float]:
     return float(loss_fn(logits, y, reduction="sum")) / n, n_correct(logits, y) / n
 
 
-def scores(model, X, multi_label: bool) -> np.ndarray:
+def scores(model, X, multi_label: bool, chunk: int = 65536) -> np.ndarray:
     """Probabilities as MedMNIST scores them: a sigmoid per label, or a softmax over classes."""
-    logits = logits_of(model, X).double()
+    logits = logits_of(model, X, chunk).double()
     return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu().numpy()
 
 
 def fit(model, optimizer, data, epochs, batch_size, generator, history=None, train_acc=True,
-        callback=None, progress=None) -> list[dict]:  # fmt: skip
-    """Train from ``len(history) + 1`` to ``epochs``; ``callback(record)`` after each epoch
-    (checkpoints plug in there; returning True stops). ``data``: dict of device tensors
-    X_train, y_train, X_val, y_val."""
-    history = list(history or [])
+        callback=None, progress=None, lr_at=None, transform=None,
+        chunk=65536) -> list[dict]:  # fmt: skip
+    """Train from ``len(history) + 1`` to ``epochs``, appending each epoch's record to
+    ``history``; ``callback(record)`` after each epoch (checkpoints plug in there; returning
+    True stops). ``data``: dict of device tensors X_train, y_train, X_val, y_val.
+    ``lr_at(epoch)``: the learning rate of an epoch (a schedule that depends on the epoch
+    number only, so a resumed run continues it exactly); ``transform(x)``: augmentation of
+    each training batch."""
+    history = [] if history is None else history
     for epoch in range(len(history) + 1, epochs + 1):
+        if lr_at is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(epoch)
         start = time.perf_counter()
         loss = train_epoch(model, optimizer, data["X_train"], data["y_train"], batch_size,
-                           generator, progress)  # fmt: skip
+                           generator, progress, transform)  # fmt: skip
         seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"])
-        tr_acc = evaluate(model, data["X_train"], data["y_train"])[1] if train_acc else None
+        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"], chunk)
+        tr_acc = evaluate(model, data["X_train"], data["y_train"], chunk)[1] if train_acc else None
         rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
         history.append(rec)
         if callback is not None and callback(rec):

@@ -1,0 +1,110 @@
+"""What a finished run leaves behind besides its model: the selected model's scores on the
+validation and test splits (``predictions.npz``, pickle-free, and MedMNIST's result CSVs) and
+``metrics.json``, whose every metric is computed from those saved scores by medclf.metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medclf.data.features import select_test
+from medclf.data.load import Dataset
+from medclf.files import atomic_path
+
+PREDICTIONS = "predictions.npz"
+UNTITLED = {"model", "dataset", "test_split", "seed", "dtype", "train_fraction", "init_std",
+            "select", "patience", "size"}  # fmt: skip
+
+
+def title_of(config: dict, dataset: Dataset) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in config.items() if k not in UNTITLED)
+    return f"{config['model']} on {dataset.display_name} ({params})"
+
+
+def test_splits(dataset: Dataset, test_split: str) -> dict:
+    """The test split a run reports, plus the official one where the study's subset is used
+    (OCTMNIST: the subset is imbalanced, the official 1,000 images are not)."""
+    splits = {"test": select_test(dataset, test_split)}
+    if test_split == "study":
+        splits["test_official"] = select_test(dataset, "official")
+    return splits
+
+
+def predictions(scores_of, features, dataset: Dataset, inputs_of) -> dict:
+    """Labels and scores of the val split and every reported test split."""
+    out = {"val_labels": features.y_val, "val_scores": scores_of(features.X_val)}
+    for name, split in test_splits(dataset, features.test_split).items():
+        X = features.X_test if name == "test" else inputs_of(split.images)
+        out[f"{name}_labels"], out[f"{name}_scores"] = split.labels, scores_of(X)
+    return out
+
+
+def split_metrics(preds: dict, task: str, class_names) -> dict:
+    """Every metric of every saved split, recomputed from the saved scores alone."""
+    from medclf.metrics import task_metrics
+
+    result = {}
+    for key in preds:
+        if key.endswith("_scores"):
+            name = key.removesuffix("_scores")
+            scores = preds[key]
+            if not np.isfinite(scores).all():
+                result[name] = {"undefined": {"all": "the scores hold NaN or inf (diverged)"}}
+                continue
+            result[name] = task_metrics(task, preds[f"{name}_labels"], scores, class_names)
+    return result
+
+
+def medmnist_flag(dataset: Dataset) -> str:
+    """The dataset part of MedMNIST's result-file names: no '_' (it separates the size)."""
+    info = dataset.info
+    name = info.name.replace("_", "")
+    return name if info.size == 28 else f"{name}_{info.size}"
+
+
+def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
+    """predictions.npz, and MedMNIST's standard result CSV for each split
+    (``{flag}_{split}@{run}.csv``), which MedMNIST's own evaluator reads."""
+    from medclf.metrics import medmnist_csv
+
+    with atomic_path(run_dir / PREDICTIONS) as tmp:
+        np.savez(tmp, **preds)
+    for split in ("val", "test"):
+        if not np.isfinite(preds[f"{split}_scores"]).all():  # a diverged model: nothing to score
+            continue
+        text = medmnist_csv(preds[f"{split}_scores"])
+        run = run_dir.name.replace(".", "-")  # MedMNIST's reader splits the name at dots
+        with atomic_path(run_dir / f"{flag}_{split}@{run}.csv") as tmp:
+            tmp.write_text(text)
+
+
+def load_predictions(run_dir: Path) -> dict:
+    with np.load(Path(run_dir) / PREDICTIONS, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def summary(metrics: dict, split: str) -> dict:
+    """The headline numbers of one split: ACC and AUC as MedMNIST computes them."""
+    m = metrics.get(split, {})
+    return {f"{split}_acc": m.get("acc"), f"{split}_auc": m.get("auc")}
+
+
+def final_metrics(config, dataset: Dataset, history, features, seconds, preds: dict,
+                  selected_epoch: int, stopped: str | None, **extra) -> dict:  # fmt: skip
+    """metrics.json of a finished run: the selected epoch's headline numbers, every metric of
+    every saved split, and the dataset facts that let `medclf predict` check inputs."""
+    per_split = split_metrics(preds, dataset.info.task, dataset.class_names)
+    chosen = history[selected_epoch - 1]
+    diverged = stopped is not None and stopped.startswith("diverged")
+    return {
+        "status": "diverged" if diverged else "done", "title": title_of(config, dataset),
+        "task": dataset.info.task, "select": config["select"],
+        "selected_epoch": chosen["epoch"], "epochs_run": len(history), "stopped": stopped,
+        "train_acc": chosen["train_acc"], "val_acc": chosen["val_acc"],
+        "val_auc": chosen["val_auc"], **extra, **summary(per_split, "test"),
+        "test_split": features.test_split, "n_test": len(features.y_test), "seconds": seconds,
+        "dataset_name": dataset.name, "dataset_source": dataset.source,
+        "synthetic": dataset.synthetic, "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.info.image_shape), "metrics": per_split,
+    }  # fmt: skip

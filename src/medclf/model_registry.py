@@ -1,0 +1,70 @@
+"""Every model medclf trains, one entry each: its family, its default settings, the tasks it
+supports and the inputs it takes. Adding a model is adding an entry (and, for a new
+architecture, its class); nothing else branches on model names.
+
+Families (medclf.experiments.families): ``numpy`` — the from-scratch models of the study,
+trained one example at a time; ``torch`` — PyTorch networks, trained by medclf's engine;
+``sklearn`` — classic scikit-learn baselines on pixels, fitted once.
+Inputs: ``flat`` — pixels flattened and divided by 256 (the study's features; ``bias`` adds the
+constant-1 column of the study's linear NumPy models); ``image`` — (C, H, W) pixels scaled to
+[-1, 1] (MedMNIST's mean 0.5, sd 0.5 normalisation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SINGLE_LABEL = ("binary-class", "multi-class", "ordinal-regression")
+ALL_TASKS = (*SINGLE_LABEL, "multi-label, binary-class")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    family: str  # "numpy", "torch" or "sklearn"
+    defaults: dict
+    about: str
+    tasks: tuple[str, ...] = ALL_TASKS
+    inputs: str = "flat"  # "flat", "flat+bias" or "image"
+
+
+# Conv nets: MedMNIST v2's protocol (Adam, lr 0.001, batch 128, 100 epochs, lr x 0.1 at 50 % and
+# 75 %) unless a preset says otherwise; see PRESETS.
+PAPER = {"epochs": 100, "lr": 0.001, "batch_size": 128, "optimizer": "adam", "l2": 0.0,
+         "schedule": "paper", "augment": "none"}  # fmt: skip
+
+MODELS: dict[str, ModelSpec] = {
+    # Q1: from scratch, one example at a time, float64 for fidelity to the study.
+    "numpy-perceptron": ModelSpec(
+        "numpy", {"epochs": 20, "dtype": "float64"},
+        "the study's multi-class perceptron (NumPy, from scratch)", SINGLE_LABEL, "flat+bias"),
+    "numpy-logreg": ModelSpec(
+        "numpy", {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64",
+                  "init_std": 0.0},  # the study starts from W = 0
+        "multinomial logistic regression by SGD (NumPy, from scratch)", SINGLE_LABEL,
+        "flat+bias"),
+    "numpy-mlp": ModelSpec(
+        "numpy", {"epochs": 20, "lr": 0.001, "hidden_size": 200, "layers": 1, "batch_size": 1,
+                  "dtype": "float64"},
+        "multi-layer perceptron with hand-written backprop (NumPy)", SINGLE_LABEL),
+    # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
+    "torch-logreg": ModelSpec(
+        "torch", {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
+        "logistic regression (PyTorch)"),
+    "torch-ffn": ModelSpec(
+        "torch", {"epochs": 20, "lr": 0.1, "hidden_size": 200, "layers": 2, "dropout": 0.0,
+                  "batch_size": 16, "activation": "relu", "l2": 0.0, "optimizer": "sgd"},
+        "feed-forward network (PyTorch)"),
+    # Convolutional networks on images.
+    "torch-cnn": ModelSpec(
+        "torch", {**PAPER, "epochs": 30, "width": 32, "dropout": 0.0, "schedule": "cosine",
+                  "augment": "auto"},
+        "medclf's small CNN for 28x28 on a CPU (PyTorch)", inputs="image"),
+    "torch-resnet18": ModelSpec(
+        "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
+    "torch-resnet50": ModelSpec(
+        "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
+}  # fmt: skip
+
+
+def spec_of(model: str) -> ModelSpec:
+    return MODELS[model]
