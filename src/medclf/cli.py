@@ -12,6 +12,7 @@ import numpy as np
 
 from medclf import __version__
 from medclf.errors import MedclfError
+from medclf.model_registry import MODELS as MODEL_NAMES
 
 
 class Interrupted(click.ClickException):
@@ -289,13 +290,19 @@ def interval(D, A, B, plot, markdown, as_json):
 
 
 def per_model_default(key: str) -> str:
-    """'default: numpy-logreg 0.01, numpy-mlp 0.001, ...' from medclf.config.DEFAULTS."""
+    """'default 20; torch-cnn 30; torch-resnet18, torch-resnet50 100' from the model registry:
+    the most common value first, then the models that differ."""
+    from collections import Counter
+
     from medclf.config import DEFAULTS
 
     values = {model: d[key] for model, d in DEFAULTS.items() if key in d}
-    if len(set(values.values())) == 1:
-        return f"default {next(iter(values.values()))}"
-    return "default " + ", ".join(f"{m} {v}" for m, v in values.items())
+    common = Counter(map(str, values.values())).most_common(1)[0][0]
+    others: dict[str, list[str]] = {}
+    for model, value in values.items():
+        if str(value) != common:
+            others.setdefault(str(value), []).append(model)
+    return "; ".join([f"default {common}", *(f"{', '.join(m)} {v}" for v, m in others.items())])
 
 
 def number_option(key: str, text: str):
@@ -306,9 +313,7 @@ def number_option(key: str, text: str):
 @cli.command()
 @click.argument(
     "model",
-    type=click.Choice(
-        ["numpy-perceptron", "numpy-logreg", "numpy-mlp", "torch-logreg", "torch-ffn"]
-    ),
+    type=click.Choice(list(MODEL_NAMES)),
 )
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
@@ -328,6 +333,13 @@ def number_option(key: str, text: str):
 @number_option("l2", "L2 penalty (weight decay)")
 @click.option("--optimizer", type=click.Choice(["sgd", "adam"]),
               help=f"({per_model_default('optimizer')}).")
+@click.option("--width", type=int,
+              help=f"Channels of the first block ({per_model_default('width')}).")
+@click.option("--schedule", type=click.Choice(["constant", "paper", "cosine"]),
+              help=f"Learning-rate schedule ({per_model_default('schedule')}).")
+@click.option("--augment", type=click.Choice(["none", "auto", "flip", "crop", "flip+crop"]),
+              help="Training-batch augmentation; auto: the label-safe operations of the "
+                   f"dataset ({per_model_default('augment')}).")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]),
               help="NumPy models only (default float64).")
 @click.option("--test-split", type=click.Choice(["auto", "study", "official"]),
@@ -364,17 +376,20 @@ def train(model, out, quiet, root, device, threads, resume, force, size, **setti
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
     from medclf.experiments.lifecycle import claim_run_folder, run_job
+    from medclf.files import run_lock
+    from medclf.model_registry import MODELS
 
     config = make_config(model, size=int(size), **settings)
     dataset = load_dataset(config["dataset"], root, size=config["size"])
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    claim_run_folder(out, config, force)
     torch_options = {"device": device, "threads": threads}
-    if model.startswith("numpy-"):
+    if MODELS[model].family != "torch":
         if device or threads:
             raise ConfigError("--device and --threads apply to torch-* models only")
         torch_options = {}
-    metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
+    with run_lock(out):  # one writer per run folder
+        claim_run_folder(out, config, force)
+        metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
     click.echo(run_summary(metrics, out))
 
 
@@ -422,6 +437,36 @@ def predict(run_dir, inputs):
         click.echo("  ".join(cells).rstrip())
     if proba is None:
         click.echo("(a perceptron gives classes, not probabilities)")
+
+
+@cli.command()
+@click.option("--dataset", "datasets", multiple=True, required=True,
+              help="Dataset name or .npz path (repeatable).")
+@click.option("--model", "models", multiple=True, type=click.Choice(list(MODEL_NAMES)),
+              help="Model (repeatable; default: torch-cnn, torch-ffn, numpy-logreg).")
+@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast",
+              show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
+@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
+              help="Seeds 42, 43, ... per dataset and model.")
+@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
+              show_default=True, help="Image side of named datasets.")
+@click.option("--out", default="benchmark", show_default=True, type=click.Path(file_okay=False))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Parallel processes.")
+@root_option
+def benchmark(datasets, models, preset, seeds, size, out, workers, root):
+    """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
+    from medclf.experiments.benchmark import benchmark as run
+    from medclf.model_registry import BENCHMARK_MODELS
+
+    summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
+                  int(size), root)  # fmt: skip
+    failed = [r for r in summary["rows"] if r["status"] not in ("done", "diverged")]
+    click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
+               f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
+    if failed:
+        click.echo(f"{len(failed)} run(s) did not finish; see {summary['csv']}", err=True)
+        sys.exit(1)
 
 
 @cli.command()

@@ -68,3 +68,24 @@ MODELS: dict[str, ModelSpec] = {
 
 def spec_of(model: str) -> ModelSpec:
     return MODELS[model]
+
+
+# Training recipes as data: a preset's overrides per model; every model of a benchmark keeps
+# the epoch with the best validation AUC. `paper` is MedMNIST v2's protocol for its networks;
+# `fast` is medclf's CPU recipe, chosen on validation splits (docs/benchmarks.md).
+PRESETS: dict[str, dict[str, dict]] = {
+    "paper": {"torch-cnn": PAPER, "torch-resnet18": PAPER, "torch-resnet50": PAPER},
+    "fast": {
+        "torch-cnn": {"epochs": 30, "lr": 0.002, "batch_size": 64, "optimizer": "adam",
+                      "schedule": "cosine", "augment": "auto"},
+        "torch-resnet18": {"epochs": 12, "lr": 0.002, "batch_size": 128, "optimizer": "adam",
+                           "schedule": "cosine", "augment": "auto"},
+        "torch-resnet50": {"epochs": 12, "lr": 0.002, "batch_size": 128, "optimizer": "adam",
+                           "schedule": "cosine", "augment": "auto"},
+    },
+}  # fmt: skip
+BENCHMARK_MODELS = ("torch-cnn", "torch-ffn", "numpy-logreg")  # the default zoo
+
+
+def preset_settings(preset: str, model: str) -> dict:
+    return {"select": "val_auc", **PRESETS[preset].get(model, {})}

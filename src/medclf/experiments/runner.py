@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
 from medclf.experiments.store import read_json, write_json
 from medclf.files import RunLockedError, run_lock
+from medclf.model_registry import MODELS
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
@@ -64,10 +65,10 @@ def watch_parent(parent: int, every: float = 0.5) -> None:
 
 
 @lru_cache(maxsize=2)
-def _dataset(name: str, root: str | None):
+def _dataset(name: str, root: str | None, size: int = 28):
     from medclf.data.load import load_dataset
 
-    return load_dataset(name, root)
+    return load_dataset(name, root, size=size)
 
 
 def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dict:
@@ -86,8 +87,8 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dic
                 return {**entry, **done, "note": "finished by another process"}
             write_json(run_dir / "config.json", config)  # a running run says what it is
             with threadpool_limits(threads):
-                dataset = _dataset(config["dataset"], root)
-                options = {} if config["model"].startswith("numpy-") else {"threads": threads}
+                dataset = _dataset(config["dataset"], root, config.get("size", 28))
+                options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
                 metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,

@@ -1,0 +1,101 @@
+"""`medclf benchmark`: a grid through the reproduce runner, results.csv and both reports,
+resumption after a kill, failed runs shown as failed; presets as data."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medclf.cli import cli
+from medclf.experiments.benchmark import grid
+from medclf.model_registry import PRESETS
+
+
+@pytest.fixture(scope="module")
+def tiny_files(tmp_path_factory):
+    from medclf.data.synthetic import write_synthetic
+
+    folder = tmp_path_factory.mktemp("bench-data")
+    return (write_synthetic(folder / "breastmnist.npz", "breastmnist", 0.1, 0),
+            write_synthetic(folder / "chestmnist.npz", "chestmnist", 0.005, 1))  # fmt: skip
+
+
+def rows_of(out: Path) -> list[dict]:
+    return list(csv.DictReader((out / "results.csv").open()))
+
+
+def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", out, "--seeds", 2, "--model", "torch-logreg", "--model",
+            "numpy-logreg", *[a for f in tiny_files for a in ("--dataset", f)]]  # fmt: skip
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    # numpy-logreg cannot learn the multi-label chestmnist: those runs fail, the rest finish
+    assert result.exit_code == 1, result.output
+    rows = rows_of(out)
+    assert list(rows[0])[:10] == ["dataset", "model", "preset", "seed", "status", "val_acc",
+                                  "val_auc", "test_acc", "test_auc", "seconds"]  # fmt: skip
+    assert len(rows) == 8
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert {(r["dataset"], r["model"]) for r in failed} == {("chestmnist", "numpy-logreg")}
+    assert "cannot learn" in failed[0]["error"]
+    done = [r for r in rows if r["status"] == "done"]
+    for row in done:  # each number comes from the run folder's own metrics.json
+        metrics = json.loads((out / "runs" / row["key"] / "metrics.json").read_text())
+        assert float(row["test_auc"]) == pytest.approx(metrics["test_auc"])
+    md = (out / "benchmark.md").read_text()
+    assert "synthetic" in md and "failed" in md
+    html = (out / "benchmark.html").read_text()
+    assert "<table" in html and "http://" not in html.split("<body")[0]
+    assert (out / "benchmark.png").stat().st_size > 1000
+
+
+def test_a_killed_benchmark_resumes_without_redoing_finished_runs(tmp_path, tiny_files):
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "-m", "medclf.cli", "benchmark", "--out", str(out), "--seeds", "3",
+           "--model", "torch-ffn", "--dataset", str(tiny_files[0])]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/*/metrics.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = list(out.glob("runs/*/metrics.json"))
+    assert first, "no run finished before the kill"
+    stamps = {p: p.stat().st_mtime_ns for p in first}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # not redone
+    rows = rows_of(out)
+    assert len(rows) == 3 and all(r["status"] == "done" for r in rows)
+
+
+def test_presets_are_data_and_the_grid_is_keyed_by_config():
+    entries = grid(["a.npz"], ["torch-cnn", "numpy-logreg"], "paper", 2)
+    assert len(entries) == 4 and len({e["key"] for e in entries}) == 4
+    cnn = entries[0]["config"]
+    for key, value in PRESETS["paper"]["torch-cnn"].items():
+        assert cnn[key] == value
+    assert cnn["select"] == "val_auc" and [e["seed"] for e in entries[:2]] == [42, 43]
+    assert entries[2]["config"]["select"] == "val_auc"  # models without a preset too
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "nope"], "'nope' is not one of"),
+    (["--preset", "slow"], "'slow' is not one of"),
+    (["--seeds", "0"], "0 is not in the range"),
+])  # fmt: skip
+def test_bad_benchmark_options_are_one_line(tmp_path, tiny_files, args, message):
+    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--out",
+                                      str(tmp_path / "b"), *args])  # fmt: skip
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
