@@ -18,9 +18,10 @@ class LogisticRegression(NumpyClassifier):
     kind = "numpy-logreg"
     has_proba = True
 
-    def __init__(self, *, lr=0.01, batch_size=1, init_std=0.0, n_classes=None, dtype="float64",
-                 seed=42, engine="numba"):  # fmt: skip
-        super().__init__(n_classes=n_classes, dtype=dtype, seed=seed, engine=engine)
+    def __init__(self, *, lr=0.01, batch_size=1, init_std=0.0, epochs=20, warm_start=False,
+                 n_classes=None, dtype="float64", seed=42, engine="numba"):  # fmt: skip
+        super().__init__(epochs=epochs, warm_start=warm_start, n_classes=n_classes, dtype=dtype,
+                         seed=seed, engine=engine)  # fmt: skip
         self.lr = lr
         self.batch_size = batch_size
         self.init_std = init_std
@@ -51,7 +52,7 @@ class LogisticRegression(NumpyClassifier):
             losses.append(loss * len(rows))
         return float(np.sum(losses) / max(len(order), 1))
 
-    def decision_function(self, X):
+    def _decision(self, X):
         return X @ self.W_.T
 
     def params(self):

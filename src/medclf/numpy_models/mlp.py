@@ -22,22 +22,21 @@ class MLP(NumpyClassifier):
     has_proba = True
 
     def __init__(self, *, hidden_sizes=(200,), lr=0.001, batch_size=1, init_mean=0.1,
-                 init_std=0.1, n_classes=None, dtype="float64", seed=42,
-                 engine="numba"):  # fmt: skip
-        super().__init__(n_classes=n_classes, dtype=dtype, seed=seed, engine=engine)
-        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+                 init_std=0.1, epochs=20, warm_start=False, n_classes=None, dtype="float64",
+                 seed=42, engine="numba"):  # fmt: skip
+        super().__init__(epochs=epochs, warm_start=warm_start, n_classes=n_classes, dtype=dtype,
+                         seed=seed, engine=engine)  # fmt: skip
+        self.hidden_sizes = hidden_sizes
         self.lr = lr
         self.batch_size = batch_size
         self.init_mean = init_mean
         self.init_std = init_std
 
-    def get_params(self):
-        return {**super().get_params(), "hidden_sizes": list(self.hidden_sizes)}
-
     def _init_params(self, rng):
-        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+        hidden = [int(h) for h in self.hidden_sizes]
+        if not hidden or min(hidden) < 1:
             raise ConfigError(f"hidden_sizes == {self.hidden_sizes}, need at least one size >= 1")
-        sizes = [self.n_features_, *self.hidden_sizes, self.n_classes_]
+        sizes = [self.n_features_, *hidden, self.n_classes_]
         self.weights_ = [rng.normal(self.init_mean, self.init_std, (out, inp)).astype(self.np_dtype)
                          for inp, out in zip(sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
         self.biases_ = [np.zeros(out, dtype=self.np_dtype) for out in sizes[1:]]
@@ -83,7 +82,7 @@ class MLP(NumpyClassifier):
             total += loss * len(rows)
         return total / max(len(order), 1)
 
-    def decision_function(self, X):
+    def _decision(self, X):
         return self.forward(X)[-1]
 
     def params(self):

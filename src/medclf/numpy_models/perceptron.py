@@ -34,7 +34,7 @@ class Perceptron(NumpyClassifier):
         self.mistakes_ = mistakes
         return None
 
-    def decision_function(self, X):
+    def _decision(self, X):
         return X @ self.W_.T  # (n, n_classes)
 
     def params(self):

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from medclf.files import atomic_path
-from medclf.report.plots import plt, save_figure
+from medclf.report.plots import save_figure, subplots
 
 # (number, question, title, how the run is chosen, series)
 #   chosen by: {"model": ..., settings...} to match a run, or ("best"|"worst", question)
@@ -53,7 +53,7 @@ SERIES = {
 
 
 def curve_figure(history: list[dict], series: str, title: str, subtitle: str = ""):
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = subplots(figsize=(6, 3.8))
     epochs = [r["epoch"] for r in history]
     for key, label in SERIES[series]:
         values = [r.get(key) for r in history]
@@ -77,7 +77,7 @@ def save_both(fig, out_dir: Path, stem: str) -> Path:
 
 def convexity_figure(logreg: list[dict], mlp: list[dict]):
     """Q1.2a: final training loss per seed/initialisation, logistic regression vs MLP."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = subplots(1, 2, figsize=(9, 3.6))
     for ax, runs, name in ((axes[0], logreg, "logistic regression (random inits)"),
                            (axes[1], mlp, "MLP (seeds)")):  # fmt: skip
         for r in runs:

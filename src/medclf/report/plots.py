@@ -1,25 +1,34 @@
-"""Figures as files (Agg backend: these machines have no display)."""
+"""Figures as files, drawn through matplotlib's object API (``Figure``, not pyplot): no
+backend is chosen or forced, no pyplot state is touched, so importing medclf in a notebook
+leaves its inline plots alone. A ``Figure`` renders itself to any file format with no display.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 import textwrap
 from pathlib import Path
 
-import matplotlib
 import matplotlib.ticker
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from medclf.errors import ConfigError
+from medclf.files import atomic_path, check_parent
 
-from medclf.errors import ConfigError  # noqa: E402
-from medclf.files import atomic_path, check_parent  # noqa: E402
+
+def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
+    """``(fig, axes)`` like ``pyplot.subplots``, on a ``Figure`` that pyplot does not manage
+    (in a notebook, show it by leaving ``fig`` as a cell's last value)."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
 def save_figure(fig, out: str | os.PathLike) -> Path:
     """Save atomically: render to a temporary name in the same folder, then rename. The format
-    comes from the suffix; the folder must exist (a typo must not create folders)."""
+    comes from the suffix; the folder must exist (a typo must not create folders). A figure
+    that pyplot manages is closed afterwards, as before."""
     formats = sorted(fig.canvas.get_supported_filetypes())
     try:
         if Path(out).suffix.lower().lstrip(".") not in formats:
@@ -29,14 +38,15 @@ def save_figure(fig, out: str | os.PathLike) -> Path:
         with atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=120, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        if "matplotlib.pyplot" in sys.modules:  # never import pyplot just to close
+            sys.modules["matplotlib.pyplot"].close(fig)
     return Path(out)
 
 
 def sample_grid(images, labels, class_names, per_class: int = 8, title: str = ""):
     """One row per class with its first ``per_class`` images."""
     n_classes = len(class_names)
-    fig, axes = plt.subplots(
+    fig, axes = subplots(
         n_classes, per_class, figsize=(per_class * 0.9 + 2, n_classes * 0.95 + 0.5), squeeze=False
     )
     for c, row in enumerate(axes):
@@ -63,7 +73,7 @@ def history_figures(history: list[dict], out_dir, title: str = "") -> list[Path]
         series = [(k, v) for k, v in series if all(x is not None for x in v)]
         if not series:
             continue
-        fig, ax = plt.subplots(figsize=(5.5, 3.6))
+        fig, ax = subplots(figsize=(5.5, 3.6))
         for key, values in series:
             ax.plot(epochs, values, marker="o", ms=3, label=key.replace("_", " "))
         ax.set(xlabel="epoch", ylabel=ylabel)
@@ -80,7 +90,7 @@ def confusion_figure(matrix, class_names, title: str = ""):
     matrix = np.asarray(matrix)
     k = len(matrix)
     side = min(2.2 + 0.6 * k, 12)
-    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    fig, ax = subplots(figsize=(side + 1.5, side))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046)
     ticks = [f"{i}: {name}" for i, name in enumerate(class_names)]

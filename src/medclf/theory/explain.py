@@ -175,13 +175,13 @@ $\\mathrm{{sign}}(1 - 2h_1 - 2h_2)$ is $+1$ (pre-activation 1) inside $[A, B]$ a
 
 def figure18(A: int, B: int):
     """The four inputs of D = 2 coloured by f, with the sign construction's two hidden lines."""
-    from medclf.report.plots import plt
+    from medclf.report.plots import subplots
     from medclf.theory.interval import all_inputs, interval_function
 
     X = all_inputs(2)
     y = interval_function(2, A, B, X)
     net = sign_mlp(2, A, B)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    fig, ax = subplots(figsize=(4.6, 4.2))
     for label, colour, name in ((1, "tab:red", "f(x) = +1"), (-1, "tab:blue", "f(x) = -1")):
         pts = X[y == label]
         ax.scatter(pts[:, 0], pts[:, 1], s=140, c=colour, label=name, zorder=3)
