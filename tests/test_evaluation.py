@@ -248,3 +248,37 @@ def test_genuine_files_verify_and_train_well_above_chance(tmp_path, name):
     y, p = saved(out)
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(y, p[:, 1]))
     assert metrics["test_acc"] == pytest.approx(np.mean((p[:, 1] > 0.5) == y))
+
+
+def test_sklearn_baseline_runs_through_the_same_lifecycle(tmp_path, synth_file):
+    import skops.io as sio
+    from sklearn.metrics import roc_auc_score as auc
+
+    from medclf.data.features import make_features
+    from medclf.data.load import load_dataset
+
+    out = tmp_path / "hgb"
+    result = medclf("train", "sklearn-logreg", "--dataset", synth_file, "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = strict_json(out / "metrics.json")
+    model = sio.load(out / "model.skops", trusted=sio.get_untrusted_types(file=out / "model.skops"))
+    f = make_features(load_dataset(synth_file), "auto", np.float32)
+    assert metrics["test_acc"] == pytest.approx(model.score(f.X_test, f.y_test))
+    assert metrics["test_auc"] == pytest.approx(auc(f.y_test, model.predict_proba(f.X_test),
+                                                    multi_class="ovr"))  # fmt: skip
+    shown = medclf("predict", out, synth_file)
+    assert shown.exit_code == 0 and "drusen" in shown.output
+
+
+def test_a_model_file_with_foreign_types_is_refused(tmp_path, synth_file):
+    import skops.io as sio
+
+    from medclf.errors import DataError
+    from medclf.experiments.family_sklearn import load_model_file
+
+    sio.dump({"payload": Path("/etc/passwd")}, tmp_path / "model.skops")
+    with pytest.raises(DataError, match="types medclf never writes"):
+        load_model_file(tmp_path / "model.skops")
+    (tmp_path / "junk.skops").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a model file that medclf wrote"):
+        load_model_file(tmp_path / "junk.skops")

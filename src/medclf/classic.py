@@ -33,26 +33,12 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from medclf.errors import ConfigError, InputError
+from medclf.model_registry import ALL_TASKS, MODELS, SINGLE_LABEL
 
-SINGLE_LABEL = ("binary-class", "multi-class", "ordinal-regression")
-MULTI_LABEL = "multi-label, binary-class"
-
-# Defaults for 28x28 MedMNIST, plain JSON values; why each, in build_classic's comments.
-CLASSIC: dict[str, dict] = {
-    "sklearn-logreg": {"C": 1.0, "max_iter": 1000},
-    "sklearn-rf": {"n_estimators": 300, "min_samples_leaf": 1},
-    "sklearn-hgb": {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
-    "sklearn-knn": {"n_neighbors": 11, "pca_components": 50},
-    "sklearn-svm": {"C": 1.0, "gamma": "scale"},
-}
-
-CLASSIC_TASKS: dict[str, tuple[str, ...]] = {
-    "sklearn-logreg": SINGLE_LABEL,
-    "sklearn-rf": (*SINGLE_LABEL, MULTI_LABEL),
-    "sklearn-hgb": SINGLE_LABEL,
-    "sklearn-knn": (*SINGLE_LABEL, MULTI_LABEL),
-    "sklearn-svm": SINGLE_LABEL,
-}
+# Defaults and tasks are data beside each model's registry entry (medclf.model_registry).
+MULTI_LABEL = ALL_TASKS[-1]
+CLASSIC = {name: spec.defaults for name, spec in MODELS.items() if spec.family == "sklearn"}
+CLASSIC_TASKS = {name: MODELS[name].tasks for name in CLASSIC}
 
 # Largest training split at 784 features (28x28 gray). An RBF SVM fit costs O(n^2 d): measured
 # on one shared core, synthetic OCTMNIST (a hard case: 60 % of images become support vectors)

@@ -82,6 +82,18 @@ def check_config(c: dict) -> None:
         ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
         ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),
+        # classic baselines (medclf.classic)
+        ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
+        ("max_iter", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("n_estimators", lambda v: _integer(v) and 1 <= v <= 100_000,
+         "must be an integer in 1..100000"),
+        ("min_samples_leaf", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("learning_rate", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
+        ("max_leaf_nodes", lambda v: _integer(v) and v >= 2, "must be an integer >= 2"),
+        ("n_neighbors", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("pca_components", lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
+        ("gamma", lambda v: v in ("scale", "auto") or (_finite(v) and v > 0),
+         "must be 'scale', 'auto' or a number > 0"),
         ("test_split", lambda v: v in ("auto", "study", "official"),
          "must be auto, study or official"),
     ]  # fmt: skip

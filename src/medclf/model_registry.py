@@ -63,6 +63,23 @@ MODELS: dict[str, ModelSpec] = {
         "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
     "torch-resnet50": ModelSpec(
         "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
+    # Classic baselines on pixels, the family auto-sklearn searches (medclf.classic: why each
+    # default). kNN works on 50 PCA components; the SVM refuses training splits over 20,000.
+    "sklearn-logreg": ModelSpec(
+        "sklearn", {"C": 1.0, "max_iter": 1000},
+        "logistic regression on standardised pixels (scikit-learn)", SINGLE_LABEL),
+    "sklearn-rf": ModelSpec(
+        "sklearn", {"n_estimators": 300, "min_samples_leaf": 1},
+        "random forest (scikit-learn)"),
+    "sklearn-hgb": ModelSpec(
+        "sklearn", {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
+        "histogram gradient boosting (scikit-learn)", SINGLE_LABEL),
+    "sklearn-knn": ModelSpec(
+        "sklearn", {"n_neighbors": 11, "pca_components": 50},
+        "k nearest neighbours on PCA components (scikit-learn)"),
+    "sklearn-svm": ModelSpec(
+        "sklearn", {"C": 1.0, "gamma": "scale"},
+        "RBF support vector machine (scikit-learn)", SINGLE_LABEL),
 }  # fmt: skip
 
 

@@ -126,7 +126,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
         trainer.resume(ckpt)
     f, task = trainer.features, dataset.info.task
     selector = Selector(config["select"], config["patience"], trainer.history)
-    display = EpochProgress(len(f.y_train), config["epochs"], quiet, config["model"])
+    display = EpochProgress(len(f.y_train), config.get("epochs", 1), quiet, config["model"])
 
     def on_epoch(rec) -> bool:
         rec["val_auc"] = auc_of(task, f.y_val, trainer.scores(trainer.model, f.X_val))

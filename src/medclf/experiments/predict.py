@@ -161,7 +161,13 @@ def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
     run_dir = Path(run_dir)
     config, metrics = check_run(run_dir)
     n_classes = len(metrics["class_names"])
-    if config["model"].startswith("numpy-"):
+    family = MODELS[config["model"]].family
+    if family == "sklearn":  # probabilities already
+        proba = _sklearn_proba(run_dir, config, metrics, images, n_classes)
+        if metrics.get("task") == MULTI_LABEL:
+            return (proba > 0.5).astype(np.int64), proba
+        return proba.argmax(axis=1), proba
+    if family == "numpy":
         logits, has_proba = _numpy_logits(run_dir, config, images, n_classes)
     else:
         logits, has_proba = _torch_logits(run_dir, config, images, n_classes), True
@@ -175,6 +181,21 @@ def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
         return logits.argmax(axis=1), None
     proba = softmax(logits)
     return proba.argmax(axis=1), proba
+
+
+def _sklearn_proba(run_dir: Path, config: dict, metrics: dict, images, n_classes: int):
+    from medclf.classic import classic_scores
+    from medclf.experiments.family_sklearn import load_model_file
+
+    path = run_dir / "model.skops"
+    if not path.is_file():
+        raise DataError(f"{run_dir} has no model.skops; train the run again with 'medclf train'")
+    model = load_model_file(path)
+    X = inputs_of(images, "flat", np.float32)
+    try:
+        return classic_scores(model, X, metrics.get("task", "multi-class"), n_classes)
+    except (ValueError, AttributeError, IndexError) as err:
+        raise DataError(f"{path} does not fit metrics.json ({err}); train the run again") from err
 
 
 def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
