@@ -366,8 +366,10 @@ def number_option(key: str, text: str):
 )
 @click.option("--resume", is_flag=True, help="Continue the unfinished run in --out.")
 @click.option("--force", is_flag=True, help="Replace a finished run of another config in --out.")
+@click.option("--mlflow", "mlflow_uri", metavar="URI",
+              help="Then log the run folder to this MLflow store (sqlite:///FILE.db or a folder).")
 @root_option
-def train(model, out, quiet, root, device, threads, resume, force, size, **settings):
+def train(model, out, quiet, root, device, threads, resume, force, size, mlflow_uri, **settings):
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
     import os
     import time
@@ -391,6 +393,9 @@ def train(model, out, quiet, root, device, threads, resume, force, size, **setti
         claim_run_folder(out, config, force)
         metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
     click.echo(run_summary(metrics, out))
+    if mlflow_uri:
+        from medclf.tracking import log_run_folder
+        click.echo(f"MLflow run {log_run_folder(out, mlflow_uri)} in {mlflow_uri}")
 
 
 def run_summary(metrics: dict, out) -> str:
@@ -542,6 +547,27 @@ def reproduce(dataset, out, only, workers, seeds, quick, root):
     if summary["failed"]:
         click.echo(f"{len(summary['failed'])} run(s) failed; see {out}/runs.csv", err=True)
         sys.exit(1)
+
+
+@cli.group(cls=Group)
+def export():
+    """Export run folders to other tools."""
+
+
+@export.command("mlflow")
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--uri", required=True, help="MLflow store: sqlite:///FILE.db or a folder.")
+@click.option("--experiment", default="medclf", show_default=True, help="MLflow experiment.")
+def export_mlflow(dirs, uri, experiment):
+    """Log finished run folders (each DIR or every run folder below it) to MLflow."""
+    from medclf.tracking import log_run_folder, run_folders
+
+    folders = run_folders(dirs)
+    if not folders:
+        raise click.UsageError(f"no finished run folder (with metrics.json) in {', '.join(dirs)}")
+    for folder in folders:
+        click.echo(f"{folder}: MLflow run {log_run_folder(folder, uri, experiment)}")
+    click.echo(f"{len(folders)} run(s) in {uri}, experiment {experiment}")
 
 
 def main():
