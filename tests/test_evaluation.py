@@ -264,8 +264,8 @@ def test_sklearn_baseline_runs_through_the_same_lifecycle(tmp_path, synth_file):
     model = sio.load(out / "model.skops", trusted=sio.get_untrusted_types(file=out / "model.skops"))
     f = make_features(load_dataset(synth_file), "auto", np.float32)
     assert metrics["test_acc"] == pytest.approx(model.score(f.X_test, f.y_test))
-    assert metrics["test_auc"] == pytest.approx(auc(f.y_test, model.predict_proba(f.X_test),
-                                                    multi_class="ovr"))  # fmt: skip
+    expected = auc(f.y_test, model.predict_proba(f.X_test), multi_class="ovr")
+    assert metrics["test_auc"] == pytest.approx(expected, abs=1e-4)  # rows renormalised
     shown = medclf("predict", out, synth_file)
     assert shown.exit_code == 0 and "drusen" in shown.output
 
