@@ -104,7 +104,7 @@ def final_metrics(config, dataset: Dataset, history, features, seconds, preds: d
         "train_acc": chosen["train_acc"], "val_acc": chosen["val_acc"],
         "val_auc": chosen["val_auc"], **extra, **summary(per_split, "test"),
         "test_split": features.test_split, "n_test": len(features.y_test), "seconds": seconds,
-        "dataset_name": dataset.name, "dataset_source": dataset.source,
+        "dataset_name": dataset.name, "dataset_source": str(Path(dataset.source).resolve()),
         "synthetic": dataset.synthetic, "class_names": list(dataset.class_names),
         "image_shape": list(dataset.info.image_shape), "metrics": per_split,
     }  # fmt: skip

@@ -67,8 +67,10 @@ def history_csv(history: list[dict]) -> str:
 def environment(**extra) -> dict:
     import numpy
 
-    env = {"python": platform.python_version(), "platform": platform.platform(),
-           "machine": platform.machine(), "cpus": os.cpu_count(),
+    from medclf import __version__
+
+    env = {"medclf": __version__, "python": platform.python_version(),
+           "platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
            "numpy": numpy.__version__}  # fmt: skip
     for name in ("torch", "numba"):
         try:
