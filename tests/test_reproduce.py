@@ -175,6 +175,104 @@ def test_report_concludes_on_time_names_criteria_and_flags_divergence(quick_run)
     assert divergence({**run, "history": history[:3]}) is None
 
 
+def table_after(md: str, marker: str) -> list[list[str]]:
+    """The first Markdown table after ``marker``, as rows of cells (header and rule included)."""
+    lines = md.split(marker, 1)[1].split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
+    return rows
+
+
+def saved(out, key: str, split: str):
+    import numpy as np
+
+    with np.load(out / "runs" / key / "predictions.npz", allow_pickle=False) as npz:
+        return npz[f"{split}_labels"].ravel(), npz[f"{split}_scores"]
+
+
+SPLIT_OF = {"subset": "test", "official": "test_official"}
+
+
+def test_report_auc_and_balanced_accuracy_equal_sklearn_on_saved_predictions(quick_run):
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    out, summary = quick_run
+    rows = table_after((out / "report.md").read_text(), "## Test metrics of every run")
+    head, body = rows[0], rows[2:]
+    assert len(body) == len(summary["results"])
+    checked = 0
+    for row in body:
+        cells = dict(zip(head, row, strict=True))
+        key = cells["run"].strip("`")
+        if not (out / "runs" / key / "predictions.npz").exists():  # the failed run
+            assert {cells[f"{s} {m}"] for s in SPLIT_OF for m in ("AUC", "balanced acc")} == {"—"}
+            continue
+        for short, split in SPLIT_OF.items():
+            labels, scores = saved(out, key, split)
+            auc = roc_auc_score(labels, scores, multi_class="ovr")
+            balanced = balanced_accuracy_score(labels, scores.argmax(1))
+            assert float(cells[f"{short} AUC"]) == pytest.approx(auc, abs=5.01e-5), (key, split)
+            assert float(cells[f"{short} balanced acc"]) == pytest.approx(balanced, abs=5.01e-5)
+            assert float(cells[f"{short} acc"]) == pytest.approx(
+                np.mean(scores.argmax(1) == labels), abs=5.01e-5)  # fmt: skip
+            checked += 1
+    assert checked == 2 * (len(body) - 1)
+
+
+def test_confusion_matrices_of_selected_runs_equal_a_hand_count(quick_run):
+    out, _ = quick_run
+    md = (out / "report.md").read_text()
+    q22b = md.split("## Question 2.2 b)", 1)[1].split("\n## ", 1)[0]
+    assert "the study's lr = 1 network: lr=1" in q22b
+    titles = [line for line in md.splitlines() if line.startswith("Confusion matrix, ")]
+    assert len(titles) >= 2 * 4  # Q2.1 best, Q2.2b best/worst/lr=1, Q2.2c best/worst; 2 splits
+    for title in titles:
+        key = re.search(r"\(`([^`]+)`\)", title).group(1)
+        short = "subset" if "on the study's subset" in title else "official"
+        labels, scores = saved(out, key, SPLIT_OF[short])
+        pred, k = scores.argmax(1), scores.shape[1]
+        hand = [[0] * k for _ in range(k)]
+        for true, guess in zip(labels, pred, strict=True):
+            hand[true][guess] += 1
+        rows = table_after(md, title)
+        assert [[int(c) for c in row[1:-1]] for row in rows[2:]] == hand, title
+        note = md.split(title, 1)[1].split("\n\n")[2]  # the line under the table
+        names = json.loads((out / "runs" / key / "metrics.json").read_text())["class_names"]
+        constant = len(set(pred)) == 1
+        assert (f"predicts **{names[pred[0]]} for every image**" in note) == constant, title
+    assert "<th>true ↓ / predicted →</th>" in (out / "report.html").read_text()
+
+
+def test_runs_without_per_split_metrics_still_give_a_report(quick_run, tmp_path, synth_file):
+    out, summary = quick_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    lr1 = next(r["key"] for r in summary["results"] if "Q2.2b" in r["questions"]
+               and r["config"]["lr"] == 1)  # fmt: skip
+    done = sorted(p.parent.name for p in (copy / "runs").glob("*/metrics.json"))
+    old = {lr1, *done[::2]}  # as an older medclf wrote them: no "metrics"
+    for key in old:
+        path = copy / "runs" / key / "metrics.json"
+        metrics = json.loads(path.read_text())
+        del metrics["metrics"]
+        path.write_text(json.dumps(metrics))
+    reproduce(str(synth_file), copy, workers=1, quick=True, progress=False,
+              echo=lambda *_: None)  # fmt: skip
+    md = (copy / "report.md").read_text()
+    rows = table_after(md, "## Test metrics of every run")
+    for row in rows[2:]:
+        cells = dict(zip(rows[0], row, strict=True))
+        blank = {cells[f"{s} {m}"] for s in SPLIT_OF for m in ("acc", "AUC", "balanced acc")}
+        assert (blank == {"—"}) == (cells["run"].strip("`") in old)
+    assert f"(`{lr1}`), on the study's subset: — (its metrics.json holds no confusion" in md
+    assert "## Every run" in (copy / "report.html").read_text().replace("<h2>", "## ")
+
+
 def test_progress_counts_epochs_while_a_run_trains(tmp_path):
     import numpy as np
     import torch

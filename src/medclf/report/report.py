@@ -114,14 +114,187 @@ def label(result: dict, qid: str | None = None) -> str:
 
 
 def stat(results, run, key, qid) -> str:
-    """'0.7788' for one seed, '0.7788 ± 0.0040 (n=3)' for several seeds of the same run."""
+    """'0.7788' for one seed, '0.7788 ± 0.0040 (n=3)' for several seeds of the same run;
+    ``key`` names a number of the run or is a function of the run."""
+    get = key if callable(key) else lambda r: r.get(key)
     group = [r for r in seed_group(results, run) if qid in r["questions"]]
-    values = [r[key] for r in group if r["status"] in FINISHED and r.get(key) is not None]
+    values = [get(r) for r in group if r["status"] in FINISHED and get(r) is not None]
     if not values:
         return "—"
     if len(values) == 1:
         return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} (n={len(values)})"
+
+
+# --- test metrics from metrics.json (computed from each run's predictions.npz) -------------
+
+# (which test split, its name in the report); OCTMNIST runs report the study's subset as "test"
+# and the official 1,000 images as "test_official", other runs only the official split as "test"
+TEST_SPLITS = (("subset", "the study's subset"), ("official", "the official test split"))
+
+
+def split_key(run: dict, which: str) -> str | None:
+    """The metrics.json entry of a run's study subset or official test split (None: no such
+    split for this run)."""
+    study = run.get("test_split") == "study" or "test_official" in (run.get("metrics") or {})
+    if which == "subset":
+        return "test" if study else None
+    return "test_official" if study else "test"
+
+
+def split_metrics(run: dict, which: str) -> dict:
+    """Every metric of one test split; {} for a run whose metrics.json has none (older medclf,
+    or diverged: NaN scores have no metrics)."""
+    key = split_key(run, which)
+    found = (run.get("metrics") or {}).get(key) if key else None
+    return found if isinstance(found, dict) else {}
+
+
+def metric(which: str, name: str):
+    """A function of a run: one number of one test split, or None."""
+    return lambda run: split_metrics(run, which).get(name)
+
+
+def number(value) -> str:
+    return "—" if value is None else f"{value:.4f}"
+
+
+def class_names(run: dict, k: int) -> list[str]:
+    names = run.get("class_names") or []
+    return [str(n) for n in names] if len(names) == k else [str(i) for i in range(k)]
+
+
+def confusion(run: dict, which: str) -> list[list[int]] | None:
+    """The split's confusion matrix (rows: true class), or None (none saved, or multi-label)."""
+    matrix = split_metrics(run, which).get("confusion_matrix")
+    if not matrix or not all(isinstance(x, int) for row in matrix for x in row):
+        return None
+    return matrix
+
+
+def constant_class(run: dict, which: str) -> str | None:
+    """The one class a run predicts for every image of a split, if it predicts only one."""
+    matrix = confusion(run, which)
+    if matrix is None:
+        return None
+    predicted = [sum(col) for col in zip(*matrix, strict=True)]
+    used = [j for j, count in enumerate(predicted) if count]
+    return class_names(run, len(matrix))[used[0]] if len(used) == 1 else None
+
+
+def matrix_table(matrix: list[list[int]], names: list[str]) -> list[str]:
+    k = len(matrix)
+    lines = ["| true ↓ / predicted → | " + " | ".join(map(str, range(k))) + " | images |",
+             "|" + "---|" * (k + 2)]  # fmt: skip
+    for i, row in enumerate(matrix):
+        lines.append(f"| {i}: {escape_md(names[i])} | " + " | ".join(map(str, row)) +
+                     f" | {sum(row)} |")  # fmt: skip
+    return lines
+
+
+def prediction_note(run: dict, which: str) -> str:
+    """What the confusion matrix says at once: a run predicting one class for (nearly) every
+    image, whose accuracy is then that class's share of the split."""
+    matrix = confusion(run, which)
+    m = split_metrics(run, which)
+    n = sum(map(sum, matrix))
+    names = class_names(run, len(matrix))
+    predicted = [sum(col) for col in zip(*matrix, strict=True)]
+    top = max(range(len(matrix)), key=predicted.__getitem__)
+    share = f"{sum(matrix[top])}/{n}"
+    if predicted[top] == n:
+        return (f"It predicts **{escape_md(names[top])} for every image**: its accuracy "
+                f"{number(m.get('acc'))} is just the share of {escape_md(names[top])} in this "
+                f"split ({share}); balanced accuracy {number(m.get('balanced_acc'))} (chance: "
+                f"{1 / len(matrix):.4f}), AUC {number(m.get('auc'))}.")  # fmt: skip
+    if predicted[top] >= 0.9 * n:
+        return (f"It predicts {escape_md(names[top])} for {predicted[top]} of {n} images "
+                f"({predicted[top] / n:.0%}; {share} are {escape_md(names[top])}); balanced "
+                f"accuracy {number(m.get('balanced_acc'))}.")  # fmt: skip
+    return (f"Accuracy {number(m.get('acc'))}, balanced accuracy "
+            f"{number(m.get('balanced_acc'))}, AUC {number(m.get('auc'))}.")  # fmt: skip
+
+
+def selected_runs(results) -> dict[str, list[tuple[str, dict]]]:
+    """question -> [(why, run)]: the runs each question's conclusion names."""
+    chosen: dict[str, dict[str, tuple[list[str], dict]]] = {}
+
+    def add(qid, why, run):
+        if run is not None:
+            chosen.setdefault(qid, {}).setdefault(run["key"], ([], run))[0].append(why)
+
+    q21, q22b, q22c = (ranked(results, q) for q in ("Q2.1", "Q2.2b", "Q2.2c"))
+    if q21:
+        add("Q2.1", "best learning rate (final validation accuracy)", q21[0])
+    if q22b:
+        add("Q2.2b", "best learning rate (validation accuracy)", q22b[0])
+        add("Q2.2b", "worst learning rate (validation accuracy)", q22b[-1])
+        add("Q2.2b", "the study's lr = 1 network", pick(results, "Q2.2b", {"lr": 1}))
+    if q22c:
+        add("Q2.2c", "best configuration (final validation accuracy)", q22c[0])
+        add("Q2.2c", "worst configuration (final validation accuracy)", q22c[-1])
+    return {qid: [("; ".join(why), run) for why, run in runs.values()]
+            for qid, runs in chosen.items()}  # fmt: skip
+
+
+def confusion_lines(results, qid: str) -> list[str]:
+    """The confusion matrices of a question's selected runs, on both test splits."""
+    lines = []
+    for why, run in selected_runs(results).get(qid, []):
+        for which, split_name in TEST_SPLITS:
+            if split_key(run, which) is None:
+                continue
+            title = (f"Confusion matrix, {why}: {label(run, qid)} ({code(run['key'])}), on "
+                     f"{split_name}")  # fmt: skip
+            matrix = confusion(run, which)
+            if matrix is None:
+                lines += [f"{title}: — (its metrics.json holds no confusion matrix)", ""]
+                continue
+            table = matrix_table(matrix, class_names(run, len(matrix)))
+            lines += [f"{title} ({sum(map(sum, matrix))} images):", "", *table, "",
+                      prediction_note(run, which), ""]  # fmt: skip
+    return lines
+
+
+def imbalance_line(results) -> str:
+    """Class counts of both test splits, and what always predicting the commonest class
+    scores there, from any run's confusion matrices (row sums)."""
+    parts = []
+    for which, split_name in TEST_SPLITS:
+        run = next((r for r in results if confusion(r, which) is not None), None)
+        if run is None:
+            continue
+        counts = [sum(row) for row in confusion(run, which)]
+        names = class_names(run, len(counts))
+        top = max(range(len(counts)), key=counts.__getitem__)
+        one = "any one class" if min(counts) == counts[top] else escape_md(names[top])
+        listed = ", ".join(f"{escape_md(name)} {c}" for name, c in zip(names, counts, strict=True))
+        parts.append(f"{split_name} has {sum(counts)} images ({listed}): always predicting "
+                     f"{one} scores accuracy {counts[top] / sum(counts):.4f} and balanced "
+                     f"accuracy {1 / len(counts):.4f}")  # fmt: skip
+    return ("Class balance: " + "; ".join(parts) + ". Accuracy alone cannot tell such a "
+            "constant classifier from a model; AUC and balanced accuracy can.") if parts else ""
+
+
+def metrics_table(results) -> list[str]:
+    """Accuracy, AUC and balanced accuracy of every run on both test splits, from each run's
+    metrics.json (computed from its predictions.npz); '—' for what a run lacks."""
+    head = ["questions", "run", "model", "setting"]
+    names = [("acc", "acc"), ("auc", "AUC"), ("balanced_acc", "balanced acc")]
+    head += [f"{short} {title}" for short in ("subset", "official") for _, title in names]
+    head.append("predicts one class only")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [" ".join(r["questions"]) or "—", code(r["key"]), r["config"]["model"],
+                 label(r) if r["questions"] else "—"]  # fmt: skip
+        for which, _ in TEST_SPLITS:
+            cells += [number(split_metrics(r, which).get(name)) for name, _ in names]
+        constant = [f"{escape_md(name)} ({short})" for (which, _), short in
+                    zip(TEST_SPLITS, ("subset", "official"), strict=True)
+                    if (name := constant_class(r, which))]  # fmt: skip
+        cells.append(", ".join(constant))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 # --- decisions -----------------------------------------------------------------------------
@@ -215,17 +388,24 @@ def convexity_runs(results):
 
 
 def comparison_table(results) -> list[str]:
-    lines = ["| question | run | published test acc | ours | difference |", "|---|---|---|---|---|"]
+    """The study's test accuracy beside ours, and our AUC and balanced accuracy on the study's
+    subset and on the official test split (from metrics.json)."""
+    extra = [("subset", "auc"), ("subset", "balanced_acc"), ("official", "acc"),
+             ("official", "auc"), ("official", "balanced_acc")]  # fmt: skip
+    lines = ["| question | run | published test acc | ours | difference | AUC (subset) | "
+             "balanced acc (subset) | acc (official) | AUC (official) | balanced acc (official) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for qid, model, settings, published in STUDY_RESULTS:
         run = pick(results, qid, {"model": model, **settings})
         if run is None:
             lines.append(f"| {qid} | {model} {settings_text(settings)} | {published:.4f} | "
-                         "not run | — |")  # fmt: skip
+                         "not run |" + " — |" * 6)  # fmt: skip
             continue
         ours = stat(results, run, "test_acc", qid)
         diff = "—" if run.get("test_acc") is None else f"{run['test_acc'] - published:+.4f}"
+        more = [stat(results, run, metric(which, name), qid) for which, name in extra]
         lines.append(f"| {qid} | {model} {label(run, qid)} | {published:.4f} | {ours} | "
-                     f"{diff} |")  # fmt: skip
+                     f"{diff} | " + " | ".join(more) + " |")  # fmt: skip
     return lines
 
 
@@ -378,11 +558,16 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
         if qid == "Q2.2c":
             md += overfitting_lines(results) + [""]
         md += [*divergence_lines(results, qid), ""] if divergence_lines(results, qid) else []
+        md += confusion_lines(results, qid)
         for path, caption in figures.get(qid, []):
             md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
         if qid == "Q3":
             md += [code_spans(markdown_proof(2, -1, 1)).replace("### ", "### Proof: "), ""]
     md += ["## Every run", "", *runs_table(results), "",
+           "## Test metrics of every run", "",
+           "From each run's metrics.json, computed from its saved predictions: the study's "
+           "subset and the official test split. " + imbalance_line(results), "",
+           *metrics_table(results), "",
            "## MedMNIST v2 baselines on OCTMNIST (official 1,000-image test split)", "",
            "| method | AUC | ACC |", "|---|---|---|",
            *[f"| {m} | {auc:.3f} | {acc:.3f} |" for m, auc, acc in MEDMNIST_BASELINES], "",
