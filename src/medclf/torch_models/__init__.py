@@ -1,6 +1,15 @@
-"""PyTorch models of Question 2; defaults live in medclf.config.DEFAULTS."""
+"""PyTorch models: Question 2's (defaults in medclf.config.DEFAULTS) and the convolutional ones."""
 
+from medclf.torch_models.cnn import SmallCNN
 from medclf.torch_models.feedforward import FeedforwardNetwork, build_torch_model
 from medclf.torch_models.logistic import LogisticRegression
+from medclf.torch_models.resnet import ResNet18, ResNet50
 
-__all__ = ["FeedforwardNetwork", "LogisticRegression", "build_torch_model"]
+__all__ = [
+    "FeedforwardNetwork",
+    "LogisticRegression",
+    "ResNet18",
+    "ResNet50",
+    "SmallCNN",
+    "build_torch_model",
+]
