@@ -313,8 +313,11 @@ def number_option(key: str, text: str):
 @cli.command()
 @click.argument(
     "model",
-    type=click.Choice(list(MODEL_NAMES)),
+    type=click.Choice(list(MODEL_NAMES)), required=False,
 )
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Start from the config in this JSON or YAML file (a run's config.json, "
+                   "tune's best_config.json; MODEL may then be left out); flags override it.")
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
               show_default=True, help="Image side of a named dataset (MedMNIST+ sizes).")
@@ -369,7 +372,8 @@ def number_option(key: str, text: str):
 @click.option("--mlflow", "mlflow_uri", metavar="URI",
               help="Then log the run folder to this MLflow store (sqlite:///FILE.db or a folder).")
 @root_option
-def train(model, out, quiet, root, device, threads, resume, force, size, mlflow_uri, **settings):
+def train(model, config_file, out, quiet, root, device, threads, resume, force, size, mlflow_uri,
+          **settings):  # fmt: skip
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
     import os
     import time
@@ -381,7 +385,21 @@ def train(model, out, quiet, root, device, threads, resume, force, size, mlflow_
     from medclf.files import run_lock
     from medclf.model_registry import MODELS
 
-    config = make_config(model, size=int(size), **settings)
+    if config_file:  # the flags' defaults < the file < the flags given on the command line
+        from click.core import ParameterSource
+
+        from medclf.config import read_config_file
+
+        ctx = click.get_current_context()
+        model, base = read_config_file(config_file, model)
+        flags = {"size": int(size), **settings}
+        given = {k: v for k, v in flags.items()
+                 if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}  # fmt: skip
+        config = make_config(model, **{**flags, **base, **given})
+    elif model is None:
+        raise ConfigError("give a MODEL (e.g. medclf train torch-ffn) or --config FILE")
+    else:
+        config = make_config(model, size=int(size), **settings)
     dataset = load_dataset(config["dataset"], root, size=config["size"])
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     torch_options = {"device": device, "threads": threads}
@@ -547,6 +565,54 @@ def reproduce(dataset, out, only, workers, seeds, quick, root):
     if summary["failed"]:
         click.echo(f"{len(summary['failed'])} run(s) failed; see {out}/runs.csv", err=True)
         sys.exit(1)
+
+
+@cli.command()
+@click.option("--dataset", required=True, help="Name or .npz path.")
+@click.option("--model", required=True, type=click.Choice(list(MODEL_NAMES)))
+@click.option("--trials", default=20, show_default=True, type=click.IntRange(1, 100_000),
+              help="Finished trials in all, counting those of an earlier, interrupted search.")
+@click.option("--metric", type=click.Choice(["val_auc", "val_acc", "val_loss"]),
+              default="val_auc", show_default=True, help="Validation metric to optimise.")
+@click.option("--storage", metavar="URL",
+              help="Optuna storage (default: sqlite:///OUT/study.db; a killed search resumes).")
+@click.option("--out", default="tune", show_default=True, type=click.Path(file_okay=False))
+@click.option("--seed", default=42, show_default=True, type=click.IntRange(0, 2**31 - 1),
+              help="Seeds the sampler and every trial's run.")
+@click.option("--epochs", type=click.IntRange(1, 100_000),
+              help="Epochs of every trial (default: the model's).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Where trials run (tune: local only for now).")
+@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
+              show_default=True, help="Image side of a named dataset.")
+@click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
+              help="Start no new trial after this many seconds.")
+@root_option
+def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, size, timeout,
+         root):  # fmt: skip
+    """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
+    from medclf.experiments.tune import trials_table
+    from medclf.experiments.tune import tune as search
+
+    result = search(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
+                    epochs=epochs, size=int(size), root=root, timeout=timeout,
+                    backend=backend, echo=click.echo)  # fmt: skip
+    click.echo(trials_table(result["rows"], metric))
+    best = result["best"]
+    if best is None:
+        click.echo(f"no trial finished with a {metric}; see {result['csv']}", err=True)
+        sys.exit(1)
+    m = best["metrics"]
+
+    def num(key):
+        return "undefined" if m.get(key) is None else f"{m[key]:.4f}"
+
+    click.echo(f"best trial {best['number']}: {metric} {best['value']:.4f} (epoch "
+               f"{m['selected_epoch']} of {m['epochs_run']}); its test accuracy {num('test_acc')}"
+               f", AUC {num('test_auc')} on the {m['test_split']} test split ({m['n_test']} "
+               f"images{', synthetic' if m['synthetic'] else ''}), read once after the search")
+    click.echo(f"best config: {result['best_config']} (medclf train --config); trials: "
+               f"{result['csv']}; run folder {best['run_dir']}")  # fmt: skip
 
 
 @cli.group(cls=Group)

@@ -103,3 +103,57 @@ def check_config(c: dict) -> None:
     if c.get("patience") and c.get("select") == "last":
         raise ConfigError("patience needs a metric to watch, but select == 'last'; add "
                           "--select val_auc (or val_acc, val_loss)")
+
+
+def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
+    """``(model, settings)`` from a JSON or YAML file holding a config (a run's config.json,
+    ``medclf tune``'s best_config.json or one written by hand: at least "model", unless
+    ``model`` names it). Checks every value; each problem is one ConfigError line."""
+    import json
+    import re
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        why = "not found" if isinstance(err, FileNotFoundError) else "unreadable"
+        raise ConfigError(f"config file {path}: {why}; give a JSON or YAML file") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigError(f"reading {path} needs PyYAML (pip install pyyaml); or write the "
+                              "config as JSON") from None  # fmt: skip
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where else ""
+            raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+        if isinstance(data, dict):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            sci = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+            data = {k: float(v) if isinstance(v, str) and sci.fullmatch(v) else v
+                    for k, v in data.items()}  # fmt: skip
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ConfigError(f"config file {path} is not valid JSON ({err}); YAML files must "
+                              "end in .yaml or .yml") from None  # fmt: skip
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold one object of settings, "
+                          f"like {{\"model\": \"torch-ffn\", \"lr\": 0.1}}")  # fmt: skip
+    settings = dict(data)
+    named = settings.pop("model", None)
+    if named is not None and model is not None and named != model:
+        raise ConfigError(f"the MODEL argument is {model} but {path} holds a {named} config; "
+                          "drop the argument or give a matching file")  # fmt: skip
+    model = model or named
+    if model is None:
+        raise ConfigError(f"config file {path} names no \"model\"; add one or give MODEL")
+    try:
+        make_config(model, **settings)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+    return model, settings

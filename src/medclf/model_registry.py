@@ -106,3 +106,35 @@ BENCHMARK_MODELS = ("torch-cnn", "torch-ffn", "numpy-logreg")  # the default zoo
 
 def preset_settings(preset: str, model: str) -> dict:
     return {"select": "val_auc", **PRESETS[preset].get(model, {})}
+
+
+# Search spaces of `medclf tune`, one per model, as plain data: setting -> ("log", lo, hi) |
+# ("float", lo, hi) | ("int", lo, hi) | ("choice", (a, b, ...)). "log" samples on a log scale.
+# Every key is a setting of its model; a model with nothing to tune would have {}.
+L2S = (0.0, 1e-5, 1e-4, 1e-3)
+SEARCH_SPACES: dict[str, dict[str, tuple]] = {
+    "numpy-perceptron": {"epochs": ("int", 5, 50)},
+    "numpy-logreg": {"lr": ("log", 1e-4, 0.1)},
+    "numpy-mlp": {"lr": ("log", 1e-4, 0.1), "hidden_size": ("int", 32, 512),
+                  "layers": ("int", 1, 3)},
+    "torch-logreg": {"lr": ("log", 1e-4, 1.0), "batch_size": ("choice", (16, 32, 64, 128)),
+                     "l2": ("choice", L2S), "optimizer": ("choice", ("sgd", "adam"))},
+    "torch-ffn": {"lr": ("log", 1e-4, 1.0), "hidden_size": ("int", 32, 512),
+                  "layers": ("int", 1, 3), "dropout": ("float", 0.0, 0.5),
+                  "batch_size": ("choice", (16, 32, 64, 128)), "l2": ("choice", L2S),
+                  "activation": ("choice", ("relu", "tanh")),
+                  "optimizer": ("choice", ("sgd", "adam"))},
+    "torch-cnn": {"lr": ("log", 1e-4, 1e-2), "width": ("choice", (16, 32, 64)),
+                  "dropout": ("float", 0.0, 0.5), "batch_size": ("choice", (32, 64, 128)),
+                  "l2": ("choice", L2S), "augment": ("choice", ("none", "auto"))},
+    "torch-resnet18": {"lr": ("log", 1e-4, 1e-2), "batch_size": ("choice", (64, 128)),
+                       "l2": ("choice", L2S), "schedule": ("choice", ("paper", "cosine"))},
+    "torch-resnet50": {"lr": ("log", 1e-4, 1e-2), "batch_size": ("choice", (64, 128)),
+                       "l2": ("choice", L2S), "schedule": ("choice", ("paper", "cosine"))},
+    "sklearn-logreg": {"C": ("log", 1e-3, 100.0)},
+    "sklearn-rf": {"n_estimators": ("int", 50, 500), "min_samples_leaf": ("int", 1, 10)},
+    "sklearn-hgb": {"learning_rate": ("log", 0.01, 0.5), "max_iter": ("int", 50, 400),
+                    "max_leaf_nodes": ("int", 8, 64)},
+    "sklearn-knn": {"n_neighbors": ("int", 1, 50), "pca_components": ("choice", (0, 20, 50))},
+    "sklearn-svm": {"C": ("log", 0.1, 100.0), "gamma": ("choice", ("scale", "auto"))},
+}  # fmt: skip
