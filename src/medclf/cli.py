@@ -615,9 +615,34 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, si
                f"{result['csv']}; run folder {best['run_dir']}")  # fmt: skip
 
 
-@cli.group(cls=Group)
+class ExportGroup(Group):
+    """``medclf export RUN --format onnx`` is read as ``medclf export onnx RUN``: a first
+    argument that names no subcommand is a path, and ``--format`` names the subcommand."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            rest, fmt = list(args), None
+            for i, arg in enumerate(rest):
+                if arg == "--format" and i + 1 < len(rest):
+                    fmt = rest[i + 1]
+                    del rest[i : i + 2]
+                    break
+                if arg.startswith("--format="):
+                    fmt = arg.split("=", 1)[1]
+                    del rest[i]
+                    break
+            if fmt not in self.commands:
+                raise click.UsageError(
+                    f"{'no --format' if fmt is None else f'unknown format {fmt!r}'} for "
+                    f"{args[0]}; choose --format {' or '.join(sorted(self.commands))}", ctx)
+            args = [fmt, *rest]
+        return super().resolve_command(ctx, args)
+
+
+@cli.group(cls=ExportGroup)
 def export():
-    """Export run folders to other tools."""
+    """Export run folders to other tools: 'medclf export onnx RUN' (or 'medclf export RUN
+    --format onnx'), 'medclf export mlflow DIR... --uri URI'."""
 
 
 @export.command("mlflow")
@@ -634,6 +659,22 @@ def export_mlflow(dirs, uri, experiment):
     for folder in folders:
         click.echo(f"{folder}: MLflow run {log_run_folder(folder, uri, experiment)}")
     click.echo(f"{len(folders)} run(s) in {uri}, experiment {experiment}")
+
+
+@export.command("onnx")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="ONNX file to write (default: RUN/model.onnx).")
+def export_onnx(run_dir, out):
+    """Write a run's model as ONNX: uint8 images in, probabilities out, checked against
+    onnxruntime on the run's test split before the file is written."""
+    from medclf.export_onnx import export_onnx as run
+
+    done = run(run_dir, out)
+    shape = " x ".join(map(str, done["input_shape"]))
+    click.echo(f"wrote {done['path']}: uint8 images ({shape}) -> probabilities (n x "
+               f"{done['outputs']}); onnxruntime matches medclf within {done['max_delta']:.1e} "
+               f"on {done['checked_on']}")
 
 
 def main():
