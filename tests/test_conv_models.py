@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError
 from medclf.torch_models import ResNet18, ResNet50, SmallCNN
-from medclf.train.augment import (
+from medclf.training.augment import (
     AUGMENT_REASONS,
     OPS,
     SAFE_AUGMENT,
@@ -19,7 +19,7 @@ from medclf.train.augment import (
     random_crop,
     vflip,
 )
-from medclf.train.schedules import lr_at
+from medclf.training.schedules import lr_at
 
 # ---------------------------------------------------------------- parameter counts by formula
 

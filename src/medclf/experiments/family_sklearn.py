@@ -18,7 +18,7 @@ from medclf.data.features import inputs_of, make_features
 from medclf.errors import DataError
 from medclf.experiments.store import environment
 from medclf.files import atomic_path
-from medclf.train.history import record
+from medclf.training.history import record
 
 # The only non-default types a medclf classic model file may hold (checked before loading).
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")

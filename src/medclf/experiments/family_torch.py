@@ -1,6 +1,6 @@
 """PyTorch networks as a family of the run lifecycle (medclf.experiments.lifecycle).
 
-The whole split lives in device tensors (medclf.train.torch_engine batches them by index). A
+The whole split lives in device tensors (medclf.training.torch_engine batches them by index). A
 checkpoint holds the model, the optimizer, every RNG state and the history, so a resumed run
 continues to the same numbers; the learning-rate schedule depends on the epoch number only and
 the augmentation draws from the saved shuffling generator, so both resume exactly too.
@@ -20,7 +20,7 @@ from medclf.experiments.selection import finite_or_none
 from medclf.experiments.store import environment
 from medclf.files import atomic_path
 from medclf.model_registry import MODELS
-from medclf.train import torch_engine as engine
+from medclf.training import torch_engine as engine
 
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
@@ -65,11 +65,11 @@ def load_checkpoint(path: Path, config: dict) -> dict:
 
 def augmentation(config: dict, dataset_name: str, generator):
     """The batch transform of a config's ``augment`` setting, or None. ``auto`` takes the
-    label-safe operations for the dataset (medclf.train.augment.SAFE_AUGMENT)."""
+    label-safe operations for the dataset (medclf.training.augment.SAFE_AUGMENT)."""
     ops = config.get("augment", "none")
     if ops == "none":
         return None
-    from medclf.train.augment import SAFE_AUGMENT, augment
+    from medclf.training.augment import SAFE_AUGMENT, augment
 
     ops = SAFE_AUGMENT.get(dataset_name, ()) if ops == "auto" else tuple(ops.split("+"))
     return (lambda x: augment(x, ops, generator)) if ops else None
@@ -114,7 +114,7 @@ class TorchTrainer:
         self.history = state["history"]
 
     def lr_at(self, epoch: int) -> float:
-        from medclf.train.schedules import lr_at
+        from medclf.training.schedules import lr_at
 
         c = self.config
         return lr_at(epoch - 1, c["epochs"], c["lr"], c.get("schedule", "constant"))

@@ -32,7 +32,7 @@ from medclf.experiments.outputs import (
 from medclf.experiments.selection import Selector, auc_of, stop_reason
 from medclf.experiments.store import read_json, save_run, write_json
 from medclf.model_registry import MODELS
-from medclf.train.display import EpochProgress
+from medclf.training.display import EpochProgress
 
 FAMILIES = {"numpy": "medclf.experiments.family_numpy:NumpyTrainer",
             "torch": "medclf.experiments.family_torch:TorchTrainer",

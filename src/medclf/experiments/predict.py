@@ -20,6 +20,19 @@ MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
 MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid per label
 
 
+def check_images(images: np.ndarray, image_shape, source: str = "the images") -> np.ndarray:
+    """uint8 images of the model's shape, (n, *image_shape); one image alone gets n = 1."""
+    if images.ndim == len(image_shape):
+        images = images[None]
+    if images.dtype != np.uint8:
+        raise DataError(f"{source} have dtype {images.dtype}, expected uint8 pixels 0-255; "
+                        "convert with images.astype(np.uint8)")  # fmt: skip
+    if images.shape[1:] != tuple(image_shape) or len(images) == 0:
+        raise DataError(f"{source} have shape {images.shape}, but the model expects "
+                        f"(n, {', '.join(map(str, image_shape))}); resize or convert them first")
+    return images
+
+
 def read_images(paths, image_shape) -> tuple[np.ndarray, list[str]]:
     """(n, *image_shape) uint8 and a name per image; each file checked against the shape."""
     images, names = [], []

@@ -3,7 +3,7 @@
     RUN_DIR/
       config.json    the full config (model, dataset, hyperparameters, seed, dtype, ...)
       env.json       machine, library versions, threads, device
-      history.json   one record per epoch (medclf.train.history.FIELDS)
+      history.json   one record per epoch (medclf.training.history.FIELDS)
       history.csv    the same as a table
       metrics.json   status, the selected epoch, ACC/AUC and every metric (medclf.metrics) of
                      each saved split, test split, seconds, dataset facts
@@ -27,7 +27,7 @@ import platform
 from pathlib import Path
 
 from medclf.files import atomic_path
-from medclf.train.history import FIELDS
+from medclf.training.history import FIELDS
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from medclf.errors import ConfigError, DataError, InputError, MedclfError
 from medclf.files import atomic_path
-from medclf.train.history import record
+from medclf.training.history import record
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 ENGINES = ("numba", "numpy")

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medclf.errors import ConfigError
-from medclf.train.history import record
+from medclf.training.history import record
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -85,9 +85,9 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
                 transform=None) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
-    (medclf.train.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
+    (medclf.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
     every ~8192 examples."""
-    from medclf.train.fused_sgd import fusable, sgd_step, structure
+    from medclf.training.fused_sgd import fusable, sgd_step, structure
 
     model.train()
     order = torch.randperm(len(X), generator=generator).to(X.device)

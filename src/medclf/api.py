@@ -1,0 +1,154 @@
+"""medclf's Python API: what the command line does, from Python. The CLI is a thin layer over it.
+
+    import medclf
+
+    ds = medclf.load_dataset("pneumoniamnist.npz")          # a name, or a MedMNIST .npz path
+    run = medclf.train("torch-cnn", dataset="pneumoniamnist.npz", epochs=5, out="runs/cnn")
+    run.metrics["test_auc"], run.history[-1], run.evaluate("val")["balanced_acc"]
+    run.predict_proba(ds.test.images[:8])                    # uint8 images -> probabilities
+    medclf.open_run("runs/cnn").predict(ds.test.images[:8])  # a saved run, ready to predict
+
+Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
+sentence that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from medclf.errors import ConfigError
+
+
+class Run:
+    """A run folder: its config, history and metrics, its saved predictions, its model."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def _json(self, name: str):
+        from medclf.experiments.predict import _read_json
+
+        return _read_json(self.path / f"{name}.json")
+
+    @cached_property
+    def config(self) -> dict:
+        return self._json("config")
+
+    @cached_property
+    def metrics(self) -> dict:
+        return self._json("metrics")
+
+    @cached_property
+    def history(self) -> list[dict]:
+        return json.loads((self.path / "history.json").read_text())
+
+    @property
+    def predictions(self) -> dict[str, np.ndarray]:
+        """Labels and scores of every saved split (predictions.npz)."""
+        from medclf.experiments.outputs import load_predictions
+
+        return load_predictions(self.path)
+
+    def evaluate(self, split: str = "test") -> dict:
+        """Every metric of a saved split, recomputed from the saved predictions."""
+        from medclf.report.evaluate import evaluate_run
+
+        return evaluate_run(self.path, split)
+
+    def predict_proba(self, images) -> np.ndarray:
+        """Probabilities for uint8 images shaped like the dataset's, (n, H, W[, C]); the
+        perceptron, which has none, raises."""
+        classes, proba = self._predict(images)
+        if proba is None:
+            raise ConfigError(f"{self.config['model']} gives classes, not probabilities; use "
+                              "predict()")  # fmt: skip
+        return proba
+
+    def predict(self, images) -> np.ndarray:
+        """Class indices (n,), or 0/1 label rows (n, L) for a multi-label run."""
+        return self._predict(images)[0]
+
+    def _predict(self, images):
+        from medclf.experiments.predict import check_images, predict_run
+
+        images = check_images(np.asarray(images), self.metrics["image_shape"])
+        return predict_run(self.path, images)
+
+
+def open_run(path) -> Run:
+    """A finished run folder, checked (config.json and metrics.json readable and valid)."""
+    from medclf.experiments.predict import check_run
+
+    check_run(path)
+    return Run(path)
+
+
+def load_dataset(name_or_path, root=None, size: int = 28):
+    """A MedMNIST dataset (``.train``, ``.val``, ``.test`` splits of uint8 images and labels,
+    ``.info`` with its task and class names), by registry name or .npz path."""
+    from medclf.data.load import load_dataset as load
+
+    return load(name_or_path, root, size=size)
+
+
+def make_config(model: str, **settings) -> dict:
+    """A run's full config: the model's defaults (medclf.model_registry) with ``settings``."""
+    from medclf.config import make_config as make
+
+    return make(model, **settings)
+
+
+def train(model: str | None = None, *, config: dict | None = None, out=None, root=None,
+          resume: bool = False, force: bool = False, quiet: bool = True, device=None,
+          threads=None, **settings) -> Run:  # fmt: skip
+    """Train one model (or ``config``, a run's config dict) and return its finished Run.
+    ``settings`` override the defaults (``dataset=``, ``epochs=``, ``lr=``, ``select=``...);
+    ``out`` defaults to runs/MODEL-TIME-PID."""
+    from medclf.experiments.lifecycle import claim_run_folder, run_job
+    from medclf.files import run_lock
+    from medclf.model_registry import MODELS
+
+    if config is not None:
+        model = model or config.get("model")
+        if model != config.get("model"):
+            raise ConfigError(f"model '{model}' differs from the config's '{config.get('model')}'")
+        settings = {**{k: v for k, v in config.items() if k != "model"}, **settings}
+    if model is None:
+        raise ConfigError("give a model (e.g. 'torch-ffn') or a config with a 'model'")
+    config = make_config(model, **settings)
+    dataset = load_dataset(config["dataset"], root, size=config["size"])
+    out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    options = {}
+    if device or threads:
+        if MODELS[model].family != "torch":
+            raise ConfigError("device and threads apply to torch-* models only")
+        options = {"device": device, "threads": threads}
+    with run_lock(out):  # one writer per run folder
+        claim_run_folder(out, config, force)
+        run_job(config, dataset, out, quiet=quiet, resume=resume, **options)
+    return Run(out)
+
+
+def reproduce(**options) -> dict:
+    """The whole study (medclf.experiments.reproduce.reproduce: dataset, out, only, workers,
+    seeds, quick, ...); returns its results and report paths."""
+    from medclf.experiments.reproduce import reproduce as run
+
+    return run(**options)
+
+
+def benchmark(datasets, **options) -> dict:
+    """A benchmark grid (medclf.experiments.benchmark.benchmark: models, preset, seeds, out,
+    workers, ...); returns its rows and report paths."""
+    from medclf.experiments.benchmark import benchmark as run
+
+    return run(list(datasets), **options)
