@@ -282,3 +282,11 @@ def test_a_model_file_with_foreign_types_is_refused(tmp_path, synth_file):
     (tmp_path / "junk.skops").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="not a model file that medclf wrote"):
         load_model_file(tmp_path / "junk.skops")
+
+
+def test_a_size_that_does_not_match_the_file_is_refused(tmp_path, synth_file):
+    result = medclf("train", "torch-ffn", "--dataset", synth_file, "--size", 64,
+                    "--out", tmp_path / "x")  # fmt: skip
+    assert result.exit_code == 1 and "holds 28x28 images, but the config says size 64" in (
+        result.output)
+    assert not (tmp_path / "x" / "metrics.json").exists()

@@ -91,6 +91,12 @@ def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool)
 
 
 def check_task(config: dict, dataset: Dataset) -> None:
+    """The config must describe the data it meets: its image size and a task its model learns."""
+    side = dataset.info.size
+    if config.get("size", 28) != side:
+        raise ConfigError(f"{dataset.source} holds {side}x{side} images, but the config says "
+                          f"size {config['size']}; drop --size or give the {config['size']}x"
+                          f"{config['size']} file")  # fmt: skip
     spec = MODELS[config["model"]]
     if dataset.info.task not in spec.tasks:
         able = [m for m, s in MODELS.items() if dataset.info.task in s.tasks]
