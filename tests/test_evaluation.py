@@ -290,3 +290,18 @@ def test_a_size_that_does_not_match_the_file_is_refused(tmp_path, synth_file):
     assert result.exit_code == 1 and "holds 28x28 images, but the config says size 64" in (
         result.output)
     assert not (tmp_path / "x" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("metric", "best"), [("val_auc", 3), ("val_acc", 2), ("val_loss", 4),
+                                              ("last", 5)])  # fmt: skip
+def test_selector_picks_the_right_epoch_on_a_crafted_history(metric, best):
+    from medclf.experiments.selection import Selector, stop_reason
+
+    rows = [(0.70, 0.60, 0.9), (0.80, 0.61, 0.8), (0.75, 0.90, 0.7), (0.74, None, 0.5),
+            (0.10, 0.20, float("nan"))]  # epoch 5 diverged: its NaN loss is never the best
+    history = [{"epoch": e, "val_acc": acc, "val_auc": auc, "val_loss": loss}
+               for e, (acc, auc, loss) in enumerate(rows, 1)]  # fmt: skip
+    assert Selector(metric, 0, history).best_epoch == best
+    patient = Selector("val_acc", 2, history[:4])  # best at 2, no better at 3 and 4: stop
+    assert stop_reason(history[:4], patient).startswith("early stop at epoch 4")
+    assert stop_reason(history, Selector("val_auc", 0, history)).startswith("diverged at epoch 5")
