@@ -477,13 +477,17 @@ def predict(run_dir, inputs):
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Parallel processes.")
 @root_option
-def benchmark(datasets, models, preset, seeds, size, out, workers, root):
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Run on this machine's processes or on a Ray cluster.")
+@click.option("--address", default=None,
+              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address):
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     from medclf.experiments.benchmark import benchmark as run
     from medclf.model_registry import BENCHMARK_MODELS
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
-                  int(size), root)  # fmt: skip
+                  int(size), root, backend=backend, address=address)  # fmt: skip
     failed = [r for r in summary["rows"] if r["status"] not in ("done", "diverged")]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
                f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
@@ -544,7 +548,11 @@ def runs(top, sort, as_json):
 )
 @click.option("--quick", is_flag=True, help="A slice of the data and a few epochs (< 2 min).")
 @root_option
-def reproduce(dataset, out, only, workers, seeds, quick, root):
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="Run on this machine's processes or on a Ray cluster.")
+@click.option("--address", default=None,
+              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     from medclf.experiments.reproduce import reproduce as run
 
@@ -557,6 +565,8 @@ def reproduce(dataset, out, only, workers, seeds, quick, root):
         seeds=seeds,
         root=root,
         echo=click.echo,
+        backend=backend,
+        address=address,
     )
     click.echo(
         f"{len(summary['results'])} runs in {summary['seconds']:.0f} s; report: "

@@ -48,8 +48,10 @@ def result_row(result: dict) -> dict:
 
 
 def benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
-              workers=1, size=28, root=None, progress=True) -> dict:  # fmt: skip
-    """Run the grid, write results.csv and the report; return the rows and file paths."""
+              workers=1, size=28, root=None, progress=True, backend="local",
+              address=None) -> dict:  # fmt: skip
+    """Run the grid, write results.csv and the report; return the rows and file paths.
+    ``backend``/``address``: see medclf.experiments.runner.run_all."""
     from medclf.report.benchmark import results_csv, write_benchmark_report
 
     if workers < 1:
@@ -57,7 +59,8 @@ def benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="be
     start = time.perf_counter()
     out = Path(out)
     entries = grid(datasets, models, preset, seeds, size)
-    results = run_all(entries, out, workers=workers, root=root, progress=progress)
+    results = run_all(entries, out, workers=workers, root=root, progress=progress,
+                      backend=backend, address=address)
     rows = [result_row(r) for r in results]
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)

@@ -33,7 +33,8 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
 
 
 def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quick=False,
-              seeds=1, root=None, extra_rows=(), progress=True, echo=print) -> dict:  # fmt: skip
+              seeds=1, root=None, extra_rows=(), progress=True, echo=print, backend="local",
+              address=None) -> dict:  # fmt: skip
     from medclf.report.report import write_report
 
     unknown = sorted(set(only or ()) - set(QUESTIONS))
@@ -47,7 +48,8 @@ def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quic
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
     out = Path(out)
-    ran = run_all(entries, out, workers=workers, root=root, progress=progress)
+    ran = run_all(entries, out, workers=workers, root=root, progress=progress,
+                  backend=backend, address=address)
     # the report and runs.csv cover every finished run in OUT, not only this call's (--only)
     results = everything_in(out, expand(rows, ref, seeds=seeds, quick=quick), ran)
     write_text(out / "runs.csv", runs_table(results))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from medclf.errors import ConfigError
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
 from medclf.experiments.store import read_json, write_json
 from medclf.files import RunLockedError, run_lock
@@ -71,9 +72,11 @@ def _dataset(name: str, root: str | None, size: int = 28):
     return load_dataset(name, root, size=size)
 
 
-def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dict:
+def run_one(entry: dict, out: str, threads: int, root: str | None = None,
+            after_epoch=None) -> dict:  # fmt: skip
     """Train one run in this process, owning its folder; never raises: a failure becomes a
-    failed result, a run another live process holds a ``running`` one."""
+    failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
+    run_job (the Ray backend copies checkpoints with it)."""
     from threadpoolctl import threadpool_limits
 
     config, run_dir = entry["config"], Path(out) / "runs" / entry["key"]
@@ -92,7 +95,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None) -> dic
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
                 metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
-                                  **options)  # fmt: skip
+                                  after_epoch=after_epoch, **options)  # fmt: skip
         return {**entry, **metrics, "status": metrics.get("status", "done")}
     except RunLockedError as err:
         return {**entry, "status": "running", "error": f"running in pid {err.pid}"}
@@ -173,9 +176,17 @@ class EpochBar:
         self.bar.close()
 
 
-def run_all(entries: list[dict], out: Path, workers: int = 2, root=None,
-            progress: bool = True) -> list[dict]:  # fmt: skip
-    """Run every entry not yet finished; return one result per entry, in entry order."""
+def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progress: bool = True,
+            backend: str = "local", address: str | None = None) -> list[dict]:  # fmt: skip
+    """Run every entry not yet finished; return one result per entry, in entry order.
+    ``backend``: "local" (this machine's processes) or "ray" (a Ray cluster at ``address``;
+    None starts a local one; see medclf.experiments.backends)."""
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"backend '{backend}' is unknown; choose local or ray")
+    if backend == "ray":
+        from medclf.experiments.backends import import_ray
+
+        import_ray(address)  # a missing extra or dead address is said before anything runs
     out = Path(out)
     results: dict[str, dict] = {}
     todo = []
@@ -193,7 +204,11 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None,
         bar.end(result)
 
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if backend == "ray" and todo:
+            from medclf.experiments.backends import run_ray
+
+            run_ray(todo, out, workers if len(todo) > 1 else 1, root, address, collect)
+        elif workers <= 1 or len(todo) <= 1:
             for entry in todo:
                 collect(run_one(entry, str(out), threads_for(entry["config"], 1), root))
         else:
