@@ -375,14 +375,9 @@ def number_option(key: str, text: str):
 def train(model, config_file, out, quiet, root, device, threads, resume, force, size, mlflow_uri,
           **settings):  # fmt: skip
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
-    import os
-    import time
-
+    from medclf import api
     from medclf.config import make_config
-    from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.lifecycle import claim_run_folder, run_job
-    from medclf.files import run_lock
     from medclf.model_registry import MODELS
 
     if config_file:  # the flags' defaults < the file < the flags given on the command line
@@ -400,17 +395,12 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
         raise ConfigError("give a MODEL (e.g. medclf train torch-ffn) or --config FILE")
     else:
         config = make_config(model, size=int(size), **settings)
-    dataset = load_dataset(config["dataset"], root, size=config["size"])
-    out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    torch_options = {"device": device, "threads": threads}
-    if MODELS[model].family != "torch":
-        if device or threads:
-            raise ConfigError("--device and --threads apply to torch-* models only")
-        torch_options = {}
-    with run_lock(out):  # one writer per run folder
-        claim_run_folder(out, config, force)
-        metrics = run_job(config, dataset, out, quiet=quiet, resume=resume, **torch_options)
-    click.echo(run_summary(metrics, out))
+    if (device or threads) and MODELS[model].family != "torch":
+        raise ConfigError("--device and --threads apply to torch-* models only")
+    run = api.train(config=config, out=out, root=root, resume=resume, force=force, quiet=quiet,
+                    device=device, threads=threads)  # fmt: skip
+    out = run.path
+    click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
         from medclf.tracking import log_run_folder
         click.echo(f"MLflow run {log_run_folder(out, mlflow_uri)} in {mlflow_uri}")
