@@ -99,3 +99,19 @@ def test_bad_benchmark_options_are_one_line(tmp_path, tiny_files, args, message)
                                       str(tmp_path / "b"), *args])  # fmt: skip
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
+
+
+def test_benchmark_logs_its_runs_to_mlflow(tmp_path, tiny_files):
+    pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
+    from mlflow.tracking import MlflowClient
+
+    store = f"sqlite:///{tmp_path / 'ml.db'}"
+    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--model",
+                                      "numpy-logreg", "--seeds", "2", "--out",
+                                      str(tmp_path / "b"), "--mlflow", store])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "logged 2 run folder(s) to MLflow" in result.output
+    client = MlflowClient(tracking_uri=store)
+    runs = client.search_runs([client.get_experiment_by_name("medclf").experiment_id])
+    keys = {r.data.tags["medclf.run_key"] for r in runs}
+    assert keys == {row["key"] for row in rows_of(tmp_path / "b")}

@@ -6,6 +6,7 @@ import errno
 import os
 import re
 import sys
+from pathlib import Path
 
 import click
 import numpy as np
@@ -289,6 +290,24 @@ def interval(D, A, B, plot, markdown, as_json):
         click.echo(f"wrote {wrote}", err=as_json)
 
 
+mlflow_option = click.option(
+    "--mlflow", "mlflow_uri", metavar="URI",
+    help="Then log every finished run folder to this MLflow store (sqlite:///FILE.db or a "
+         "folder; needs the mlflow extra).")  # fmt: skip
+
+
+def log_to_mlflow(folder, uri: str | None) -> None:
+    """Log each finished run folder under ``folder`` to MLflow (medclf.tracking)."""
+    if not uri:
+        return
+    from medclf.tracking import log_run_folder, run_folders
+
+    runs = run_folders([folder])
+    for run_dir in runs:
+        log_run_folder(run_dir, uri)
+    click.echo(f"logged {len(runs)} run folder(s) to MLflow at {uri}")
+
+
 def per_model_default(key: str) -> str:
     """'default 20; torch-cnn 30; torch-resnet18, torch-resnet50 100' from the model registry:
     the most common value first, then the models that differ."""
@@ -471,7 +490,9 @@ def predict(run_dir, inputs):
               show_default=True, help="Run on this machine's processes or on a Ray cluster.")
 @click.option("--address", default=None,
               help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
-def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address):
+@mlflow_option
+def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address,
+              mlflow_uri):  # fmt: skip
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     from medclf.experiments.benchmark import benchmark as run
     from medclf.model_registry import BENCHMARK_MODELS
@@ -481,6 +502,7 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
     failed = [r for r in summary["rows"] if r["status"] not in ("done", "diverged")]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
                f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
+    log_to_mlflow(Path(out) / "runs", mlflow_uri)
     if failed:
         click.echo(f"{len(failed)} run(s) did not finish; see {summary['csv']}", err=True)
         sys.exit(1)
@@ -542,7 +564,8 @@ def runs(top, sort, as_json):
               show_default=True, help="Run on this machine's processes or on a Ray cluster.")
 @click.option("--address", default=None,
               help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
-def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address):
+@mlflow_option
+def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     from medclf.experiments.reproduce import reproduce as run
 
@@ -562,6 +585,7 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address)
         f"{len(summary['results'])} runs in {summary['seconds']:.0f} s; report: "
         f"{summary['report_md']} and {summary['report_html']}; table: {out}/runs.csv"
     )
+    log_to_mlflow(Path(out) / "runs", mlflow_uri)
     if summary["failed"]:
         click.echo(f"{len(summary['failed'])} run(s) failed; see {out}/runs.csv", err=True)
         sys.exit(1)
@@ -588,8 +612,9 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address)
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
               help="Start no new trial after this many seconds.")
 @root_option
+@mlflow_option
 def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, size, timeout,
-         root):  # fmt: skip
+         root, mlflow_uri):  # fmt: skip
     """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
     from medclf.experiments.tune import trials_table
     from medclf.experiments.tune import tune as search
@@ -598,6 +623,7 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, si
                     epochs=epochs, size=int(size), root=root, timeout=timeout,
                     backend=backend, echo=click.echo)  # fmt: skip
     click.echo(trials_table(result["rows"], metric))
+    log_to_mlflow(Path(out) / "trials", mlflow_uri)
     best = result["best"]
     if best is None:
         click.echo(f"no trial finished with a {metric}; see {result['csv']}", err=True)

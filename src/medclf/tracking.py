@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -92,6 +93,8 @@ def _client(uri: str):
     except ImportError:
         raise ConfigError(f"MLflow tracking needs the optional mlflow extra; install it with "
                           f"{EXTRA}") from None  # fmt: skip
+    for name in ("mlflow", "alembic"):  # their INFO lines would break medclf's one-line output
+        logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=_store_uri(uri))
 
 
