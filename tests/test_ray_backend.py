@@ -182,3 +182,20 @@ def test_a_dead_address_is_one_line_at_once(tmp_path):
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster at 127.0.0.1:") as err:
         run_all([], tmp_path, backend="ray", address=f"127.0.0.1:{free_port()}")
     assert "\n" not in str(err.value) and time.monotonic() - start < 10
+
+
+def test_tune_runs_its_trials_on_ray(cluster, tiny_files, tmp_path):
+    pytest.importorskip("optuna", reason="medclf tune needs the tune extra")
+    out = tmp_path / "tune"
+    cmd = [sys.executable, "-m", "medclf.cli", "tune", "--dataset", str(tiny_files[0]),
+           "--model", "torch-logreg", "--trials", "3", "--epochs", "2", "--out", str(out),
+           "--backend", "ray", "--workers", "2", "--address", cluster["address"]]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                          env={**os.environ, **cluster["auth"]})  # fmt: skip
+    assert done.returncode == 0, done.stderr + done.stdout
+    trials = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(trials) == 3 and all(t["state"] == "COMPLETE" for t in trials)
+    for t in trials:  # each trial's value is the kept epoch's val_auc of its own run folder
+        metrics = json.loads((Path(t["run_dir"]) / "metrics.json").read_text())
+        assert float(t["value"]) == pytest.approx(metrics["val_auc"])
+    assert json.loads((out / "best_config.json").read_text())["model"] == "torch-logreg"

@@ -606,24 +606,31 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 @click.option("--epochs", type=click.IntRange(1, 100_000),
               help="Epochs of every trial (default: the model's).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="Where trials run (tune: local only for now).")
+              show_default=True,
+              help="local: one trial at a time, pruned per epoch; ray: --workers trials at a "
+                   "time on a Ray cluster, unpruned.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
+              help="Trials at a time on Ray.")
+@click.option("--address", default=None,
+              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
 @click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
               show_default=True, help="Image side of a named dataset.")
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
               help="Start no new trial after this many seconds.")
 @root_option
 @mlflow_option
-def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, size, timeout,
-         root, mlflow_uri):  # fmt: skip
+def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, workers, address,
+         size, timeout, root, mlflow_uri):  # fmt: skip
     """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
     from medclf.experiments.tune import trials_table
     from medclf.experiments.tune import tune as search
 
     result = search(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
                     epochs=epochs, size=int(size), root=root, timeout=timeout,
-                    backend=backend, echo=click.echo)  # fmt: skip
+                    backend=backend, workers=workers, address=address,
+                    echo=click.echo)  # fmt: skip
     click.echo(trials_table(result["rows"], metric))
-    log_to_mlflow(Path(out) / "trials", mlflow_uri)
+    log_to_mlflow(Path(out), mlflow_uri)
     best = result["best"]
     if best is None:
         click.echo(f"no trial finished with a {metric}; see {result['csv']}", err=True)

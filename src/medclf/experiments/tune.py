@@ -4,6 +4,8 @@
 Each trial is one run folder, OUT/trials/trial-NNNN, made by run_job with ``select`` = the
 metric, so a trial's value is the validation metric of its kept epoch. Trials report the metric
 after every epoch and a MedianPruner stops unpromising ones (state PRUNED, checkpoint removed).
+With ``backend="ray"`` trials run ``workers`` at a time as Ray tasks in OUT/runs/KEY folders,
+unpruned (a worker cannot reach the driver's study).
 The study lives in ``storage`` (default sqlite:///OUT/study.db) and ``trials`` counts finished
 trials (COMPLETE, PRUNED, or FAIL with a reason), so the same command rerun after a kill runs only
 the missing ones. A trial that was RUNNING when the search was killed is marked FAIL and its
@@ -128,12 +130,37 @@ def run_trial(optuna, study, trial, out: Path, base: dict, space: dict, metric, 
             (run_dir / name).unlink(missing_ok=True)
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
-    value = kept_value(run_dir, metrics, metric)
+    tell(optuna, study, trial, run_dir, metrics, metric)
+
+
+def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> None:
+    value = kept_value(run_dir, metrics, metric) if metrics.get("status") != "failed" else None
     if value is None:
-        trial.set_user_attr("reason", f"no {metric} ({metrics['status']})")
+        why = metrics.get("error") or f"no {metric} ({metrics.get('status')})"
+        trial.set_user_attr("reason", why)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
         study.tell(trial, value)
+
+
+def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
+                     workers: int, root, address) -> None:  # fmt: skip
+    """``n`` trials at once as Ray tasks (medclf.experiments.backends), each in the run folder
+    OUT/runs/KEY of its config. A worker cannot reach the driver's study, so these trials are
+    not pruned: they run their epochs and are told their kept value when they come back."""
+    from medclf.experiments.runner import run_all
+    from medclf.experiments.specs import run_key
+
+    batch, entries = [study.ask() for _ in range(n)], []
+    for trial in batch:
+        config = make_config(model, **base, **suggest(trial, space))
+        key = run_key(config)
+        trial.set_user_attr("run_dir", f"runs/{key}")
+        entries.append({"key": key, "config": config, "questions": [f"trial {trial.number}"]})
+    results = run_all(entries, out, workers=workers, root=root, progress=False, backend="ray",
+                      address=address)  # fmt: skip
+    for trial, result in zip(batch, results, strict=True):
+        tell(optuna, study, trial, out / "runs" / result["key"], result, metric)
 
 
 def trial_rows(study, out: Path, space: dict) -> list[dict]:
@@ -183,7 +210,7 @@ def trials_table(rows: list[dict], metric: str) -> str:
 def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage=None,
          seed: int = 42, epochs: int | None = None, size: int = 28, root=None,
          timeout: float | None = None, backend: str = "local", echo=print,
-         pruner=None) -> dict:  # fmt: skip
+         pruner=None, workers: int = 2, address: str | None = None) -> dict:  # fmt: skip
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
     ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
     from medclf.data.load import load_dataset
@@ -194,9 +221,8 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
         make_config(model)  # its one-line message
     if metric not in METRICS:
         raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, not '{metric}'")
-    if backend != "local":
-        raise ConfigError("medclf tune runs its trials on the local backend only for now; "
-                          "use --backend local")  # fmt: skip
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"--backend must be local or ray, not '{backend}'")
     if trials < 1:
         raise ConfigError(f"--trials == {trials}, must be >= 1")
     optuna = import_optuna()
@@ -216,11 +242,16 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
             if timeout is not None and time.monotonic() - start >= timeout:
                 echo(f"--timeout {timeout:g} s reached; rerun the same command to go on")
                 break
-            trial = study.ask()
-            run_trial(optuna, study, trial, out, base, space, metric, data, model)
-            t = study.trials[trial.number]
-            echo(f"trial {t.number}: {t.state.name}"
-                 + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip
+            before = len(study.trials)
+            if backend == "ray":
+                left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
+                run_batch_on_ray(optuna, study, min(workers, left), out, base, space, metric,
+                                 model, workers, root, address)  # fmt: skip
+            else:
+                run_trial(optuna, study, study.ask(), out, base, space, metric, data, model)
+            for t in study.trials[before:]:
+                echo(f"trial {t.number}: {t.state.name}"
+                     + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip
         rows = trial_rows(study, out, space)
         write_csv(out / "trials.csv", rows)
         complete = [t for t in study.trials if t.state.name == "COMPLETE"]
