@@ -61,9 +61,11 @@ class Group(click.Group):
             raise
         except MedclfError as err:
             raise click.ClickException(str(err)) from None
-        except click.UsageError as err:  # one line instead of the usage block
+        except click.UsageError as err:  # one line instead of the usage block, still exit 2
             where = err.ctx.command_path if err.ctx else "medclf"
-            raise click.ClickException(f"{err.format_message()} (see '{where} --help')") from None
+            error = click.ClickException(f"{err.format_message()} (see '{where} --help')")
+            error.exit_code = err.exit_code
+            raise error from None
         except KeyboardInterrupt:
             if ctx.invoked_subcommand in ("train", "reproduce"):
                 raise Interrupted(

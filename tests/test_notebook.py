@@ -1,0 +1,52 @@
+"""examples/quickstart.ipynb runs headless from top to bottom, in a temporary folder."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="needs the 'notebook' extra: pip install "
+                               "-e '.[notebook]' (nbformat, nbclient, ipykernel)")  # fmt: skip
+nbclient = pytest.importorskip("nbclient", reason="needs the 'notebook' extra: pip install -e "
+                               "'.[notebook]' (nbclient)")  # fmt: skip
+pytest.importorskip("ipykernel", reason="needs the 'notebook' extra: pip install -e "
+                    "'.[notebook]' (ipykernel, the kernel that runs the notebook)")  # fmt: skip
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+REAL = NOTEBOOK.parents[2] / "shared" / "data" / "pneumoniamnist.npz"
+
+
+def test_notebook_is_stored_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+
+
+@pytest.mark.parametrize("data", ["synthetic", "real"])
+def test_quickstart_runs_headless(tmp_path, data):
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    if data == "real":  # the notebook looks for ../shared/data/pneumoniamnist.npz
+        if not REAL.exists():
+            pytest.skip(f"the genuine PneumoniaMNIST is absent ({REAL})")
+        (tmp_path / "shared" / "data").mkdir(parents=True)
+        (tmp_path / "shared" / "data" / REAL.name).symlink_to(REAL)
+    before = sorted(p.name for p in NOTEBOOK.parent.iterdir())
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    start = time.monotonic()
+    # raises CellExecutionError, naming the cell, on any error
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}}).execute()  # fmt: skip
+    seconds = time.monotonic() - start
+    texts = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
+                    for o in c.outputs)  # fmt: skip
+    said = "the real PneumoniaMNIST" if data == "real" else "a SYNTHETIC look-alike"
+    assert f"using {said}" in texts, texts
+    assert "3-fold accuracy" in texts and "numpy-logreg" in texts
+    pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+            if "image/png" in o.get("data", {})]  # fmt: skip
+    assert len(pngs) == 4  # samples, curves, confusion matrices, predictions: drawn inline
+    assert (cwd / "runs" / "quickstart-torch-ffn" / "metrics.json").exists()
+    assert sorted(p.name for p in NOTEBOOK.parent.iterdir()) == before  # nothing in the repo
+    assert seconds < 120, f"the quickstart took {seconds:.0f} s"

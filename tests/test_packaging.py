@@ -1,0 +1,58 @@
+"""Packaging and command-line conventions: --version, exit codes, the install commands."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medclf import __version__
+from medclf.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0 and result.output == f"medclf, version {__version__}\n"
+    out = subprocess.run([sys.executable, "-m", "medclf.cli", "--version"], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    assert __version__ in out.stdout
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["data", "info", "x.npz", "--size", "7"], "'7' is not one of"),
+    (["train", "torch-ffn", "--activation", "sigmoid"], "'sigmoid' is not one of"),
+    (["train", "torch-ffn", "--no-such-flag"], "No such option"),
+    (["no-such-command"], "No such command"),
+    (["export", "somewhere", "--format", "pdf"], "unknown format 'pdf'"),
+])  # fmt: skip
+def test_usage_errors_exit_2_in_one_line(args, words):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and words in lines[0], lines
+    assert "--help')" in lines[0]
+
+
+def test_other_errors_still_exit_1(tmp_path):
+    result = CliRunner().invoke(cli, ["data", "info", str(tmp_path / "missing.npz")])
+    assert result.exit_code == 1 and result.output.startswith("Error: ")
+
+
+def test_readme_and_ci_install_the_same_way():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(project["dependencies"])
+    assert "torch>=" in runtime and "pytest" not in runtime  # a range; the pin is a constraint
+    assert re.search(r"^torch==\S+$", (ROOT / "constraints.txt").read_text(), re.M)
+    readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci/run").read_text()
+    main = re.search(r"pip install -c constraints.txt -e \. && medclf reproduce", readme)
+    assert main, "the README's main command installs the runtime dependencies only"
+    tests = re.search(r'pip install -c constraints.txt -e "\.\[([a-z,]+)\]" && python -m pytest',
+                      readme)  # fmt: skip
+    assert tests and f'-c constraints.txt -e ".[{tests[1]}]"' in ci
+    extras = set(tests[1].split(","))
+    assert {"dev", "notebook"} <= extras <= set(project["optional-dependencies"])
