@@ -1,4 +1,5 @@
-"""The ``medclf`` command line. User errors print one line and exit 1, never a traceback."""
+"""The ``medclf`` command line, a thin layer over medclf.api. Every failure prints one line, never
+a traceback: user errors exit 1, usage errors 2 (as click and argparse do), Ctrl-C 130."""
 
 from __future__ import annotations
 
