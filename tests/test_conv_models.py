@@ -318,3 +318,22 @@ def test_cosine_warmup_and_constant():
         lr_at(0, 10, 0.1, "onecycle")
     with pytest.raises(ConfigError):
         lr_at(10, 10, 0.1, "paper")
+
+
+def test_images_stay_uint8_until_a_batch_and_score_as_float_images(tmp_path):
+    """The trainer keeps image splits uint8 (a quarter of float32's memory) and scales each batch
+    to the very numbers features.to_images gives the whole split at once."""
+    from medclf.config import make_config
+    from medclf.data.features import to_images
+    from medclf.data.load import load_dataset
+    from medclf.data.synthetic import write_synthetic
+    from medclf.experiments.family_torch import TorchTrainer
+
+    ds = load_dataset(write_synthetic(tmp_path / "b.npz", "breastmnist", 0.1, 0))
+    trainer = TorchTrainer(make_config("torch-cnn", width=8, dataset="b.npz"), ds)
+    assert trainer.data["X_train"].dtype == torch.uint8
+    assert trainer.features.X_val.shape == (len(ds.val), 1, 28, 28)
+    model = trainer.model.eval()
+    with torch.no_grad():
+        as_float = torch.softmax(model(torch.from_numpy(to_images(ds.val.images))).double(), 1)
+    assert torch.equal(torch.from_numpy(trainer.scores(model, trainer.features.X_val)), as_float)

@@ -29,15 +29,23 @@ def to_features(images: np.ndarray, dtype=np.float64, bias: bool = False) -> np.
 def to_images(images: np.ndarray, dtype=np.float32) -> np.ndarray:
     """(n, H, W[, C]) uint8 -> (n, C, H, W) ``dtype`` in [-1, 1]: pixel / 255 normalised with
     mean 0.5 and sd 0.5, as MedMNIST's experiments feed their convolutional networks."""
-    X = images[:, None] if images.ndim == 3 else np.moveaxis(images, -1, 1)
-    X = X.astype(dtype)
+    X = channels_first(images).astype(dtype)
     X /= 127.5
     X -= 1
     return np.ascontiguousarray(X)
 
 
+def channels_first(images: np.ndarray) -> np.ndarray:
+    """(n, H, W[, C]) -> (n, C, H, W), still uint8: scaled a batch at a time by the engine."""
+    X = images[:, None] if images.ndim == 3 else np.moveaxis(images, -1, 1)
+    return np.ascontiguousarray(X)
+
+
 def inputs_of(images: np.ndarray, inputs: str, dtype) -> np.ndarray:
-    """The model inputs a registry entry asks for: ``flat``, ``flat+bias`` or ``image``."""
+    """The model inputs a registry entry asks for: ``flat``, ``flat+bias`` or ``image``
+    (``image-uint8``: the same images, channels first, left uint8)."""
+    if inputs == "image-uint8":
+        return channels_first(images)
     if inputs == "image":
         return to_images(images, dtype)
     return to_features(images, dtype, bias=inputs == "flat+bias")

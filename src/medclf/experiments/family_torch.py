@@ -42,6 +42,11 @@ def build_network(config: dict, input_shape: tuple[int, ...], n_outputs: int):
         channels, n_outputs)
 
 
+def scale_images(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (b, C, H, W) -> float32 in [-1, 1], the same numbers as features.to_images."""
+    return x.float().div_(127.5).sub_(1)
+
+
 def save_atomic(path: Path, state) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
@@ -86,8 +91,11 @@ class TorchTrainer:
         self.device = engine.pick_device(device)
         self.generator = engine.seed_everything(config["seed"])
         self.multi_label = dataset.info.multi_label
-        self.input_kind = MODELS[config["model"]].inputs
-        self.chunk = 1024 if self.input_kind == "image" else 65536  # eval batch: memory bound
+        images = MODELS[config["model"]].inputs == "image"
+        # images stay uint8 (a quarter of float32's memory) until a batch is formed
+        self.input_kind = "image-uint8" if images else MODELS[config["model"]].inputs
+        self.prepare = scale_images if images else None
+        self.chunk = 1024 if images else 65536  # evaluation batch: bounded by memory
         self.features = f = make_features(dataset, config["test_split"], np.float32,
                                           inputs=self.input_kind)  # fmt: skip
         label_type = torch.float32 if self.multi_label else torch.long
@@ -96,6 +104,7 @@ class TorchTrainer:
         self.data.update({name: torch.from_numpy(getattr(f, name)).to(self.device, label_type)
                           for name in ("y_train", "y_val")})  # fmt: skip
         self.model = build_network(config, f.X_train.shape[1:], dataset.info.n_classes)
+        self.eval_options = {"chunk": self.chunk, "prepare": self.prepare}
         self.model.to(self.device)
         self.optimizer = engine.make_optimizer(self.model, config["optimizer"], config["lr"],
                                                config["l2"])  # fmt: skip
@@ -125,19 +134,20 @@ class TorchTrainer:
         engine.fit(self.model, self.optimizer, self.data, c["epochs"], c["batch_size"],
                    self.generator, history=self.history, train_acc=train_acc,
                    callback=on_epoch, progress=progress, lr_at=schedule,
-                   transform=self.transform, chunk=self.chunk)  # fmt: skip
+                   transform=self.transform, **self.eval_options)  # fmt: skip
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return inputs_of(images, self.input_kind, np.float32)
 
     def scores(self, model, X) -> np.ndarray:
         X = torch.from_numpy(X).to(self.device)
-        return engine.scores(model, X, self.multi_label, self.chunk)
+        return engine.scores(model, X, self.multi_label, **self.eval_options)
 
     def accuracy(self, model, X, y) -> float:
         label_type = torch.float32 if self.multi_label else torch.long
         y = torch.from_numpy(y).to(self.device, label_type)
-        return engine.evaluate(model, torch.from_numpy(X).to(self.device), y, self.chunk)[1]
+        return engine.evaluate(model, torch.from_numpy(X).to(self.device), y,
+                               **self.eval_options)[1]  # fmt: skip
 
     def save_checkpoint(self, path: Path) -> None:
         save_atomic(path, {
@@ -163,7 +173,7 @@ class TorchTrainer:
         label_type = torch.float32 if self.multi_label else torch.long
         X = torch.from_numpy(f.X_test).to(self.device)
         y = torch.from_numpy(f.y_test).to(self.device, label_type)
-        return {"test_loss": finite_or_none(engine.evaluate(model, X, y, self.chunk)[0])}
+        return {"test_loss": finite_or_none(engine.evaluate(model, X, y, **self.eval_options)[0])}
 
     def environment(self) -> dict:
         return environment(threads=self.threads, device=str(self.device))

@@ -82,11 +82,12 @@ def n_correct(logits, y) -> float:
 
 
 def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
-                transform=None) -> float:
+                transform=None, prepare=None) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
     (medclf.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
-    every ~8192 examples."""
+    every ~8192 examples. ``prepare(x)`` turns stored inputs into model inputs batch by batch
+    (uint8 images stay uint8 until a batch is formed); ``transform(x)`` augments them."""
     from medclf.training.fused_sgd import fusable, sgd_step, structure
 
     model.train()
@@ -94,7 +95,8 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
     total = torch.zeros((), device=X.device)
     n_batches = 0
     report_every = max(1, 8192 // batch_size)
-    fused = fusable(model, optimizer) and not y.is_floating_point() and transform is None
+    fused = (fusable(model, optimizer) and not y.is_floating_point() and transform is None
+             and prepare is None)
     if fused:
         linears, act, p = structure(model)
         group = optimizer.param_groups[0]
@@ -104,7 +106,8 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
         if fused:
             loss = sgd_step(linears, act, p, X[idx], y[idx], lr, wd)
         else:
-            x = X[idx] if transform is None else transform(X[idx])
+            x = X[idx] if prepare is None else prepare(X[idx])
+            x = x if transform is None else transform(x)
             loss = loss_fn(model(x), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -117,32 +120,34 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
 
 
 @torch.no_grad()
-def logits_of(model, X, chunk: int = 65536) -> torch.Tensor:
+def logits_of(model, X, chunk: int = 65536, prepare=None) -> torch.Tensor:
     """Logits of a whole split in eval mode without a graph; restores the mode."""
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(X[start : start + chunk]) for start in range(0, len(X), chunk)])
+        prepare = prepare or (lambda x: x)
+        return torch.cat([model(prepare(X[start : start + chunk]))
+                          for start in range(0, len(X), chunk)])  # fmt: skip
     finally:
         model.train(was_training)
 
 
-def evaluate(model, X, y, chunk: int = 65536) -> tuple[float, float]:
+def evaluate(model, X, y, chunk: int = 65536, prepare=None) -> tuple[float, float]:
     """(mean loss, accuracy) of a whole split in eval mode, without a graph."""
-    logits = logits_of(model, X, chunk)
+    logits = logits_of(model, X, chunk, prepare)
     n = max(len(X), 1)
     return float(loss_fn(logits, y, reduction="sum")) / n, n_correct(logits, y) / n
 
 
-def scores(model, X, multi_label: bool, chunk: int = 65536) -> np.ndarray:
+def scores(model, X, multi_label: bool, chunk: int = 65536, prepare=None) -> np.ndarray:
     """Probabilities as MedMNIST scores them: a sigmoid per label, or a softmax over classes."""
-    logits = logits_of(model, X, chunk).double()
+    logits = logits_of(model, X, chunk, prepare).double()
     return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu().numpy()
 
 
 def fit(model, optimizer, data, epochs, batch_size, generator, history=None, train_acc=True,
         callback=None, progress=None, lr_at=None, transform=None,
-        chunk=65536) -> list[dict]:  # fmt: skip
+        chunk=65536, prepare=None) -> list[dict]:  # fmt: skip
     """Train from ``len(history) + 1`` to ``epochs``, appending each epoch's record to
     ``history``; ``callback(record)`` after each epoch (checkpoints plug in there; returning
     True stops). ``data``: dict of device tensors X_train, y_train, X_val, y_val.
@@ -156,10 +161,11 @@ def fit(model, optimizer, data, epochs, batch_size, generator, history=None, tra
                 group["lr"] = lr_at(epoch)
         start = time.perf_counter()
         loss = train_epoch(model, optimizer, data["X_train"], data["y_train"], batch_size,
-                           generator, progress, transform)  # fmt: skip
+                           generator, progress, transform, prepare)  # fmt: skip
         seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"], chunk)
-        tr_acc = evaluate(model, data["X_train"], data["y_train"], chunk)[1] if train_acc else None
+        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"], chunk, prepare)
+        tr_acc = (evaluate(model, data["X_train"], data["y_train"], chunk, prepare)[1]
+                  if train_acc else None)  # fmt: skip
         rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
         history.append(rec)
         if callback is not None and callback(rec):
