@@ -305,3 +305,20 @@ def test_selector_picks_the_right_epoch_on_a_crafted_history(metric, best):
     patient = Selector("val_acc", 2, history[:4])  # best at 2, no better at 3 and 4: stop
     assert stop_reason(history[:4], patient).startswith("early stop at epoch 4")
     assert stop_reason(history, Selector("val_auc", 0, history)).startswith("diverged at epoch 5")
+
+
+def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_path, synth_file,
+                                                                          monkeypatch):
+    import os
+
+    from medclf.config import make_config
+    from medclf.data.load import load_dataset
+    from medclf.errors import ConfigError
+    from medclf.experiments import lifecycle
+
+    pages, real = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}, os.sysconf  # a 1 MiB machine
+    monkeypatch.setattr(lifecycle.os, "sysconf", lambda name: pages.get(name) or real(name))
+    ds = load_dataset(synth_file)
+    with pytest.raises(ConfigError, match="GiB of features, more than this machine's"):
+        lifecycle.run_job(make_config("numpy-logreg", dataset=str(synth_file)), ds, tmp_path / "r")
+    assert not (tmp_path / "r").exists()

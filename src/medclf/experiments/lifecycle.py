@@ -18,8 +18,11 @@ A family (medclf.experiments.family_*) plugs in as a trainer object that knows i
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from pathlib import Path
+
+import numpy as np
 
 from medclf.data.load import Dataset
 from medclf.errors import ConfigError
@@ -90,6 +93,22 @@ def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool)
     return unfinished
 
 
+def check_memory(config: dict, dataset: Dataset) -> None:
+    """Flat inputs are float copies of every split (images stay uint8): refuse one that cannot
+    fit in this machine's memory, before allocating it."""
+    if MODELS[config["model"]].inputs == "image":
+        return
+    n = sum(len(dataset.split(s)) for s in ("train", "val", "test"))
+    itemsize = 8 if config.get("dtype") == "float64" else 4
+    need = n * (int(np.prod(dataset.info.image_shape)) + 1) * itemsize
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * have:
+        raise ConfigError(f"{config['model']} on {dataset.name} at {dataset.info.size}x"
+                          f"{dataset.info.size} needs {need / 2**30:.0f} GiB of features, more "
+                          f"than this machine's {have / 2**30:.0f} GiB; use a smaller --size or "
+                          "an image model (torch-cnn)")  # fmt: skip
+
+
 def check_task(config: dict, dataset: Dataset) -> None:
     """The config must describe the data it meets: its image size and a task its model learns."""
     side = dataset.info.size
@@ -97,6 +116,7 @@ def check_task(config: dict, dataset: Dataset) -> None:
         raise ConfigError(f"{dataset.source} holds {side}x{side} images, but the config says "
                           f"size {config['size']}; drop --size or give the {config['size']}x"
                           f"{config['size']} file")  # fmt: skip
+    check_memory(config, dataset)
     spec = MODELS[config["model"]]
     if dataset.info.task not in spec.tasks:
         able = [m for m, s in MODELS.items() if dataset.info.task in s.tasks]
