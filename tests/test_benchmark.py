@@ -89,6 +89,20 @@ def test_presets_are_data_and_the_grid_is_keyed_by_config():
     assert entries[2]["config"]["select"] == "val_auc"  # models without a preset too
 
 
+def test_the_progress_bar_counts_a_model_without_epochs_as_one(tmp_path):
+    # scikit-learn configs have no "epochs": the default zoo's sklearn-svm once broke the bar
+    from medclf.experiments.runner import EpochBar
+
+    entries = grid(["a.npz"], ["sklearn-svm", "torch-ffn"], "fast", 1)
+    bar = EpochBar(entries, tmp_path, progress=False)
+    try:
+        assert bar.bar.total == 1 + entries[1]["config"]["epochs"]
+        bar.end({**entries[0], "status": "done"})
+        assert bar.done[entries[0]["key"]] == 1
+    finally:
+        bar.close()
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "nope"], "'nope' is not one of"),
     (["--preset", "slow"], "'slow' is not one of"),

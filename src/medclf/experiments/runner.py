@@ -130,7 +130,9 @@ class EpochBar:
     workers need not report anything): it moves while a run trains, not only when it ends."""
 
     def __init__(self, todo: list[dict], out: Path, progress: bool, every: float = 1.0):
-        self.runs = {e["key"]: (out / "runs" / e["key"], e["config"]["epochs"]) for e in todo}
+        # a model fitted once (scikit-learn: no "epochs") counts as one epoch
+        self.runs = {e["key"]: (out / "runs" / e["key"], e["config"].get("epochs", 1))
+                     for e in todo}  # fmt: skip
         self.done = {key: epochs_done(path) for key, (path, _) in self.runs.items()}
         self.seen: dict[str, int] = {}  # checkpoint mtimes already read
         self.lock, self.stop, self.every = threading.Lock(), threading.Event(), every
