@@ -14,6 +14,7 @@ import numpy as np
 
 from medclf import __version__
 from medclf.errors import MedclfError
+from medclf.model_registry import BENCHMARK_MODELS
 from medclf.model_registry import MODELS as MODEL_NAMES
 
 
@@ -478,7 +479,7 @@ def predict(run_dir, inputs):
 @click.option("--dataset", "datasets", multiple=True, required=True,
               help="Dataset name or .npz path (repeatable).")
 @click.option("--model", "models", multiple=True, type=click.Choice(list(MODEL_NAMES)),
-              help="Model (repeatable; default: torch-cnn, torch-ffn, numpy-logreg).")
+              help=f"Model (repeatable; default: {', '.join(BENCHMARK_MODELS)}).")
 @click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast",
               show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
@@ -498,7 +499,6 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
               mlflow_uri):  # fmt: skip
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     from medclf.experiments.benchmark import benchmark as run
-    from medclf.model_registry import BENCHMARK_MODELS
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
                   int(size), root, backend=backend, address=address)  # fmt: skip
