@@ -33,20 +33,26 @@ def rows_of(out: Path) -> list[dict]:
     return list(csv.DictReader((out / "results.csv").open()))
 
 
-def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files):
+def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files,
+                                                                  monkeypatch):
+    from medclf.experiments import family_torch
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("boom in training")
+
+    monkeypatch.setattr(family_torch.TorchTrainer, "fit", boom)  # every torch run fails
     out = tmp_path / "bench"
     args = ["benchmark", "--out", out, "--seeds", 2, "--model", "torch-logreg", "--model",
-            "numpy-logreg", *[a for f in tiny_files for a in ("--dataset", f)]]  # fmt: skip
+            "numpy-logreg", "--dataset", tiny_files[0]]  # fmt: skip
     result = CliRunner().invoke(cli, [str(a) for a in args])
-    # numpy-logreg cannot learn the multi-label chestmnist: those runs fail, the rest finish
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 1, result.output  # failed runs: a non-zero exit
     rows = rows_of(out)
     assert list(rows[0])[:10] == ["dataset", "model", "preset", "seed", "status", "val_acc",
                                   "val_auc", "test_acc", "test_auc", "seconds"]  # fmt: skip
-    assert len(rows) == 8
+    assert len(rows) == 4
     failed = [r for r in rows if r["status"] == "failed"]
-    assert {(r["dataset"], r["model"]) for r in failed} == {("chestmnist", "numpy-logreg")}
-    assert "cannot learn" in failed[0]["error"]
+    assert {r["model"] for r in failed} == {"torch-logreg"} and len(failed) == 2
+    assert "boom in training" in failed[0]["error"]
     done = [r for r in rows if r["status"] == "done"]
     for row in done:  # each number comes from the run folder's own metrics.json
         metrics = json.loads((out / "runs" / row["key"] / "metrics.json").read_text())
@@ -129,3 +135,21 @@ def test_benchmark_logs_its_runs_to_mlflow(tmp_path, tiny_files):
     runs = client.search_runs([client.get_experiment_by_name("medclf").experiment_id])
     keys = {r.data.tags["medclf.run_key"] for r in runs}
     assert keys == {row["key"] for row in rows_of(tmp_path / "b")}
+
+
+def test_a_dataset_named_twice_runs_once_and_bad_grids_fail_before_training(tmp_path,
+                                                                           tiny_files):
+    out = tmp_path / "twice"
+    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--dataset",
+                                      str(tiny_files[0]), "--model", "numpy-logreg", "--seeds",
+                                      "1", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(rows_of(out)) == 1
+    for args, message in (
+        (["--dataset", str(tmp_path / "missing.npz")], "is neither a dataset name nor"),
+        (["--dataset", str(tiny_files[1]), "--model", "numpy-logreg"], "cannot learn"),
+    ):  # fmt: skip
+        bad = CliRunner().invoke(cli, ["benchmark", *args, "--out", str(tmp_path / "bad")])
+        assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
+        assert len(bad.output.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()  # refused before any folder or training

@@ -322,3 +322,28 @@ def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_pa
     with pytest.raises(ConfigError, match="GiB of features, more than this machine's"):
         lifecycle.run_job(make_config("numpy-logreg", dataset=str(synth_file)), ds, tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_and_runs_survive_damaged_files(tmp_path, synth_file):
+    out = tmp_path / "runs" / "a"
+    assert medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
+                  "--out", out).exit_code == 0  # fmt: skip
+    good = (out / "predictions.npz").read_bytes()
+    (out / "predictions.npz").write_bytes(good[:300])
+    cut = medclf("evaluate", out)
+    assert cut.exit_code == 1 and "predictions.npz cannot be read" in cut.output
+    (out / "predictions.npz").write_bytes(good)
+    metrics = json.loads((out / "metrics.json").read_text())
+    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items()
+                                                  if k != "task"}))  # fmt: skip
+    older = medclf("evaluate", out)
+    assert older.exit_code == 1 and "lacks the task or class names" in older.output
+    (out / "metrics.json").write_text(json.dumps({**metrics, "test_auc": "high"}))
+    (tmp_path / "runs" / "b").mkdir()
+    (tmp_path / "runs" / "b" / "config.json").write_text("[1, 2]")
+    (tmp_path / "runs" / "b" / "metrics.json").write_text("[]")
+    listed = medclf("runs", tmp_path / "runs", "--sort", "test_auc", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert [r["test_auc"] for r in rows] == [None, None]  # "high" is no number
+    assert {r["status"] for r in rows} == {"done", "no metrics"}

@@ -166,3 +166,20 @@ def test_missing_extra_is_one_line(tmp_path, monkeypatch):
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and 'pip install -e ".[mlflow]"' in lines[0], result.output
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("bogus://x", "has a scheme medclf does not log to"),
+    ("sqlite:///{runs}/a/metrics.json", "exists and is not an SQLite database"),
+    ("sqlite:////no/such/folder/m.db", "does not exist; create it"),
+    ("{runs}/a/metrics.json", "is a file, not a folder"),
+])  # fmt: skip
+def test_a_store_mlflow_cannot_open_is_refused_before_anything(runs, tmp_path, uri, message):
+    uri = uri.format(runs=runs)
+    for args in (["export", "mlflow", str(runs / "a"), "--uri", uri],
+                 ["train", "torch-logreg", "--dataset", str(runs.parent / "synth.npz"),
+                  "--out", str(tmp_path / "never"), "--mlflow", uri]):  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "never").exists()  # refused before training

@@ -176,3 +176,15 @@ def test_bad_config_files_get_one_line(tmp_path, content, model, says):
     result = medclf("train", *([model] if model else []), "--config", path)
     assert result.exit_code == 1 and says in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("storage", "message"), [
+    ("garbage", "cannot open the Optuna storage garbage"),
+    ("sqlite:////proc/x/study.db", "cannot open the Optuna storage"),
+])  # fmt: skip
+def test_a_storage_optuna_cannot_open_is_one_line(tmp_path, tiny, storage, message):
+    pytest.importorskip("optuna", reason="medclf tune needs the tune extra")
+    result = medclf("tune", "--dataset", tiny, "--model", "torch-logreg", "--trials", 1,
+                    "--storage", storage, "--out", tmp_path / "t")  # fmt: skip
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -97,6 +97,9 @@ def load_dataset(name_or_path, root=None, size: int = 28):
     ``.info`` with its task and class names), by registry name or .npz path."""
     from medclf.data.load import load_dataset as load
 
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise ConfigError(f"a dataset is a registry name or the path of a .npz, not a "
+                          f"{type(name_or_path).__name__}")  # fmt: skip
     return load(name_or_path, root, size=size)
 
 
@@ -113,7 +116,7 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     """Train one model (or ``config``, a run's config dict) and return its finished Run.
     ``settings`` override the defaults (``dataset=``, ``epochs=``, ``lr=``, ``select=``...);
     ``out`` defaults to runs/MODEL-TIME-PID."""
-    from medclf.experiments.lifecycle import claim_run_folder, run_job
+    from medclf.experiments.lifecycle import check_task, claim_run_folder, run_job
     from medclf.files import run_lock
     from medclf.model_registry import MODELS
 
@@ -127,6 +130,9 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     config = make_config(model, **settings)
     dataset = load_dataset(config["dataset"], root, size=config["size"])
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"{out} is a file; give a folder (new or a run folder) as out")
+    check_task(config, dataset)  # before the run folder is made
     options = {}
     if device or threads:
         if MODELS[model].family != "torch":

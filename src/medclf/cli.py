@@ -300,6 +300,14 @@ mlflow_option = click.option(
          "folder; needs the mlflow extra).")  # fmt: skip
 
 
+def check_mlflow(uri: str | None) -> None:
+    """Refuse a store MLflow could not open before any training starts."""
+    if uri:
+        from medclf.tracking import check_store
+
+        check_store(uri)
+
+
 def log_to_mlflow(folder, uri: str | None) -> None:
     """Log each finished run folder under ``folder`` to MLflow (medclf.tracking)."""
     if not uri:
@@ -398,6 +406,7 @@ def number_option(key: str, text: str):
 def train(model, config_file, out, quiet, root, device, threads, resume, force, size, mlflow_uri,
           **settings):  # fmt: skip
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
+    check_mlflow(mlflow_uri)
     from medclf import api
     from medclf.config import make_config
     from medclf.errors import ConfigError
@@ -498,6 +507,7 @@ def predict(run_dir, inputs):
 def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address,
               mlflow_uri):  # fmt: skip
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
+    check_mlflow(mlflow_uri)
     from medclf.experiments.benchmark import benchmark as run
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
@@ -570,6 +580,7 @@ def runs(top, sort, as_json):
 @mlflow_option
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
+    check_mlflow(mlflow_uri)
     from medclf.experiments.reproduce import reproduce as run
 
     summary = run(
@@ -625,6 +636,7 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, workers, address,
          size, timeout, root, mlflow_uri):  # fmt: skip
     """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
+    check_mlflow(mlflow_uri)
     from medclf.experiments.tune import trials_table
     from medclf.experiments.tune import tune as search
 

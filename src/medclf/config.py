@@ -62,7 +62,7 @@ def _integer(v) -> bool:
 
 def check_config(c: dict) -> None:
     rules = [
-        ("epochs", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
+        ("epochs", lambda v: _integer(v) and 1 <= v <= 100_000, "must be an integer in 1..100000"),
         ("lr", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("batch_size", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
         ("hidden_size", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),

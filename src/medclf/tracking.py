@@ -42,9 +42,42 @@ FINAL_METRICS = ("test_acc", "test_auc", "test_loss", "val_acc", "val_auc", "tra
                  "best_val_acc")  # fmt: skip
 
 
+SCHEMES = ("sqlite:///", "file:", "http://", "https://")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_store(uri: str) -> None:
+    """Refuse, in one line and before any training, a store MLflow could not open: an unknown
+    scheme, an SQLite file in a missing folder or a file that is not SQLite, a folder that is
+    a file."""
+    fix = "give sqlite:///FILE.db or a folder (or an http(s):// tracking server)"
+    if "://" in uri and not uri.startswith(SCHEMES):
+        raise ConfigError(f"MLflow store '{uri}' has a scheme medclf does not log to; {fix}")
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.parent.is_dir():
+            raise ConfigError(f"the folder of MLflow store {path} does not exist; create it or "
+                              f"{fix}")  # fmt: skip
+        if path.exists() and (not path.is_file() or path.open("rb").read(16) != SQLITE_MAGIC):
+            raise ConfigError(f"{path} exists and is not an SQLite database; {fix}")
+    elif "://" not in uri and Path(uri).exists() and not Path(uri).is_dir():
+        raise ConfigError(f"MLflow store {uri} is a file, not a folder; {fix}")
+
+
 def log_run_folder(run_dir, uri: str, experiment: str = "medclf") -> str:
     """Log the finished run folder ``run_dir`` to the MLflow store ``uri``; its MLflow run id."""
-    run_dir = Path(run_dir).resolve()
+    check_store(uri)
+    try:
+        return _log(Path(run_dir).resolve(), uri, experiment)
+    except (ConfigError, DataError, OSError, KeyboardInterrupt):
+        raise
+    except Exception as err:  # MLflow's and SQLAlchemy's own failures
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"MLflow could not log {run_dir} to {uri} ({type(err).__name__}: "
+                          f"{first}); check the store") from err  # fmt: skip
+
+
+def _log(run_dir: Path, uri: str, experiment: str) -> str:
     if not (run_dir / "metrics.json").is_file():
         raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); finish "
                         "the run (medclf train --resume) before logging it")  # fmt: skip

@@ -41,6 +41,18 @@ def grid(datasets, models, preset: str, seeds: int, size: int = 28) -> list[dict
     return entries
 
 
+def check_grid(datasets, models, size: int, root) -> None:
+    """Every dataset loads and every model can learn its task, before anything trains."""
+    from medclf.data.load import load_dataset
+    from medclf.experiments.lifecycle import check_task
+
+    for dataset in datasets:
+        data = load_dataset(dataset, root, size=size)
+        for model in models:
+            if model in MODELS:
+                check_task(make_config(model, dataset=dataset, size=size), data)
+
+
 def result_row(result: dict) -> dict:
     row = {k: result.get(k) for k in ("dataset", "model", "preset", "seed")}
     row["dataset"] = result.get("dataset_name") or row["dataset"]
@@ -58,6 +70,9 @@ def benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="be
         raise ConfigError(f"workers == {workers}, must be >= 1")
     start = time.perf_counter()
     out = Path(out)
+    datasets = list(dict.fromkeys(str(d) for d in datasets))  # a dataset named twice runs once
+    check_grid(datasets, models, size, root)
+    out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after training
     entries = grid(datasets, models, preset, seeds, size)
     results = run_all(entries, out, workers=workers, root=root, progress=progress,
                       backend=backend, address=address)

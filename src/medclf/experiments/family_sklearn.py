@@ -55,6 +55,8 @@ class SklearnTrainer:
         classic.check_task(name, self.task)
         classic.check_size(name, len(f.y_train), f.n_features)
         settings = {k: config[k] for k in classic.CLASSIC[name]}
+        if settings.get("pca_components"):  # PCA cannot keep more components than images
+            settings["pca_components"] = min(settings["pca_components"], *f.X_train.shape)
         self.model = classic.build_classic(name, settings, config["seed"], self.threads)
         self.history: list[dict] = []
 

@@ -22,8 +22,10 @@ MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid pe
 
 def check_images(images: np.ndarray, image_shape, source: str = "the images") -> np.ndarray:
     """uint8 images of the model's shape, (n, *image_shape); one image alone gets n = 1."""
-    if images.ndim == len(image_shape):
+    if images.shape == tuple(image_shape):  # one image alone
         images = images[None]
+    if images.size == 0:
+        raise DataError(f"{source} are empty; give at least one image")
     if images.dtype != np.uint8:
         raise DataError(f"{source} have dtype {images.dtype}, expected uint8 pixels 0-255; "
                         "convert with images.astype(np.uint8)")  # fmt: skip

@@ -92,9 +92,15 @@ def open_study(optuna, storage: str, search: dict, seed: int, pruner=None):
     """Create or load the study; refuse one made for another search; mark trials a killed
     search left RUNNING as FAIL and queue their parameters (and run folder) again."""
     direction = "minimize" if search["select"] == "val_loss" else "maximize"
-    study = optuna.create_study(study_name="medclf", storage=storage, direction=direction,
-                                pruner=pruner or optuna.pruners.MedianPruner(),
-                                load_if_exists=True)  # fmt: skip
+    try:
+        study = optuna.create_study(study_name="medclf", storage=storage, direction=direction,
+                                    pruner=pruner or optuna.pruners.MedianPruner(),
+                                    load_if_exists=True)  # fmt: skip
+    except Exception as err:  # a bad URL, a missing driver, a file that is not a database
+        first = (str(err).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"cannot open the Optuna storage {storage} ({type(err).__name__}: "
+                          f"{first}); give --storage sqlite:///FILE.db in a writable "
+                          "folder") from err  # fmt: skip
     old = study.user_attrs.get("search")
     if old is None:
         study.set_user_attr("search", search)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from medclf.errors import DataError
+from medclf.errors import DataError, MedclfError
 from medclf.experiments.outputs import PREDICTIONS, load_predictions
 
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 
 
 def read_metrics(run_dir: Path) -> dict | None:
+    """metrics.json as a dict, or None where it is missing, not a file or damaged."""
+    path = Path(run_dir) / "metrics.json"
     try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text())
+        obj = json.loads(path.read_text()) if path.is_file() else None
     except (OSError, ValueError):
         return None
+    return obj if isinstance(obj, dict) else None
 
 
 def evaluate_run(run_dir, split: str = "test") -> dict:
@@ -25,19 +28,27 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
 
     run_dir = Path(run_dir)
     meta = read_metrics(run_dir)
-    if meta is None or not (run_dir / PREDICTIONS).exists():
+    if meta is not None and not {"task", "class_names", "dataset_name"} <= set(meta):
+        raise DataError(f"{run_dir / 'metrics.json'} lacks the task or class names (written by "
+                        "an older medclf, or damaged); train the run again")  # fmt: skip
+    if meta is None or not (run_dir / PREDICTIONS).is_file():
         raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
                         "folder of a run finished by 'medclf train' or 'medclf reproduce'")
     try:
         preds = load_predictions(run_dir)
-    except (OSError, ValueError) as err:
+    except Exception as err:  # not a zip, cut short, an object array: never trusted
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # an environment fault: the CLI names it
         raise DataError(f"{run_dir / PREDICTIONS} cannot be read ({type(err).__name__}); "
                         "train the run again") from err
     saved = sorted(k.removesuffix("_scores") for k in preds if k.endswith("_scores"))
     if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
         raise DataError(f"{run_dir} has no saved '{split}' split; it has {', '.join(saved)}")
-    metrics = task_metrics(meta["task"], preds[f"{split}_labels"], preds[f"{split}_scores"],
-                           meta["class_names"])  # fmt: skip
+    try:
+        metrics = task_metrics(meta["task"], preds[f"{split}_labels"], preds[f"{split}_scores"],
+                               meta["class_names"])  # fmt: skip
+    except MedclfError as err:
+        raise DataError(f"{run_dir / PREDICTIONS}: {err}") from err
     return {"run": str(run_dir), "split": split, "task": meta["task"],
             "dataset": meta["dataset_name"], "synthetic": meta["synthetic"],
             "title": meta.get("title", ""), **metrics}  # fmt: skip
@@ -108,7 +119,7 @@ def key_settings(config: dict) -> str:
     """The settings where the run differs from its model's defaults (medclf.config)."""
     from medclf.config import COMMON, DEFAULTS
 
-    defaults = {**COMMON, **DEFAULTS.get(config.get("model"), {})}
+    defaults = {**COMMON, **DEFAULTS.get(str(config.get("model")), {})}
     return " ".join(f"{k}={v}" for k, v in config.items()
                     if k not in HIDDEN and defaults.get(k) != v) or "defaults"  # fmt: skip
 
@@ -122,24 +133,32 @@ def find_runs(top) -> list[Path]:
 
 
 def run_row(run_dir: Path, top: Path) -> dict:
+    path = run_dir / "config.json"
     try:
-        config = json.loads((run_dir / "config.json").read_text())
+        config = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):
         config = {}
+    config = config if isinstance(config, dict) else {}
     metrics = read_metrics(run_dir)
     if metrics is None:
         unfinished = any(run_dir.glob("checkpoint.*"))
         status = "unfinished" if unfinished else "no metrics"
         metrics = {}
     else:
-        status = metrics.get("status", "done")
+        status = str(metrics.get("status", "done"))
     name = str(run_dir.relative_to(top)) if run_dir != top else run_dir.name
     data = str(metrics.get("dataset_name") or Path(str(config.get("dataset", "?"))).stem)
     return {"run": name, "model": config.get("model", "?"),
             "dataset": data + ("*" if metrics.get("synthetic") else ""),
             "settings": key_settings(config),
             "status": status, "epoch": metrics.get("selected_epoch"),
-            **{k: metrics.get(k) for k in ("val_acc", "val_auc", "test_acc", "test_auc")}}
+            **{k: number(metrics.get(k)) for k in ("val_acc", "val_auc", "test_acc", "test_auc")}}
+
+
+def number(value) -> float | None:
+    """A metric as shown and sorted: a finite number, else None (a damaged file says "high")."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    return float(value) if ok and abs(value) != float("inf") else None
 
 
 def list_runs(top, sort: str = "run") -> list[dict]:
