@@ -648,7 +648,8 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, wo
     log_to_mlflow(Path(out), mlflow_uri)
     best = result["best"]
     if best is None:
-        click.echo(f"no trial finished with a {metric}; see {result['csv']}", err=True)
+        click.echo(f"no trial finished with a {metric}; see {result['csv']} and rerun with a "
+                   "larger --timeout or --trials", err=True)
         sys.exit(1)
     m = best["metrics"]
 
