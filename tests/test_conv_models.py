@@ -334,6 +334,41 @@ def test_images_stay_uint8_until_a_batch_and_score_as_float_images(tmp_path):
     assert trainer.data["X_train"].dtype == torch.uint8
     assert trainer.features.X_val.shape == (len(ds.val), 1, 28, 28)
     model = trainer.model.eval()
+    scores = torch.from_numpy(trainer.scores(model, trainer.features.X_val))
+    # the engine runs conv models channels-last on a CPU (torch_engine.channels_last): the
+    # reference takes the same layout, so that the comparison stays bit for bit
+    x = torch.from_numpy(to_images(ds.val.images)).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        as_float = torch.softmax(model(torch.from_numpy(to_images(ds.val.images))).double(), 1)
-    assert torch.equal(torch.from_numpy(trainer.scores(model, trainer.features.X_val)), as_float)
+        as_float = torch.softmax(model(x).double(), 1)
+    assert torch.equal(scores, as_float)
+
+
+def test_conv_models_run_channels_last_on_a_cpu_with_the_same_maths():
+    import copy
+
+    from medclf.training import torch_engine as engine
+
+    torch.manual_seed(0)
+    ours = SmallCNN(1, 2, width=4)
+    plain, start = copy.deepcopy(ours), copy.deepcopy(ours)
+    X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 2, (16,))
+    plain.eval()
+    with torch.no_grad():
+        expected = plain(X)
+    got = engine.logits_of(ours, X)
+    conv = 3  # features[3]: the second convolution, 4 -> 4 channels
+    assert ours.features[conv].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.features[conv].weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, expected, atol=1e-5)
+    # one SGD step on the whole batch: the engine (channels-last) vs a plain contiguous step
+    opt_ours = torch.optim.SGD(ours.parameters(), lr=0.5)
+    opt_plain = torch.optim.SGD(plain.parameters(), lr=0.5)
+    engine.train_epoch(ours, opt_ours, X, y, 16, torch.Generator().manual_seed(0))
+    plain.train()
+    opt_plain.zero_grad()
+    F.cross_entropy(plain(X), y).backward()
+    opt_plain.step()
+    params = list(zip(ours.parameters(), plain.parameters(), start.parameters(), strict=True))
+    assert max(float((q - s).abs().max()) for _, q, s in params) > 1e-3  # the step moved
+    for p, q, _ in params:
+        assert torch.allclose(p, q, atol=1e-5)
