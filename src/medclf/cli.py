@@ -294,6 +294,12 @@ def interval(D, A, B, plot, markdown, as_json):
         click.echo(f"wrote {wrote}", err=as_json)
 
 
+backend_option = click.option(
+    "--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="Run on this machine's processes or on a Ray cluster (the ray extra).")
+address_option = click.option(
+    "--address", default=None,
+    help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
 mlflow_option = click.option(
     "--mlflow", "mlflow_uri", metavar="URI",
     help="Then log every finished run folder to this MLflow store (sqlite:///FILE.db or a "
@@ -499,10 +505,8 @@ def predict(run_dir, inputs):
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Parallel processes.")
 @root_option
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="Run on this machine's processes or on a Ray cluster.")
-@click.option("--address", default=None,
-              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+@backend_option
+@address_option
 @mlflow_option
 def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address,
               mlflow_uri):  # fmt: skip
@@ -573,10 +577,8 @@ def runs(top, sort, as_json):
 )
 @click.option("--quick", is_flag=True, help="A slice of the data and a few epochs (< 2 min).")
 @root_option
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
-              show_default=True, help="Run on this machine's processes or on a Ray cluster.")
-@click.option("--address", default=None,
-              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+@backend_option
+@address_option
 @mlflow_option
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
@@ -625,8 +627,7 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
                    "time on a Ray cluster, unpruned.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
               help="Trials at a time on Ray.")
-@click.option("--address", default=None,
-              help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+@address_option
 @click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
               show_default=True, help="Image side of a named dataset.")
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
