@@ -1,6 +1,7 @@
 """One training epoch of ResNet-18 (28) and of torch-cnn on the genuine PneumoniaMNIST:
 medclf's engine (the split as tensors, batched by index:
-medclf.training.torch_engine.train_epoch) against the standard loop MedMNIST's experiments use
+medclf.models.training.torch_engine.train_epoch) against the standard loop MedMNIST's
+experiments use
 (a Dataset whose __getitem__ makes a PIL image and applies ToTensor + Normalize(0.5, 0.5) per
 image, a DataLoader(batch_size=128, shuffle=True), zero_grad / backward / step). Same model,
 same Adam, same batch, same process, same threads; the two loops alternate (A B, B A, ...) and
@@ -24,9 +25,9 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from medclf.data.features import channels_first
-from medclf.experiments.family_torch import scale_images
-from medclf.torch_models import ResNet18, SmallCNN
-from medclf.training import torch_engine as engine
+from medclf.models.torch_models import ResNet18, SmallCNN
+from medclf.models.training import torch_engine as engine
+from medclf.run.family_torch import scale_images
 
 BATCH = 128
 

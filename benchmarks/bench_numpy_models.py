@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from common import N_TRAIN, machine, median_time, octmnist_shaped, one_thread
 
-from medclf.numpy_models import MLP, LogisticRegression, Perceptron
+from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron
 
 # --- the textbook solutions: a plain per-example NumPy loop, as a homework writes it ---------
 

@@ -35,9 +35,9 @@ def mean_sd(values) -> str:
 
 
 def main() -> int:
-    from medclf.config import make_config
     from medclf.data.load import load_dataset
-    from medclf.experiments.lifecycle import run_job
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).parents[1] / ".." / "shared" / "data"))

@@ -11,8 +11,8 @@ from common import N_PIXELS, N_TRAIN, machine, median_time, octmnist_shaped
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from medclf.torch_models import FeedforwardNetwork
-from medclf.training import torch_engine as engine
+from medclf.models.torch_models import FeedforwardNetwork
+from medclf.models.training import torch_engine as engine
 
 FLOP_PER_EPOCH = 6 * N_TRAIN * (N_PIXELS * 200 + 200 * 200 + 200 * 4)  # fwd 2, bwd 4 per MAC
 

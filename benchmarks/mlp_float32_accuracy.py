@@ -13,7 +13,7 @@ import numpy as np
 
 from medclf.data.features import make_features
 from medclf.data.load import load_dataset
-from medclf.numpy_models import MLP
+from medclf.models.numpy_models import MLP
 
 
 def main():

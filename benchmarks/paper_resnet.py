@@ -20,10 +20,10 @@ from pathlib import Path
 def main() -> int:
     import torch
 
-    from medclf.config import make_config
     from medclf.data.load import load_dataset
-    from medclf.experiments.lifecycle import run_job
-    from medclf.model_registry import preset_settings
+    from medclf.models.config import make_config
+    from medclf.models.registry import preset_settings
+    from medclf.run.lifecycle import run_job
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="../shared/data")

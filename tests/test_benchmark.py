@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from medclf.cli import cli
 from medclf.experiments.benchmark import grid
-from medclf.model_registry import PRESETS
+from medclf.models.registry import PRESETS
 
 
 @pytest.fixture(scope="module")

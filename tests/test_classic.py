@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from medclf.classic import (
+from medclf.data.load import load_dataset
+from medclf.data.synthetic import write_synthetic
+from medclf.errors import ConfigError
+from medclf.metrics import task_metrics
+from medclf.models.classic import (
     CLASSIC,
     CLASSIC_TASKS,
     build_classic,
@@ -18,10 +22,6 @@ from medclf.classic import (
     classic_scores,
     fit_classic,
 )
-from medclf.data.load import load_dataset
-from medclf.data.synthetic import write_synthetic
-from medclf.errors import ConfigError
-from medclf.metrics import task_metrics
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Smaller than the defaults so that every model fits in about a second.

@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError
-from medclf.torch_models import ResNet18, ResNet50, SmallCNN
-from medclf.training.augment import (
+from medclf.models.torch_models import ResNet18, ResNet50, SmallCNN
+from medclf.models.training.augment import (
     AUGMENT_REASONS,
     OPS,
     SAFE_AUGMENT,
@@ -19,7 +19,7 @@ from medclf.training.augment import (
     random_crop,
     vflip,
 )
-from medclf.training.schedules import lr_at
+from medclf.models.training.schedules import lr_at
 
 # ---------------------------------------------------------------- parameter counts by formula
 
@@ -323,11 +323,11 @@ def test_cosine_warmup_and_constant():
 def test_images_stay_uint8_until_a_batch_and_score_as_float_images(tmp_path):
     """The trainer keeps image splits uint8 (a quarter of float32's memory) and scales each batch
     to the very numbers features.to_images gives the whole split at once."""
-    from medclf.config import make_config
     from medclf.data.features import to_images
     from medclf.data.load import load_dataset
     from medclf.data.synthetic import write_synthetic
-    from medclf.experiments.family_torch import TorchTrainer
+    from medclf.models.config import make_config
+    from medclf.run.family_torch import TorchTrainer
 
     ds = load_dataset(write_synthetic(tmp_path / "b.npz", "breastmnist", 0.1, 0))
     trainer = TorchTrainer(make_config("torch-cnn", width=8, dataset="b.npz"), ds)
@@ -346,7 +346,7 @@ def test_images_stay_uint8_until_a_batch_and_score_as_float_images(tmp_path):
 def test_conv_models_run_channels_last_on_a_cpu_with_the_same_maths():
     import copy
 
-    from medclf.training import torch_engine as engine
+    from medclf.models.training import torch_engine as engine
 
     torch.manual_seed(0)
     ours = SmallCNN(1, 2, width=4)

@@ -218,10 +218,10 @@ def test_a_finished_run_of_another_config_needs_force(tmp_path, synth_file):
 
 def test_numpy_checkpoint_of_another_config_is_refused(tmp_path, synth_file):
     from conftest import Killed, kill_after
-    from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.lifecycle import run_job as run_numpy
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job as run_numpy
 
     ds = load_dataset(synth_file)
     config = make_config("numpy-logreg", epochs=3, dataset=str(synth_file))
@@ -274,7 +274,7 @@ def test_a_model_file_with_foreign_types_is_refused(tmp_path, synth_file):
     import skops.io as sio
 
     from medclf.errors import DataError
-    from medclf.experiments.family_sklearn import load_model_file
+    from medclf.run.family_sklearn import load_model_file
 
     sio.dump({"payload": Path("/etc/passwd")}, tmp_path / "model.skops")
     with pytest.raises(DataError, match="types medclf never writes"):
@@ -295,7 +295,7 @@ def test_a_size_that_does_not_match_the_file_is_refused(tmp_path, synth_file):
 @pytest.mark.parametrize(("metric", "best"), [("val_auc", 3), ("val_acc", 2), ("val_loss", 4),
                                               ("last", 5)])  # fmt: skip
 def test_selector_picks_the_right_epoch_on_a_crafted_history(metric, best):
-    from medclf.experiments.selection import Selector, stop_reason
+    from medclf.run.selection import Selector, stop_reason
 
     rows = [(0.70, 0.60, 0.9), (0.80, 0.61, 0.8), (0.75, 0.90, 0.7), (0.74, None, 0.5),
             (0.10, 0.20, float("nan"))]  # epoch 5 diverged: its NaN loss is never the best
@@ -311,10 +311,10 @@ def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_pa
                                                                           monkeypatch):
     import os
 
-    from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
     from medclf.experiments import lifecycle
+    from medclf.models.config import make_config
 
     pages, real = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}, os.sysconf  # a 1 MiB machine
     monkeypatch.setattr(lifecycle.os, "sysconf", lambda name: pages.get(name) or real(name))

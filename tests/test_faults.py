@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from medclf.cli import cli
-from medclf.experiments.predict import read_images
+from medclf.run.predict import read_images
 
 
 def run(*args):
@@ -336,7 +336,7 @@ def test_predict_refuses_a_diverged_model(runs, images, tmp_path):
 
 
 def test_predict_uses_a_sigmoid_per_label_for_multi_label_runs(runs, images, tmp_path):
-    from medclf.experiments.predict import predict_run
+    from medclf.run.predict import predict_run
 
     folder = copy_run(runs, "torch", tmp_path)
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -5,13 +5,13 @@ import os
 import subprocess
 import sys
 
-MODULES = ["medclf", "medclf.cli", "medclf.report.plots", "medclf.report.figures",
-           "medclf.theory.explain", "medclf.numpy_models"]  # fmt: skip
+MODULES = ["medclf", "medclf.cli", "medclf.plots", "medclf.report.figures",
+           "medclf.theory.explain", "medclf.models.numpy_models"]  # fmt: skip
 
 DRAW = """
 import json, sys, numpy as np, matplotlib
 {imports}
-from medclf.report.plots import confusion_figure, history_figures, sample_grid, save_figure
+from medclf.plots import confusion_figure, history_figures, sample_grid, save_figure
 from medclf.theory.explain import figure18
 save_figure(sample_grid(np.zeros((4, 28, 28)), np.array([0, 0, 1, 1]), ["a", "b"]), "grid.png")
 save_figure(confusion_figure([[3, 1], [0, 4]], ["a", "b"]), "confusion.pdf")

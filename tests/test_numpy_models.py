@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from medclf.errors import ConfigError, InputError
-from medclf.numpy_models import MLP, LogisticRegression, Perceptron, load_model
+from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron, load_model
 
 
 def data(n=300, f=20, c=4, seed=0, dtype=np.float64):

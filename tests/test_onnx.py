@@ -102,7 +102,7 @@ def test_missing_dataset_checks_random_images(data, tmp_path):
     result = invoke("export", "onnx", run)
     assert result.exit_code == 0 and "random images" in result.output and "is gone" in result.output
     images = np.random.default_rng(1).integers(0, 256, (5, 28, 28), dtype=np.uint8)
-    from medclf.experiments.predict import predict_run
+    from medclf.run.predict import predict_run
 
     assert np.abs(onnx_proba(run / "model.onnx", images) - predict_run(run, images)[1]).max() < 1e-5
 

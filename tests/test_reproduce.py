@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from medclf.config import make_config
 from medclf.experiments.reproduce import reproduce
 from medclf.experiments.runner import EpochBar
 from medclf.experiments.specs import CONVEXITY, STUDY, expand
+from medclf.models.config import make_config
 from medclf.report.report import divergence, runs_table
 
 # protocol.md, written out independently of specs.py: question -> runs as (model, settings)

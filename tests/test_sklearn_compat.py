@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from medclf.numpy_models import MLP, LogisticRegression, Perceptron, load_model
+from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron, load_model
 
 # Checks each model is expected to fail, and why (run anyway; xfail_strict: passing fails).
 EXPECTED_FAILED = {

@@ -10,14 +10,14 @@ from torch import nn
 
 from conftest import Killed, kill_after
 from medclf.cli import cli
-from medclf.config import make_config
 from medclf.data.features import make_features
 from medclf.data.load import load_dataset
 from medclf.errors import ConfigError
-from medclf.experiments.lifecycle import run_job as run_torch
-from medclf.experiments.predict import predict_run
-from medclf.torch_models import FeedforwardNetwork, LogisticRegression
-from medclf.training import torch_engine as engine
+from medclf.models.config import make_config
+from medclf.models.torch_models import FeedforwardNetwork, LogisticRegression
+from medclf.models.training import torch_engine as engine
+from medclf.run.lifecycle import run_job as run_torch
+from medclf.run.predict import predict_run
 
 
 @pytest.mark.parametrize(
@@ -181,7 +181,7 @@ def test_bad_flags_are_one_clear_line(tmp_path, synth_file, args, message):
                          [(1, "relu", 0.0, 0.0), (2, "relu", 0.3, 1e-3), (3, "tanh", 0.2, 0.0),
                           (0, None, 0.0, 1e-2)])  # fmt: skip
 def test_fused_sgd_step_equals_autograd_and_torch_sgd(layers, activation, dropout, l2):
-    from medclf.training.fused_sgd import fusable, sgd_step, structure
+    from medclf.models.training.fused_sgd import fusable, sgd_step, structure
 
     torch.manual_seed(0)
     x, y = torch.rand(16, 30, dtype=torch.float64), torch.randint(0, 4, (16,))

@@ -71,7 +71,7 @@ def offline(monkeypatch):
 def client(uri):
     from mlflow.tracking import MlflowClient
 
-    from medclf.tracking import _store_uri
+    from medclf.experiments.tracking import _store_uri
 
     return MlflowClient(tracking_uri=_store_uri(uri))
 
@@ -91,7 +91,7 @@ def artifact_files(c, run_id, path=None):
 
 @needs_mlflow
 def test_logged_run_reads_back_with_everything(runs, store, offline):
-    from medclf.tracking import log_run_folder
+    from medclf.experiments.tracking import log_run_folder
 
     run_dir = runs / "a"
     run_id = log_run_folder(run_dir, store)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from conftest import Killed, kill_after
 from medclf.cli import cli
-from medclf.numpy_models import load_model
+from medclf.models.numpy_models import load_model
 
 
 def train(*args):
@@ -67,10 +67,10 @@ def test_bad_flags_are_one_line(tmp_path, synth_file, args, message):
 
 @pytest.mark.parametrize("model", ["numpy-logreg", "numpy-mlp"])
 def test_numpy_run_killed_and_resumed_equals_uninterrupted(tmp_path, synth_file, model):
-    from medclf.config import make_config
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments.lifecycle import run_job as run_numpy
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job as run_numpy
 
     ds = load_dataset(synth_file)
     config = make_config(model, epochs=3, **({"hidden_size": 16} if model == "numpy-mlp" else {}))

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from medclf.cli import cli
-from medclf.config import make_config
-from medclf.model_registry import MODELS, SEARCH_SPACES
+from medclf.models.config import make_config
+from medclf.models.registry import MODELS, SEARCH_SPACES
 
 optuna = pytest.importorskip("optuna")
 
@@ -105,8 +105,8 @@ def test_tune_killed_and_resumed_keeps_finished_trials_and_best_config_retrains(
 
 def test_pruning_hook_stops_a_run_when_optuna_says_prune(tmp_path, tiny):
     from medclf.data.load import load_dataset
-    from medclf.experiments.lifecycle import run_job
     from medclf.experiments.tune import pruning_hook
+    from medclf.run.lifecycle import run_job
 
     class FakeTrial:
         reports = []

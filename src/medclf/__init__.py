@@ -21,7 +21,7 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     if name in MODELS:
-        from medclf import numpy_models
+        from medclf.models import numpy_models
 
         return getattr(numpy_models, name)
     raise AttributeError(f"module 'medclf' has no attribute {name!r}")

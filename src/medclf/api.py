@@ -35,7 +35,7 @@ class Run:
         return f"Run({str(self.path)!r})"
 
     def _json(self, name: str):
-        from medclf.experiments.predict import _read_json
+        from medclf.run.predict import _read_json
 
         return _read_json(self.path / f"{name}.json")
 
@@ -54,7 +54,7 @@ class Run:
     @property
     def predictions(self) -> dict[str, np.ndarray]:
         """Labels and scores of every saved split (predictions.npz)."""
-        from medclf.experiments.outputs import load_predictions
+        from medclf.run.outputs import load_predictions
 
         return load_predictions(self.path)
 
@@ -78,7 +78,7 @@ class Run:
         return self._predict(images)[0]
 
     def _predict(self, images):
-        from medclf.experiments.predict import check_images, predict_run
+        from medclf.run.predict import check_images, predict_run
 
         images = check_images(np.asarray(images), self.metrics["image_shape"])
         return predict_run(self.path, images)
@@ -86,7 +86,7 @@ class Run:
 
 def open_run(path) -> Run:
     """A finished run folder, checked (config.json and metrics.json readable and valid)."""
-    from medclf.experiments.predict import check_run
+    from medclf.run.predict import check_run
 
     check_run(path)
     return Run(path)
@@ -104,8 +104,8 @@ def load_dataset(name_or_path, root=None, size: int = 28):
 
 
 def make_config(model: str, **settings) -> dict:
-    """A run's full config: the model's defaults (medclf.model_registry) with ``settings``."""
-    from medclf.config import make_config as make
+    """A run's full config: the model's defaults (medclf.models.registry) with ``settings``."""
+    from medclf.models.config import make_config as make
 
     return make(model, **settings)
 
@@ -116,9 +116,9 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     """Train one model (or ``config``, a run's config dict) and return its finished Run.
     ``settings`` override the defaults (``dataset=``, ``epochs=``, ``lr=``, ``select=``...);
     ``out`` defaults to runs/MODEL-TIME-PID."""
-    from medclf.experiments.lifecycle import check_task, claim_run_folder, run_job
     from medclf.files import run_lock
-    from medclf.model_registry import MODELS
+    from medclf.models.registry import MODELS
+    from medclf.run.lifecycle import check_task, claim_run_folder, run_job
 
     if config is not None:
         model = model or config.get("model")

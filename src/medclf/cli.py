@@ -14,8 +14,8 @@ import numpy as np
 
 from medclf import __version__
 from medclf.errors import MedclfError
-from medclf.model_registry import BENCHMARK_MODELS
-from medclf.model_registry import MODELS as MODEL_NAMES
+from medclf.models.registry import BENCHMARK_MODELS
+from medclf.models.registry import MODELS as MODEL_NAMES
 
 
 class Interrupted(click.ClickException):
@@ -224,7 +224,7 @@ def show(dataset, out, split, per_class, root, size):
     import textwrap
 
     from medclf.data.load import load_dataset
-    from medclf.report.plots import sample_grid, save_figure
+    from medclf.plots import sample_grid, save_figure
 
     ds = load_dataset(dataset, root, size)
     s = ds.split(split)
@@ -286,7 +286,7 @@ def interval(D, A, B, plot, markdown, as_json):
     else:
         text = markdown_proof(D, A, B) if markdown else text_report(D, A, B)
     if plot:  # before printing, so that a failed save prints only its one line
-        from medclf.report.plots import save_figure
+        from medclf.plots import save_figure
 
         wrote = save_figure(figure18(A, B), plot)
     click.echo(text)
@@ -309,16 +309,16 @@ mlflow_option = click.option(
 def check_mlflow(uri: str | None) -> None:
     """Refuse a store MLflow could not open before any training starts."""
     if uri:
-        from medclf.tracking import check_store
+        from medclf.experiments.tracking import check_store
 
         check_store(uri)
 
 
 def log_to_mlflow(folder, uri: str | None) -> None:
-    """Log each finished run folder under ``folder`` to MLflow (medclf.tracking)."""
+    """Log each finished run folder under ``folder`` to MLflow (medclf.experiments.tracking)."""
     if not uri:
         return
-    from medclf.tracking import log_run_folder, run_folders
+    from medclf.experiments.tracking import log_run_folder, run_folders
 
     runs = run_folders([folder])
     for run_dir in runs:
@@ -331,7 +331,7 @@ def per_model_default(key: str) -> str:
     the most common value first, then the models that differ."""
     from collections import Counter
 
-    from medclf.config import DEFAULTS
+    from medclf.models.config import DEFAULTS
 
     values = {model: d[key] for model, d in DEFAULTS.items() if key in d}
     common = Counter(map(str, values.values())).most_common(1)[0][0]
@@ -414,14 +414,14 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
     check_mlflow(mlflow_uri)
     from medclf import api
-    from medclf.config import make_config
     from medclf.errors import ConfigError
-    from medclf.model_registry import MODELS
+    from medclf.models.config import make_config
+    from medclf.models.registry import MODELS
 
     if config_file:  # the flags' defaults < the file < the flags given on the command line
         from click.core import ParameterSource
 
-        from medclf.config import read_config_file
+        from medclf.models.config import read_config_file
 
         ctx = click.get_current_context()
         model, base = read_config_file(config_file, model)
@@ -440,7 +440,7 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
     out = run.path
     click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
-        from medclf.tracking import log_run_folder
+        from medclf.experiments.tracking import log_run_folder
         click.echo(f"MLflow run {log_run_folder(out, mlflow_uri)} in {mlflow_uri}")
 
 
@@ -466,7 +466,7 @@ def run_summary(metrics: dict, out) -> str:
 @click.argument("inputs", nargs=-1, required=True)
 def predict(run_dir, inputs):
     """Class probabilities for PNG images or .npz files of images, from a run folder."""
-    from medclf.experiments.predict import check_run, predict_run, read_images
+    from medclf.run.predict import check_run, predict_run, read_images
 
     _, metrics = check_run(run_dir)
     images, names = read_images(inputs, metrics["image_shape"])
@@ -701,7 +701,7 @@ def export():
 @click.option("--experiment", default="medclf", show_default=True, help="MLflow experiment.")
 def export_mlflow(dirs, uri, experiment):
     """Log finished run folders (each DIR or every run folder below it) to MLflow."""
-    from medclf.tracking import log_run_folder, run_folders
+    from medclf.experiments.tracking import log_run_folder, run_folders
 
     folders = run_folders(dirs)
     if not folders:
@@ -718,7 +718,7 @@ def export_mlflow(dirs, uri, experiment):
 def export_onnx(run_dir, out):
     """Write a run's model as ONNX: uint8 images in, probabilities out, checked against
     onnxruntime on the run's test split before the file is written."""
-    from medclf.export_onnx import export_onnx as run
+    from medclf.run.export_onnx import export_onnx as run
 
     done = run(run_dir, out)
     shape = " x ".join(map(str, done["input_shape"]))

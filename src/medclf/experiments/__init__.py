@@ -1,1 +1,1 @@
-"""Runs: one lifecycle for every model family, the folder it writes, the runner."""
+"""Experiments: sets of runs (the study, benchmarks, tuning), how they execute, tracking."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from medclf.config import make_config
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
 from medclf.experiments.specs import run_key
-from medclf.experiments.store import write_text
-from medclf.model_registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_settings
+from medclf.models.config import make_config
+from medclf.models.registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_settings
+from medclf.run.folder import write_text
 
 RESULT_KEYS = ("status", "val_acc", "val_auc", "test_acc", "test_auc", "seconds", "synthetic",
                "selected_epoch", "error")  # fmt: skip
@@ -44,7 +44,7 @@ def grid(datasets, models, preset: str, seeds: int, size: int = 28) -> list[dict
 def check_grid(datasets, models, size: int, root) -> None:
     """Every dataset loads and every model can learn its task, before anything trains."""
     from medclf.data.load import load_dataset
-    from medclf.experiments.lifecycle import check_task
+    from medclf.run.lifecycle import check_task
 
     for dataset in datasets:
         data = load_dataset(dataset, root, size=size)

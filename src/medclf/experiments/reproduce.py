@@ -9,7 +9,7 @@ from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError, DownloadError
 from medclf.experiments.runner import finished, run_all, runs_table
 from medclf.experiments.specs import CONVEXITY, QUESTIONS, STUDY, expand
-from medclf.experiments.store import read_json, write_text
+from medclf.run.folder import read_json, write_text
 
 
 def resolve_dataset(dataset: str, root=None, echo=print) -> str:
@@ -111,7 +111,7 @@ def data_facts(results: list[dict], ref: str, root) -> dict:
 
 
 def machine_and_versions() -> dict:
-    from medclf.experiments.store import environment
+    from medclf.run.folder import environment
 
     env = environment()
     return {

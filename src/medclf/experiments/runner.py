@@ -24,9 +24,9 @@ from tqdm.auto import tqdm
 
 from medclf.errors import ConfigError
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
-from medclf.experiments.store import read_json, write_json
 from medclf.files import RunLockedError, run_lock
-from medclf.model_registry import MODELS
+from medclf.models.registry import MODELS
+from medclf.run.folder import read_json, write_json
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
@@ -82,7 +82,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
     config, run_dir = entry["config"], Path(out) / "runs" / entry["key"]
     start = time.perf_counter()
     try:
-        from medclf.experiments.lifecycle import run_job
+        from medclf.run.lifecycle import run_job
 
         with run_lock(run_dir):
             done = finished(run_dir, config)  # finished by another process meanwhile

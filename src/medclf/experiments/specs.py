@@ -1,6 +1,7 @@
 """Every run of the study as data: one row per run, tagged with its question.
 
-A row is (question id, model, overrides of the defaults in medclf.config). Rows that expand to
+A row is (question id, model, overrides of the defaults in medclf.models.config). Rows that
+expand to
 the same config (the default network of Q2.2a and Q2.2b) are run once: runs are keyed by a hash
 of their full config.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from medclf.config import make_config
+from medclf.models.config import make_config
 
 STUDY = [
     ("Q1.1a", "numpy-perceptron", {}),

@@ -1,5 +1,5 @@
 """``medclf tune``: hyperparameter search with Optuna over a model's search space
-(medclf.model_registry.SEARCH_SPACES).
+(medclf.models.registry.SEARCH_SPACES).
 
 Each trial is one run folder, OUT/trials/trial-NNNN, made by run_job with ``select`` = the
 metric, so a trial's value is the validation metric of its kept epoch. Trials report the metric
@@ -25,10 +25,10 @@ import math
 import time
 from pathlib import Path
 
-from medclf.config import make_config
 from medclf.errors import ConfigError
-from medclf.experiments.store import read_json, write_json, write_text
-from medclf.model_registry import MODELS, SEARCH_SPACES
+from medclf.models.config import make_config
+from medclf.models.registry import MODELS, SEARCH_SPACES
+from medclf.run.folder import read_json, write_json, write_text
 
 METRICS = ("val_auc", "val_acc", "val_loss")
 LEFTOVERS = ("checkpoint.pt", "checkpoint.npz", "best.pt", "best.npz")
@@ -126,7 +126,7 @@ def run_trial(optuna, study, trial, out: Path, base: dict, space: dict, metric, 
     trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
     run_dir = out / rel
     config = make_config(model, **base, **params)
-    from medclf.experiments.lifecycle import run_job
+    from medclf.run.lifecycle import run_job
 
     try:
         metrics = run_job(config, data, run_dir, quiet=True,
@@ -220,8 +220,8 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
     ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
     from medclf.data.load import load_dataset
-    from medclf.experiments.lifecycle import check_task
     from medclf.files import run_lock
+    from medclf.run.lifecycle import check_task
 
     if model not in MODELS:
         make_config(model)  # its one-line message

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from medclf.errors import DataError, MedclfError
-from medclf.experiments.outputs import PREDICTIONS, load_predictions
+from medclf.run.outputs import PREDICTIONS, load_predictions
 
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 
@@ -116,8 +116,8 @@ HIDDEN = ("model", "dataset", "test_split", "dtype", "train_fraction")
 
 
 def key_settings(config: dict) -> str:
-    """The settings where the run differs from its model's defaults (medclf.config)."""
-    from medclf.config import COMMON, DEFAULTS
+    """The settings where the run differs from its model's defaults (medclf.models.config)."""
+    from medclf.models.config import COMMON, DEFAULTS
 
     defaults = {**COMMON, **DEFAULTS.get(str(config.get("model")), {})}
     return " ".join(f"{k}={v}" for k, v in config.items()

@@ -7,7 +7,7 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from medclf.files import atomic_path
-from medclf.report.plots import save_figure, subplots
+from medclf.plots import save_figure, subplots
 
 # (number, question, title, how the run is chosen, series)
 #   chosen by: {"model": ..., settings...} to match a run, or ("best"|"worst", question)

@@ -13,9 +13,9 @@ import statistics
 from pathlib import Path
 
 from medclf.experiments.specs import SWEPT
-from medclf.experiments.store import read_json, write_text
 from medclf.report.figures import FIGURES, convexity_figure, curve_figure, save_both
 from medclf.report.published import MEDMNIST_BASELINES, STUDY_RESULTS, STUDY_SELECTIONS
+from medclf.run.folder import read_json, write_text
 
 HYPER = ("lr", "batch_size", "epochs", "hidden_size", "layers", "dropout", "l2", "init_std")
 FINISHED = ("done", "diverged")

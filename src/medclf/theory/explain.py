@@ -175,7 +175,7 @@ $\\mathrm{{sign}}(1 - 2h_1 - 2h_2)$ is $+1$ (pre-activation 1) inside $[A, B]$ a
 
 def figure18(A: int, B: int):
     """The four inputs of D = 2 coloured by f, with the sign construction's two hidden lines."""
-    from medclf.report.plots import subplots
+    from medclf.plots import subplots
     from medclf.theory.interval import all_inputs, interval_function
 
     X = all_inputs(2)

@@ -1,4 +1,4 @@
-"""Classic scikit-learn baselines (medclf.classic) as a family of the run lifecycle.
+"""Classic scikit-learn baselines (medclf.models.classic) as a family of the run lifecycle.
 
 A classic model is fitted once: its history is one record, so selection and early stopping
 have nothing to choose, and there is no checkpoint. The model file is written with skops, the
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf import classic
 from medclf.data.features import inputs_of, make_features
 from medclf.errors import DataError
-from medclf.experiments.store import environment
 from medclf.files import atomic_path
-from medclf.training.history import record
+from medclf.models import classic
+from medclf.models.training.history import record
+from medclf.run.folder import environment
 
 # The only non-default types a medclf classic model file may hold (checked before loading).
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")

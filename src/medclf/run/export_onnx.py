@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from medclf.errors import ConfigError, DataError
-from medclf.experiments.predict import MULTI_LABEL, check_run
 from medclf.files import atomic_path, check_parent
-from medclf.model_registry import MODELS
+from medclf.models.registry import MODELS
+from medclf.run.predict import MULTI_LABEL, check_run
 
 TOLERANCE = 1e-5  # max |probability difference| between onnxruntime and medclf
 OPSET = 17
@@ -95,7 +95,7 @@ def reference(run_dir: Path, config: dict, metrics: dict):
     file is gone or changed, random images and the probabilities medclf computes for them now."""
     from medclf.data.features import select_test
     from medclf.data.load import load_dataset
-    from medclf.experiments.outputs import load_predictions
+    from medclf.run.outputs import load_predictions
 
     source = metrics.get("dataset_source")
     try:
@@ -123,8 +123,8 @@ def reference(run_dir: Path, config: dict, metrics: dict):
 
 def medclf_proba(run_dir: Path, config: dict, n_classes: int, images) -> np.ndarray:
     """medclf's probabilities; for the perceptron, the softmax of its decision values."""
-    from medclf.experiments.predict import _numpy_logits, predict_run
-    from medclf.numpy_models.base import softmax
+    from medclf.models.numpy_models.base import softmax
+    from medclf.run.predict import _numpy_logits, predict_run
 
     _, proba = predict_run(run_dir, images)
     if proba is None:
@@ -176,12 +176,12 @@ def numpy_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     models' constant-1 column becomes the last column of W added as a bias (same numbers)."""
     from onnx import helper, numpy_helper
 
-    from medclf.experiments.predict import _numpy_logits
+    from medclf.run.predict import _numpy_logits
 
     n_classes = len(metrics["class_names"])
     probe = np.zeros((1, *metrics["image_shape"]), np.uint8)
     _numpy_logits(run_dir, config, probe, n_classes)  # checks the file against the run
-    from medclf.numpy_models import load_model
+    from medclf.models.numpy_models import load_model
 
     model = load_model(run_dir / "model.npz")
     dtype = model.np_dtype
@@ -211,8 +211,8 @@ def torch_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     torch.onnx's TorchScript exporter (dynamo=False: no onnxscript needed)."""
     import torch
 
-    from medclf.experiments.family_torch import build_network
-    from medclf.experiments.predict import _torch_logits
+    from medclf.run.family_torch import build_network
+    from medclf.run.predict import _torch_logits
 
     shape, n_classes = metrics["image_shape"], len(metrics["class_names"])
     probe = np.zeros((1, *shape), np.uint8)
@@ -260,10 +260,10 @@ def _probabilities_module():
 
 def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     """skl2onnx's graph of the fitted estimator behind the scaling nodes; classes the training
-    split lacked get zero columns, as medclf.classic.classic_scores gives them."""
+    split lacked get zero columns, as medclf.models.classic.classic_scores gives them."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from medclf.experiments.family_sklearn import load_model_file
+    from medclf.run.family_sklearn import load_model_file
 
     model = config["model"]
     if model not in SKLEARN_MODELS or metrics.get("task") == MULTI_LABEL:

@@ -3,7 +3,7 @@
     RUN_DIR/
       config.json    the full config (model, dataset, hyperparameters, seed, dtype, ...)
       env.json       machine, library versions, threads, device
-      history.json   one record per epoch (medclf.training.history.FIELDS)
+      history.json   one record per epoch (medclf.models.training.history.FIELDS)
       history.csv    the same as a table
       metrics.json   status, the selected epoch, ACC/AUC and every metric (medclf.metrics) of
                      each saved split, test split, seconds, dataset facts
@@ -27,7 +27,7 @@ import platform
 from pathlib import Path
 
 from medclf.files import atomic_path
-from medclf.training.history import FIELDS
+from medclf.models.training.history import FIELDS
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -82,7 +82,7 @@ def environment(**extra) -> dict:
 
 def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:
     """Write everything but the model; then draw the plots."""
-    from medclf.report.plots import history_figures
+    from medclf.plots import history_figures
 
     run_dir = Path(run_dir)
     write_json(run_dir / "config.json", config)
@@ -97,7 +97,7 @@ def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, en
 
 def confusion_png(run_dir: Path, metrics: dict) -> None:
     """The test confusion matrix of the selected model (single-label tasks)."""
-    from medclf.report.plots import confusion_figure, save_figure
+    from medclf.plots import confusion_figure, save_figure
 
     matrix = metrics.get("metrics", {}).get("test", {}).get("confusion_matrix")
     if matrix is None or metrics.get("task", "").startswith("multi-label"):

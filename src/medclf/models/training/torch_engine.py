@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medclf.errors import ConfigError
-from medclf.training.history import record
+from medclf.models.training.history import record
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -101,10 +101,10 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
                 transform=None, prepare=None) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
-    (medclf.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
+    (medclf.models.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
     every ~8192 examples. ``prepare(x)`` turns stored inputs into model inputs batch by batch
     (uint8 images stay uint8 until a batch is formed); ``transform(x)`` augments them."""
-    from medclf.training.fused_sgd import fusable, sgd_step, structure
+    from medclf.models.training.fused_sgd import fusable, sgd_step, structure
 
     model.train()
     order = torch.randperm(len(X), generator=generator).to(X.device)

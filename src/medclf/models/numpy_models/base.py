@@ -24,7 +24,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from medclf.errors import ConfigError, DataError, InputError, MedclfError
 from medclf.files import atomic_path
-from medclf.training.history import record
+from medclf.models.training.history import record
 
 DTYPES = {"float32": np.float32, "float64": np.float64}
 ENGINES = ("numba", "numpy")
@@ -340,7 +340,7 @@ def _expected_shapes(kind: str, params: dict, n_features: int, n_classes: int) -
 
 
 def _rebuild(meta, arrays: dict[str, np.ndarray]):
-    from medclf.numpy_models import MODELS
+    from medclf.models.numpy_models import MODELS
 
     if not isinstance(meta, dict) or meta.get("kind") not in MODELS:
         raise ValueError("no known model kind in 'meta'")

@@ -26,20 +26,20 @@ import numpy as np
 
 from medclf.data.load import Dataset
 from medclf.errors import ConfigError
-from medclf.experiments.outputs import (
+from medclf.models.registry import MODELS
+from medclf.models.training.display import EpochProgress
+from medclf.run.folder import read_json, save_run, write_json
+from medclf.run.outputs import (
     final_metrics,
     medmnist_flag,
     predictions,
     save_predictions,
 )
-from medclf.experiments.selection import Selector, auc_of, stop_reason
-from medclf.experiments.store import read_json, save_run, write_json
-from medclf.model_registry import MODELS
-from medclf.training.display import EpochProgress
+from medclf.run.selection import Selector, auc_of, stop_reason
 
-FAMILIES = {"numpy": "medclf.experiments.family_numpy:NumpyTrainer",
-            "torch": "medclf.experiments.family_torch:TorchTrainer",
-            "sklearn": "medclf.experiments.family_sklearn:SklearnTrainer"}  # fmt: skip
+FAMILIES = {"numpy": "medclf.run.family_numpy:NumpyTrainer",
+            "torch": "medclf.run.family_torch:TorchTrainer",
+            "sklearn": "medclf.run.family_sklearn:SklearnTrainer"}  # fmt: skip
 
 
 def trainer_class(model: str):

@@ -1,4 +1,4 @@
-"""The from-scratch NumPy models as a family of the run lifecycle (medclf.experiments.lifecycle).
+"""The from-scratch NumPy models as a family of the run lifecycle (medclf.run.lifecycle).
 
 A checkpoint is the model saved with its history and shuffling RNG state, so a resumed run
 continues to bit-equal weights. The perceptron has no probabilities: its scores are the softmax
@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 
 from medclf.data.features import inputs_of, make_features
-from medclf.experiments.store import environment
-from medclf.model_registry import MODELS
+from medclf.models.registry import MODELS
+from medclf.run.folder import environment
 
 
 def build_numpy_model(config: dict, n_classes: int):
-    from medclf.numpy_models import MLP, LogisticRegression, Perceptron
+    from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron
 
     common = {"n_classes": n_classes, "dtype": config["dtype"], "seed": config["seed"]}
     if config["model"] == "numpy-perceptron":
@@ -46,7 +46,7 @@ class NumpyTrainer:
         return self.model.history_
 
     def resume(self, path: Path) -> None:
-        from medclf.numpy_models import load_model
+        from medclf.models.numpy_models import load_model
 
         self.model = load_model(path)
 
@@ -62,7 +62,7 @@ class NumpyTrainer:
         return inputs_of(images, self.input_kind, self.dtype)
 
     def scores(self, model, X) -> np.ndarray:
-        from medclf.numpy_models.base import softmax
+        from medclf.models.numpy_models.base import softmax
 
         return softmax(model._scores(X))
 
@@ -76,7 +76,7 @@ class NumpyTrainer:
         self.model.save(path)
 
     def load_best(self, path: Path):
-        from medclf.numpy_models import load_model
+        from medclf.models.numpy_models import load_model
 
         return load_model(path)
 

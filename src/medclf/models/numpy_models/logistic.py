@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medclf.numpy_models import _kernels
-from medclf.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
+from medclf.models.numpy_models import _kernels
+from medclf.models.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
 
 
 class LogisticRegression(NumpyClassifier):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm.auto import tqdm
 
-from medclf.training.history import epoch_line
+from medclf.models.training.history import epoch_line
 
 
 class EpochProgress:

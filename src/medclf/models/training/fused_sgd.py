@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from medclf.torch_models import FeedforwardNetwork, LogisticRegression
+from medclf.models.torch_models import FeedforwardNetwork, LogisticRegression
 
 
 def fusable(model: nn.Module, optimizer) -> bool:

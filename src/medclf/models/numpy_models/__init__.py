@@ -1,9 +1,9 @@
 """From-scratch NumPy classifiers with hand-written gradients (Question 1)."""
 
-from medclf.numpy_models.base import load_model
-from medclf.numpy_models.logistic import LogisticRegression
-from medclf.numpy_models.mlp import MLP
-from medclf.numpy_models.perceptron import Perceptron
+from medclf.models.numpy_models.base import load_model
+from medclf.models.numpy_models.logistic import LogisticRegression
+from medclf.models.numpy_models.mlp import MLP
+from medclf.models.numpy_models.perceptron import Perceptron
 
 MODELS = {cls.kind: cls for cls in (Perceptron, LogisticRegression, MLP)}
 

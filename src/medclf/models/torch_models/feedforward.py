@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from medclf.config import ACTIVATIONS, DEFAULTS
 from medclf.errors import ConfigError
-from medclf.torch_models.logistic import LogisticRegression
+from medclf.models.config import ACTIVATIONS, DEFAULTS
+from medclf.models.torch_models.logistic import LogisticRegression
 
 FFN = DEFAULTS["torch-ffn"]
 

@@ -63,7 +63,7 @@ MODELS: dict[str, ModelSpec] = {
         "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
     "torch-resnet50": ModelSpec(
         "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
-    # Classic baselines on pixels, the family auto-sklearn searches (medclf.classic: why each
+    # Classic baselines on pixels, the family auto-sklearn searches (medclf.models.classic: why each
     # default). kNN works on 50 PCA components; the SVM refuses training splits over 20,000.
     "sklearn-logreg": ModelSpec(
         "sklearn", {"C": 1.0, "max_iter": 1000},

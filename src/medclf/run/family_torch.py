@@ -1,6 +1,7 @@
-"""PyTorch networks as a family of the run lifecycle (medclf.experiments.lifecycle).
+"""PyTorch networks as a family of the run lifecycle (medclf.run.lifecycle).
 
-The whole split lives in device tensors (medclf.training.torch_engine batches them by index). A
+The whole split lives in device tensors (medclf.models.training.torch_engine batches them by
+index). A
 checkpoint holds the model, the optimizer, every RNG state and the history, so a resumed run
 continues to the same numbers; the learning-rate schedule depends on the epoch number only and
 the augmentation draws from the saved shuffling generator, so both resume exactly too.
@@ -16,11 +17,11 @@ import torch
 
 from medclf.data.features import inputs_of, make_features
 from medclf.errors import ConfigError
-from medclf.experiments.selection import finite_or_none
-from medclf.experiments.store import environment
 from medclf.files import atomic_path
-from medclf.model_registry import MODELS
-from medclf.training import torch_engine as engine
+from medclf.models.registry import MODELS
+from medclf.models.training import torch_engine as engine
+from medclf.run.folder import environment
+from medclf.run.selection import finite_or_none
 
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
@@ -28,11 +29,11 @@ CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 def build_network(config: dict, input_shape: tuple[int, ...], n_outputs: int):
     """The network of a config: input_shape is (n_features,) or (channels, height, width)."""
     if MODELS[config["model"]].inputs != "image":
-        from medclf.torch_models import build_torch_model
+        from medclf.models.torch_models import build_torch_model
 
         return build_torch_model(config, input_shape[0], n_outputs)
-    from medclf.torch_models.cnn import SmallCNN
-    from medclf.torch_models.resnet import ResNet18, ResNet50
+    from medclf.models.torch_models.cnn import SmallCNN
+    from medclf.models.torch_models.resnet import ResNet18, ResNet50
 
     channels, side = input_shape[0], input_shape[-1]
     if config["model"] == "torch-cnn":
@@ -70,11 +71,11 @@ def load_checkpoint(path: Path, config: dict) -> dict:
 
 def augmentation(config: dict, dataset_name: str, generator):
     """The batch transform of a config's ``augment`` setting, or None. ``auto`` takes the
-    label-safe operations for the dataset (medclf.training.augment.SAFE_AUGMENT)."""
+    label-safe operations for the dataset (medclf.models.training.augment.SAFE_AUGMENT)."""
     ops = config.get("augment", "none")
     if ops == "none":
         return None
-    from medclf.training.augment import SAFE_AUGMENT, augment
+    from medclf.models.training.augment import SAFE_AUGMENT, augment
 
     ops = SAFE_AUGMENT.get(dataset_name, ()) if ops == "auto" else tuple(ops.split("+"))
     return (lambda x: augment(x, ops, generator)) if ops else None
@@ -123,7 +124,7 @@ class TorchTrainer:
         self.history = state["history"]
 
     def lr_at(self, epoch: int) -> float:
-        from medclf.training.schedules import lr_at
+        from medclf.models.training.schedules import lr_at
 
         c = self.config
         return lr_at(epoch - 1, c["epochs"], c["lr"], c.get("schedule", "constant"))

@@ -11,8 +11,8 @@ import numpy as np
 from numba.typed import List
 
 from medclf.errors import ConfigError
-from medclf.numpy_models import _kernels
-from medclf.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
+from medclf.models.numpy_models import _kernels
+from medclf.models.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
 
 
 class MLP(NumpyClassifier):

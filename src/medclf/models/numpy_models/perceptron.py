@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from medclf.numpy_models import _kernels
-from medclf.numpy_models.base import NumpyClassifier
+from medclf.models.numpy_models import _kernels
+from medclf.models.numpy_models.base import NumpyClassifier
 
 
 class Perceptron(NumpyClassifier):

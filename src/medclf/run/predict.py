@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.config import check_config
 from medclf.data.features import inputs_of, to_features
 from medclf.errors import ConfigError, DataError
-from medclf.model_registry import MODELS
+from medclf.models.config import check_config
+from medclf.models.registry import MODELS
 
 MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
 MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid per label
@@ -171,7 +171,7 @@ def check_run(run_dir) -> tuple[dict, dict]:
 def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(predicted classes, probabilities or None for the perceptron). For a multi-label run
     (metrics.json "task"), one sigmoid per label and a 0/1 row of predicted labels."""
-    from medclf.numpy_models.base import softmax
+    from medclf.models.numpy_models.base import softmax
 
     run_dir = Path(run_dir)
     config, metrics = check_run(run_dir)
@@ -199,8 +199,8 @@ def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
 
 
 def _sklearn_proba(run_dir: Path, config: dict, metrics: dict, images, n_classes: int):
-    from medclf.classic import classic_scores
-    from medclf.experiments.family_sklearn import load_model_file
+    from medclf.models.classic import classic_scores
+    from medclf.run.family_sklearn import load_model_file
 
     path = run_dir / "model.skops"
     if not path.is_file():
@@ -214,7 +214,7 @@ def _sklearn_proba(run_dir: Path, config: dict, metrics: dict, images, n_classes
 
 
 def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
-    from medclf.numpy_models import load_model
+    from medclf.models.numpy_models import load_model
 
     path = run_dir / "model.npz"
     if not path.is_file():
@@ -238,7 +238,7 @@ def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
 def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.ndarray:
     import torch
 
-    from medclf.experiments.family_torch import build_network
+    from medclf.run.family_torch import build_network
 
     path = run_dir / "model.pt"
     if not path.is_file():

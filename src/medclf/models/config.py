@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from medclf.errors import ConfigError
-from medclf.model_registry import MODELS as MODELS_REGISTRY
+from medclf.models.registry import MODELS as MODELS_REGISTRY
 
 COMMON = {
     "dataset": "octmnist",
@@ -23,7 +23,7 @@ COMMON = {
 }
 SELECT = ("last", "val_auc", "val_acc", "val_loss")
 
-# Each model's own defaults live beside its registry entry (medclf.model_registry).
+# Each model's own defaults live beside its registry entry (medclf.models.registry).
 DEFAULTS = {name: spec.defaults for name, spec in MODELS_REGISTRY.items()}
 
 MODELS = tuple(DEFAULTS)
@@ -82,7 +82,7 @@ def check_config(c: dict) -> None:
         ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
         ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
         ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),
-        # classic baselines (medclf.classic)
+        # classic baselines (medclf.models.classic)
         ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("max_iter", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
         ("n_estimators", lambda v: _integer(v) and 1 <= v <= 100_000,

@@ -33,9 +33,9 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from medclf.errors import ConfigError, InputError
-from medclf.model_registry import ALL_TASKS, MODELS, SINGLE_LABEL
+from medclf.models.registry import ALL_TASKS, MODELS, SINGLE_LABEL
 
-# Defaults and tasks are data beside each model's registry entry (medclf.model_registry).
+# Defaults and tasks are data beside each model's registry entry (medclf.models.registry).
 MULTI_LABEL = ALL_TASKS[-1]
 CLASSIC = {name: spec.defaults for name, spec in MODELS.items() if spec.family == "sklearn"}
 CLASSIC_TASKS = {name: MODELS[name].tasks for name in CLASSIC}

@@ -1,0 +1,16 @@
+"""PyTorch models: Question 2's (defaults in medclf.models.config.DEFAULTS) and the
+convolutional ones."""
+
+from medclf.models.torch_models.cnn import SmallCNN
+from medclf.models.torch_models.feedforward import FeedforwardNetwork, build_torch_model
+from medclf.models.torch_models.logistic import LogisticRegression
+from medclf.models.torch_models.resnet import ResNet18, ResNet50
+
+__all__ = [
+    "FeedforwardNetwork",
+    "LogisticRegression",
+    "ResNet18",
+    "ResNet50",
+    "SmallCNN",
+    "build_torch_model",
+]
