@@ -35,7 +35,7 @@ def rows_of(out: Path) -> list[dict]:
 
 def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files,
                                                                   monkeypatch):
-    from medclf.experiments import family_torch
+    from medclf.run import family_torch
 
     def boom(self, *args, **kwargs):
         raise RuntimeError("boom in training")

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from medclf.errors import MedclfError
-from medclf.experiments.runner import finished, run_all
+from medclf.experiments.runner import run_all
 from medclf.experiments.specs import expand
 from medclf.files import RunLockedError, atomic_path, run_lock
+from medclf.run.folder import finished
 
 
 def dead_pid() -> int:

@@ -313,8 +313,8 @@ def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_pa
 
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
-    from medclf.experiments import lifecycle
     from medclf.models.config import make_config
+    from medclf.run import lifecycle
 
     pages, real = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}, os.sysconf  # a 1 MiB machine
     monkeypatch.setattr(lifecycle.os, "sysconf", lambda name: pages.get(name) or real(name))

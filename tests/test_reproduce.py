@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from medclf.experiments.reproduce import reproduce
+from medclf.api import reproduce
 from medclf.experiments.runner import EpochBar
 from medclf.experiments.specs import CONVEXITY, STUDY, expand
 from medclf.models.config import make_config

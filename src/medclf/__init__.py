@@ -7,7 +7,7 @@ parts until they are used:
     medclf.open_run(run.path).evaluate("test")["auc"]
 """
 
-__version__ = "0.1.0"
+from medclf.version import __version__
 
 API = ("Run", "open_run", "load_dataset", "make_config", "train", "reproduce", "benchmark")
 MODELS = ("Perceptron", "LogisticRegression", "MLP")

@@ -14,7 +14,6 @@ sentence that names the problem and the fix.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from functools import cached_property
@@ -23,6 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from medclf.errors import ConfigError
+from medclf.experiments.benchmark import run_benchmark
+from medclf.experiments.reproduce import run_study
+from medclf.models.registry import BENCHMARK_MODELS
+from medclf.report.benchmark import results_csv, write_benchmark_report
+from medclf.report.report import write_report
+from medclf.run import folder
+from medclf.run.folder import write_text
 
 
 class Run:
@@ -34,22 +40,17 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
 
-    def _json(self, name: str):
-        from medclf.run.predict import _read_json
-
-        return _read_json(self.path / f"{name}.json")
-
     @cached_property
     def config(self) -> dict:
-        return self._json("config")
+        return folder.read_object(self.path / folder.CONFIG)
 
     @cached_property
     def metrics(self) -> dict:
-        return self._json("metrics")
+        return folder.read_object(self.path / folder.METRICS)
 
     @cached_property
     def history(self) -> list[dict]:
-        return json.loads((self.path / "history.json").read_text())
+        return folder.read_json(self.path / folder.HISTORY)
 
     @property
     def predictions(self) -> dict[str, np.ndarray]:
@@ -144,17 +145,38 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     return Run(out)
 
 
-def reproduce(**options) -> dict:
-    """The whole study (medclf.experiments.reproduce.reproduce: dataset, out, only, workers,
-    seeds, quick, ...); returns its results and report paths."""
-    from medclf.experiments.reproduce import reproduce as run
+def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:
+    """The whole study: its runs (medclf.experiments.reproduce.run_study: only, workers, seeds,
+    quick, root, backend, address, ...), then its report; returns the results and the
+    report's paths ("report_md", "report_html"), the failed runs and the seconds taken."""
+    study = run_study(dataset, out, **options)
+    md, html = write_report(study["results"], Path(out), study["meta"])
+    seconds = time.perf_counter() - study["started"]
+    return {**study, "report_md": md, "report_html": html, "seconds": seconds}
 
-    return run(**options)
 
-
-def benchmark(datasets, **options) -> dict:
-    """A benchmark grid (medclf.experiments.benchmark.benchmark: models, preset, seeds, out,
-    workers, ...); returns its rows and report paths."""
-    from medclf.experiments.benchmark import benchmark as run
-
-    return run(list(datasets), **options)
+def benchmark(
+    datasets,
+    models=BENCHMARK_MODELS,
+    preset="fast",
+    seeds=3,
+    out="benchmark",
+    workers=1,
+    size=28,
+    root=None,
+    progress=True,
+    backend="local",
+    address=None,
+) -> dict:
+    """A benchmark grid, datasets x models x seeds under a training preset, run by
+    medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
+    then results.csv and its report beside MedMNIST v2's published table; returns the rows
+    and the files' paths."""
+    start = time.perf_counter()
+    options = {"progress": progress, "backend": backend, "address": address}
+    rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
+    out = Path(out)
+    write_text(out / "results.csv", results_csv(rows))
+    paths = write_benchmark_report(rows, out)
+    return {"rows": rows, "seconds": time.perf_counter() - start, **paths,
+            "csv": out / "results.csv"}

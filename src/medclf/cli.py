@@ -16,6 +16,7 @@ from medclf import __version__
 from medclf.errors import MedclfError
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.models.registry import MODELS as MODEL_NAMES
+from medclf.run.folder import FINISHED, RUNS
 
 
 class Interrupted(click.ClickException):
@@ -512,14 +513,14 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
               mlflow_uri):  # fmt: skip
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
-    from medclf.experiments.benchmark import benchmark as run
+    from medclf.api import benchmark as run
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
                   int(size), root, backend=backend, address=address)  # fmt: skip
-    failed = [r for r in summary["rows"] if r["status"] not in ("done", "diverged")]
+    failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
                f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
-    log_to_mlflow(Path(out) / "runs", mlflow_uri)
+    log_to_mlflow(Path(out) / RUNS, mlflow_uri)
     if failed:
         click.echo(f"{len(failed)} run(s) did not finish; see {summary['csv']}", err=True)
         sys.exit(1)
@@ -583,7 +584,7 @@ def runs(top, sort, as_json):
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     check_mlflow(mlflow_uri)
-    from medclf.experiments.reproduce import reproduce as run
+    from medclf.api import reproduce as run
 
     summary = run(
         dataset,
@@ -601,7 +602,7 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
         f"{len(summary['results'])} runs in {summary['seconds']:.0f} s; report: "
         f"{summary['report_md']} and {summary['report_html']}; table: {out}/runs.csv"
     )
-    log_to_mlflow(Path(out) / "runs", mlflow_uri)
+    log_to_mlflow(Path(out) / RUNS, mlflow_uri)
     if summary["failed"]:
         click.echo(f"{len(summary['failed'])} run(s) failed; see {out}/runs.csv", err=True)
         sys.exit(1)

@@ -21,10 +21,18 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 from medclf.errors import ConfigError
-from medclf.files import RunLockedError, atomic_path, run_lock
-
-# files of an unfinished run: seed a task with them, drop them once the run has finished
-PARTIAL = ("config.json", "checkpoint.npz", "checkpoint.pt", "best.npz", "best.pt")
+from medclf.files import atomic_path
+from medclf.run.folder import (
+    PARTIAL,
+    RunLockedError,
+    finished,
+    has_metrics,
+    is_unfinished,
+    read_files,
+    run_dir_of,
+    run_lock,
+    write_files,
+)
 
 
 def import_ray(address: str | None = None):
@@ -63,23 +71,6 @@ def connect(ray, address: str | None) -> bool:
     return True
 
 
-def read_files(folder: Path, names=None) -> dict[str, bytes]:
-    """The plain files of ``folder`` (only ``names`` where given), hidden ones left out."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()
-            and not p.name.startswith(".") and (names is None or p.name in names)}  # fmt: skip
-
-
-def write_files(run_dir: Path, files: dict[str, bytes]) -> None:
-    """A finished run's files into ``run_dir``: each atomically, metrics.json last, then the
-    unfinished run's checkpoints removed (as run_job does)."""
-    for name in sorted(files, key=lambda n: n == "metrics.json"):
-        with atomic_path(run_dir / name) as tmp:
-            tmp.write_bytes(files[name])
-    if "metrics.json" in files:
-        for name in PARTIAL[1:]:
-            (run_dir / name).unlink(missing_ok=True)
-
-
 def mirror(run_dir: Path, shared: Path | None):
     """After each epoch: copy the checkpoint to the driver's (shared) run folder. Tests set
     MEDCLF_TEST_KILL to a file naming run keys whose worker dies after epoch 1."""
@@ -102,21 +93,21 @@ def train_task(entry: dict, out: str, marker: str, threads: int, root, seed: dic
     from medclf.experiments.runner import run_one
 
     shared_out = Path(out) / marker
-    shared = Path(out) / "runs" / entry["key"] if shared_out.is_file() else None
+    shared = run_dir_of(out, entry["key"]) if shared_out.is_file() else None
     with tempfile.TemporaryDirectory(prefix="medclf-ray-") as tmp:
-        run_dir = Path(tmp) / "runs" / entry["key"]
+        run_dir = run_dir_of(tmp, entry["key"])
         run_dir.mkdir(parents=True)
         for name, data in seed.items():
             (run_dir / name).write_bytes(data)
         result = run_one(entry, tmp, threads, root, after_epoch=mirror(run_dir, shared))
-        done = (run_dir / "metrics.json").is_file() and result["status"] != "failed"
+        done = has_metrics(run_dir) and result["status"] != "failed"
         return result, read_files(run_dir) if done else {}
 
 
 def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -> None:
     """Run ``todo`` as Ray tasks, each asking for its threads' CPUs (and a GPU where its config
     says cuda); ``collect(result)`` each as it ends."""
-    from medclf.experiments.runner import finished, threads_for
+    from medclf.experiments.runner import threads_for
 
     ray = import_ray(address)
     started = connect(ray, address)
@@ -128,7 +119,7 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
     try:
         with ExitStack() as locks:
             for entry in todo:
-                run_dir, config = out / "runs" / entry["key"], entry["config"]
+                run_dir, config = run_dir_of(out, entry["key"]), entry["config"]
                 try:
                     locks.enter_context(run_lock(run_dir))
                 except RunLockedError as err:
@@ -138,8 +129,7 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
                 if done:
                     collect({**entry, **done, "note": "finished by another process"})
                     continue
-                has_checkpoint = any((run_dir / n).is_file() for n in PARTIAL[1:3])
-                seed = read_files(run_dir, PARTIAL) if has_checkpoint else {}
+                seed = read_files(run_dir, PARTIAL) if is_unfinished(run_dir) else {}
                 threads = threads_for(config, workers)
                 gpus = 1 if str(config.get("device", "cpu")).startswith("cuda") else 0
                 ref = task.options(num_cpus=threads, num_gpus=gpus, max_retries=0).remote(
@@ -150,7 +140,7 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
                 entry, start = pending.pop(ready[0])
                 try:
                     result, files = ray.get(ready[0])
-                    write_files(out / "runs" / entry["key"], files)
+                    write_files(run_dir_of(out, entry["key"]), files)
                 except (ray.exceptions.RayError, OSError) as err:  # worker/node lost, disk
                     first = (str(err).strip().splitlines() or [""])[0]
                     result = {**entry, "status": "failed", "seconds": time.perf_counter() - start,

@@ -1,10 +1,10 @@
 """`medclf benchmark`: a grid of datasets x models x seeds under one training preset, run by
 the same runner as `reproduce` (keyed by config hash, resumable, parallel, one folder each),
-summarised in results.csv and in a report beside MedMNIST v2's published table."""
+summarised (by medclf.api.benchmark) in results.csv and in a report beside MedMNIST v2's
+published table."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from medclf.errors import ConfigError
@@ -12,7 +12,6 @@ from medclf.experiments.runner import run_all
 from medclf.experiments.specs import run_key
 from medclf.models.config import make_config
 from medclf.models.registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_settings
-from medclf.run.folder import write_text
 
 RESULT_KEYS = ("status", "val_acc", "val_auc", "test_acc", "test_auc", "seconds", "synthetic",
                "selected_epoch", "error")  # fmt: skip
@@ -59,16 +58,13 @@ def result_row(result: dict) -> dict:
     return {**row, **{k: result.get(k) for k in RESULT_KEYS}, "key": result["key"]}
 
 
-def benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
-              workers=1, size=28, root=None, progress=True, backend="local",
-              address=None) -> dict:  # fmt: skip
-    """Run the grid, write results.csv and the report; return the rows and file paths.
+def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
+                  workers=1, size=28, root=None, progress=True, backend="local",
+                  address=None) -> list[dict]:  # fmt: skip
+    """Run the grid; return one result row per run (result_row).
     ``backend``/``address``: see medclf.experiments.runner.run_all."""
-    from medclf.report.benchmark import results_csv, write_benchmark_report
-
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")
-    start = time.perf_counter()
     out = Path(out)
     datasets = list(dict.fromkeys(str(d) for d in datasets))  # a dataset named twice runs once
     check_grid(datasets, models, size, root)
@@ -76,8 +72,4 @@ def benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="be
     entries = grid(datasets, models, preset, seeds, size)
     results = run_all(entries, out, workers=workers, root=root, progress=progress,
                       backend=backend, address=address)
-    rows = [result_row(r) for r in results]
-    write_text(out / "results.csv", results_csv(rows))
-    paths = write_benchmark_report(rows, out)
-    return {"rows": rows, "seconds": time.perf_counter() - start, **paths,
-            "csv": out / "results.csv"}  # fmt: skip
+    return [result_row(r) for r in results]

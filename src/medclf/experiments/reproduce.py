@@ -1,4 +1,5 @@
-"""`medclf reproduce`: every run of the study, its figures and its report, from one call."""
+"""`medclf reproduce`: every run of the study and the facts its report needs (medclf.api.reproduce
+draws the report from them)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,17 @@ from pathlib import Path
 
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError, DownloadError
-from medclf.experiments.runner import finished, run_all, runs_table
+from medclf.experiments.runner import run_all, runs_table
 from medclf.experiments.specs import CONVEXITY, QUESTIONS, STUDY, expand
-from medclf.run.folder import read_json, write_text
+from medclf.run.folder import (
+    CONFIG,
+    RUNS,
+    environment,
+    finished,
+    read_json_or_none,
+    run_dir_of,
+    write_text,
+)
 
 
 def resolve_dataset(dataset: str, root=None, echo=print) -> str:
@@ -32,11 +41,11 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
         return str(path)
 
 
-def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quick=False,
+def run_study(dataset="octmnist", out="reproduction", only=None, workers=2, quick=False,
               seeds=1, root=None, extra_rows=(), progress=True, echo=print, backend="local",
               address=None) -> dict:  # fmt: skip
-    from medclf.report.report import write_report
-
+    """Run (or finish) the study's runs in OUT; return every finished run of OUT ("results"),
+    the report's facts ("meta"), this call's failed runs and its start time."""
     unknown = sorted(set(only or ()) - set(QUESTIONS))
     if unknown:
         raise ConfigError(f"unknown question(s) {', '.join(unknown)}; choose from "
@@ -63,10 +72,8 @@ def reproduce(dataset="octmnist", out="reproduction", only=None, workers=2, quic
         "seeds": seeds, "workers": workers,
         "seconds": time.perf_counter() - start, **machine_and_versions(),
     }  # fmt: skip
-    md, html = write_report(results, out, meta)
     failed = [r for r in ran if r["status"] == "failed"]
-    return {"results": results, "report_md": md, "report_html": html, "failed": failed,
-            "seconds": time.perf_counter() - start}  # fmt: skip
+    return {"results": results, "meta": meta, "failed": failed, "started": start}
 
 
 def everything_in(out: Path, study: list[dict], ran: list[dict]) -> list[dict]:
@@ -75,18 +82,15 @@ def everything_in(out: Path, study: list[dict], ran: list[dict]) -> list[dict]:
     ran_by_key = {r["key"]: r for r in ran}
     results = {}
     for entry in study:  # a run shared by questions keeps them all, whatever --only chose
-        done = ran_by_key.get(entry["key"]) or finished(out / "runs" / entry["key"],
+        done = ran_by_key.get(entry["key"]) or finished(run_dir_of(out, entry["key"]),
                                                         entry["config"])  # fmt: skip
         if done:
             results[entry["key"]] = {**entry, **done, "questions": entry["questions"]}
     results.update({k: r for k, r in ran_by_key.items() if k not in results})
-    for run_dir in sorted((out / "runs").glob("*/")) if (out / "runs").is_dir() else ():
+    for run_dir in sorted((out / RUNS).glob("*/")) if (out / RUNS).is_dir() else ():
         if run_dir.name in results:
             continue
-        try:
-            config = read_json(run_dir / "config.json")
-        except (OSError, ValueError):
-            continue
+        config = read_json_or_none(run_dir / CONFIG)
         done = isinstance(config, dict) and finished(run_dir, config)
         if done:
             results[run_dir.name] = {"key": run_dir.name, "config": config, "questions": [],
@@ -111,8 +115,6 @@ def data_facts(results: list[dict], ref: str, root) -> dict:
 
 
 def machine_and_versions() -> dict:
-    from medclf.run.folder import environment
-
     env = environment()
     return {
         "machine": f"{env['platform']}, {env['cpus']} CPUs",

@@ -24,13 +24,20 @@ from tqdm.auto import tqdm
 
 from medclf.errors import ConfigError
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
-from medclf.files import RunLockedError, run_lock
 from medclf.models.registry import MODELS
-from medclf.run.folder import read_json, write_json
+from medclf.run.folder import (
+    CHECKPOINTS,
+    CONFIG,
+    RunLockedError,
+    epochs_done,
+    finished,
+    run_dir_of,
+    run_lock,
+    write_json,
+)
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
-FINISHED = ("done", "diverged")  # statuses of a run that is not trained again
 
 
 def threads_for(config: dict, workers: int) -> int:
@@ -39,18 +46,6 @@ def threads_for(config: dict, workers: int) -> int:
     if config.get("batch_size", 1) <= 64:
         return 1
     return max(1, (os.cpu_count() or 1) // workers)
-
-
-def finished(run_dir: Path, config: dict) -> dict | None:
-    """The metrics of a finished run of ``config`` in ``run_dir``; None if it must (re)run,
-    including when its config.json or metrics.json is missing or damaged."""
-    try:
-        if read_json(run_dir / "config.json") != config:
-            return None
-        metrics = read_json(run_dir / "metrics.json")
-    except (OSError, ValueError):  # missing, unreadable or not JSON
-        return None
-    return metrics if isinstance(metrics, dict) and metrics.get("status") in FINISHED else None
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:
@@ -79,7 +74,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
     run_job (the Ray backend copies checkpoints with it)."""
     from threadpoolctl import threadpool_limits
 
-    config, run_dir = entry["config"], Path(out) / "runs" / entry["key"]
+    config, run_dir = entry["config"], run_dir_of(out, entry["key"])
     start = time.perf_counter()
     try:
         from medclf.run.lifecycle import run_job
@@ -88,7 +83,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
             done = finished(run_dir, config)  # finished by another process meanwhile
             if done:
                 return {**entry, **done, "note": "finished by another process"}
-            write_json(run_dir / "config.json", config)  # a running run says what it is
+            write_json(run_dir / CONFIG, config)  # a running run says what it is
             with threadpool_limits(threads):
                 dataset = _dataset(config["dataset"], root, config.get("size", 28))
                 options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
@@ -105,33 +100,13 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
                 "seconds": time.perf_counter() - start}  # fmt: skip
 
 
-def epochs_done(run_dir: Path) -> int:
-    """Epochs an unfinished run has behind it, read from its checkpoint (0 if none)."""
-    import json
-
-    import numpy as np
-
-    npz, pt = run_dir / "checkpoint.npz", run_dir / "checkpoint.pt"
-    try:
-        if npz.exists():
-            with np.load(npz, allow_pickle=False) as data:
-                return len(json.loads(str(data["meta"])).get("history", []))
-        if pt.exists():
-            import torch
-
-            return len(torch.load(pt, weights_only=True)["history"])
-    except Exception:  # replaced or half-read while we looked: next time
-        pass
-    return 0
-
-
 class EpochBar:
     """One progress bar in epochs over every run, fed by polling each run's checkpoint (so
     workers need not report anything): it moves while a run trains, not only when it ends."""
 
     def __init__(self, todo: list[dict], out: Path, progress: bool, every: float = 1.0):
         # a model fitted once (scikit-learn: no "epochs") counts as one epoch
-        self.runs = {e["key"]: (out / "runs" / e["key"], e["config"].get("epochs", 1))
+        self.runs = {e["key"]: (run_dir_of(out, e["key"]), e["config"].get("epochs", 1))
                      for e in todo}  # fmt: skip
         self.done = {key: epochs_done(path) for key, (path, _) in self.runs.items()}
         self.seen: dict[str, int] = {}  # checkpoint mtimes already read
@@ -154,7 +129,7 @@ class EpochBar:
     def poll(self) -> None:
         while not self.stop.wait(self.every):
             for key, (path, _) in self.runs.items():
-                for name in ("checkpoint.npz", "checkpoint.pt"):
+                for name in CHECKPOINTS:
                     try:
                         mtime = (path / name).stat().st_mtime_ns
                     except OSError:
@@ -193,7 +168,7 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progres
     results: dict[str, dict] = {}
     todo = []
     for entry in entries:
-        done = finished(out / "runs" / entry["key"], entry["config"])
+        done = finished(run_dir_of(out, entry["key"]), entry["config"])
         if done:
             results[entry["key"]] = {**entry, **done}
         else:

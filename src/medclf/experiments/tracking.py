@@ -35,6 +35,15 @@ import time
 from pathlib import Path
 
 from medclf.errors import ConfigError, DataError
+from medclf.run.folder import (
+    CONFIG,
+    ENV,
+    HISTORY,
+    METRICS,
+    has_metrics,
+    read_json,
+    run_folders_below,
+)
 
 EXTRA = 'pip install -e ".[mlflow]"'
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc")
@@ -78,13 +87,13 @@ def log_run_folder(run_dir, uri: str, experiment: str = "medclf") -> str:
 
 
 def _log(run_dir: Path, uri: str, experiment: str) -> str:
-    if not (run_dir / "metrics.json").is_file():
+    if not has_metrics(run_dir):
         raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); finish "
                         "the run (medclf train --resume) before logging it")  # fmt: skip
-    config = _read(run_dir / "config.json")
-    metrics = _read(run_dir / "metrics.json")
-    history = _read(run_dir / "history.json", default=[])
-    env = _read(run_dir / "env.json", default={})
+    config = _read(run_dir / CONFIG)
+    metrics = _read(run_dir / METRICS)
+    history = _read(run_dir / HISTORY, default=[])
+    env = _read(run_dir / ENV, default={})
     config_hash = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
     client = _client(uri)
@@ -115,7 +124,7 @@ def run_folders(paths) -> list[Path]:
     for path in map(Path, paths):
         if not path.is_dir():
             raise DataError(f"{path} is not a folder; give run folders or folders holding them")
-        found += sorted(p.parent for p in path.rglob("metrics.json"))
+        found += run_folders_below(path, METRICS)
     return list(dict.fromkeys(found))
 
 
@@ -197,7 +206,7 @@ def _number(value) -> bool:
 
 def _read(path: Path, default=None):
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except FileNotFoundError:
         if default is not None:
             return default

@@ -28,10 +28,19 @@ from pathlib import Path
 from medclf.errors import ConfigError
 from medclf.models.config import make_config
 from medclf.models.registry import MODELS, SEARCH_SPACES
-from medclf.run.folder import read_json, write_json, write_text
+from medclf.run import folder
+from medclf.run.folder import (
+    CONFIG,
+    HISTORY,
+    read_json,
+    remove_leftovers,
+    run_dir_of,
+    trial_dir,
+    write_json,
+    write_text,
+)
 
 METRICS = ("val_auc", "val_acc", "val_loss")
-LEFTOVERS = ("checkpoint.pt", "checkpoint.npz", "best.pt", "best.npz")
 
 
 def import_optuna():
@@ -79,7 +88,7 @@ def pruning_hook(trial, metric: str):
 
 def kept_value(run_dir: Path, metrics: dict, metric: str):
     """The metric of the run's kept epoch (None where undefined, e.g. diverged)."""
-    history = read_json(run_dir / "history.json")
+    history = read_json(run_dir / HISTORY)
     value = history[metrics["selected_epoch"] - 1].get(metric)
     return value if value is not None and math.isfinite(value) else None
 
@@ -122,7 +131,7 @@ def open_study(optuna, storage: str, search: dict, seed: int, pruner=None):
 
 def run_trial(optuna, study, trial, out: Path, base: dict, space: dict, metric, data, model):
     params = suggest(trial, space)
-    rel = trial.user_attrs.get("run_dir") or f"trials/trial-{trial.number:04d}"
+    rel = trial.user_attrs.get("run_dir") or trial_dir(trial.number)
     trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
     run_dir = out / rel
     config = make_config(model, **base, **params)
@@ -132,8 +141,7 @@ def run_trial(optuna, study, trial, out: Path, base: dict, space: dict, metric, 
         metrics = run_job(config, data, run_dir, quiet=True,
                           after_epoch=pruning_hook(trial, metric))  # fmt: skip
     except optuna.TrialPruned:
-        for name in LEFTOVERS:  # a pruned trial is never continued
-            (run_dir / name).unlink(missing_ok=True)
+        remove_leftovers(run_dir)  # a pruned trial is never continued
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         return
     tell(optuna, study, trial, run_dir, metrics, metric)
@@ -161,19 +169,19 @@ def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, 
     for trial in batch:
         config = make_config(model, **base, **suggest(trial, space))
         key = run_key(config)
-        trial.set_user_attr("run_dir", f"runs/{key}")
+        trial.set_user_attr("run_dir", str(run_dir_of("", key)))
         entries.append({"key": key, "config": config, "questions": [f"trial {trial.number}"]})
     results = run_all(entries, out, workers=workers, root=root, progress=False, backend="ray",
                       address=address)  # fmt: skip
     for trial, result in zip(batch, results, strict=True):
-        tell(optuna, study, trial, out / "runs" / result["key"], result, metric)
+        tell(optuna, study, trial, run_dir_of(out, result["key"]), result, metric)
 
 
 def trial_rows(study, out: Path, space: dict) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         run_dir = out / t.user_attrs["run_dir"] if "run_dir" in t.user_attrs else None
-        metrics_file = run_dir / "metrics.json" if run_dir else None
+        metrics_file = run_dir / folder.METRICS if run_dir else None
         if t.state.name == "COMPLETE" and metrics_file.exists():
             epochs = read_json(metrics_file)["epochs_run"]
         else:
@@ -265,8 +273,8 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
         if complete:
             b = study.best_trial
             run_dir = out / b.user_attrs["run_dir"]
-            write_json(out / "best_config.json", read_json(run_dir / "config.json"))
+            write_json(out / "best_config.json", read_json(run_dir / CONFIG))
             best = {"number": b.number, "value": b.value, "params": b.params,
-                    "run_dir": str(run_dir), "metrics": read_json(run_dir / "metrics.json")}
+                    "run_dir": str(run_dir), "metrics": read_json(run_dir / folder.METRICS)}
     return {"rows": rows, "best": best, "csv": out / "trials.csv", "metric": metric,
             "best_config": out / "best_config.json" if best else None}  # fmt: skip

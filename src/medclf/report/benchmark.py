@@ -18,10 +18,11 @@ from pathlib import Path
 
 from medclf.files import atomic_path
 from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
+from medclf.run.folder import FINISHED
 
 COLUMNS = ("dataset", "model", "preset", "seed", "status", "val_acc", "val_auc", "test_acc",
            "test_auc", "seconds")  # fmt: skip
-COUNTED = ("done", "diverged")  # finished runs: their selected epoch's metrics are averaged
+COUNTED = FINISHED  # finished runs: their selected epoch's metrics are averaged
 SYNTHETIC = "synthetic — not comparable"
 CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
        "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;"

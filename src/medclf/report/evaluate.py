@@ -3,33 +3,31 @@ folders as one table. Nothing here trusts a number in metrics.json that it can r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from medclf.errors import DataError, MedclfError
-from medclf.run.outputs import PREDICTIONS, load_predictions
+from medclf.metrics import task_metrics
+from medclf.models.config import COMMON, DEFAULTS
+from medclf.run.folder import (
+    CONFIG,
+    METRICS,
+    PREDICTIONS,
+    is_unfinished,
+    read_json_or_none,
+    read_metrics,
+    run_folders_below,
+)
+from medclf.run.outputs import load_predictions
 
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 
 
-def read_metrics(run_dir: Path) -> dict | None:
-    """metrics.json as a dict, or None where it is missing, not a file or damaged."""
-    path = Path(run_dir) / "metrics.json"
-    try:
-        obj = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
 def evaluate_run(run_dir, split: str = "test") -> dict:
     """Every metric of one saved split of a finished run, recomputed from its predictions."""
-    from medclf.metrics import task_metrics
-
     run_dir = Path(run_dir)
     meta = read_metrics(run_dir)
     if meta is not None and not {"task", "class_names", "dataset_name"} <= set(meta):
-        raise DataError(f"{run_dir / 'metrics.json'} lacks the task or class names (written by "
+        raise DataError(f"{run_dir / METRICS} lacks the task or class names (written by "
                         "an older medclf, or damaged); train the run again")  # fmt: skip
     if meta is None or not (run_dir / PREDICTIONS).is_file():
         raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
@@ -117,8 +115,6 @@ HIDDEN = ("model", "dataset", "test_split", "dtype", "train_fraction")
 
 def key_settings(config: dict) -> str:
     """The settings where the run differs from its model's defaults (medclf.models.config)."""
-    from medclf.models.config import COMMON, DEFAULTS
-
     defaults = {**COMMON, **DEFAULTS.get(str(config.get("model")), {})}
     return " ".join(f"{k}={v}" for k, v in config.items()
                     if k not in HIDDEN and defaults.get(k) != v) or "defaults"  # fmt: skip
@@ -129,20 +125,15 @@ def find_runs(top) -> list[Path]:
     top = Path(top)
     if not top.is_dir():
         raise DataError(f"{top} is not a folder; give the folder that holds run folders")
-    return sorted(p.parent for p in top.rglob("config.json") if p.parent.is_dir())
+    return run_folders_below(top, CONFIG)
 
 
 def run_row(run_dir: Path, top: Path) -> dict:
-    path = run_dir / "config.json"
-    try:
-        config = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        config = {}
+    config = read_json_or_none(run_dir / CONFIG)
     config = config if isinstance(config, dict) else {}
     metrics = read_metrics(run_dir)
     if metrics is None:
-        unfinished = any(run_dir.glob("checkpoint.*"))
-        status = "unfinished" if unfinished else "no metrics"
+        status = "unfinished" if is_unfinished(run_dir) else "no metrics"
         metrics = {}
     else:
         status = str(metrics.get("status", "done"))

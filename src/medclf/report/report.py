@@ -15,10 +15,9 @@ from pathlib import Path
 from medclf.experiments.specs import SWEPT
 from medclf.report.figures import FIGURES, convexity_figure, curve_figure, save_both
 from medclf.report.published import MEDMNIST_BASELINES, STUDY_RESULTS, STUDY_SELECTIONS
-from medclf.run.folder import read_json, write_text
+from medclf.run.folder import FINISHED, HISTORY, read_json, run_dir_of, write_text
 
 HYPER = ("lr", "batch_size", "epochs", "hidden_size", "layers", "dropout", "l2", "init_std")
-FINISHED = ("done", "diverged")
 # a run whose final validation accuracy ends this far below its best has diverged
 DIVERGED_DROP = 0.10
 
@@ -342,7 +341,7 @@ def convexity_verdict(logreg: list[dict], mlp: list[dict]) -> str:
 
 def load_histories(results: list[dict], out: Path) -> None:
     for r in results:
-        path = out / "runs" / r["key"] / "history.json"
+        path = run_dir_of(out, r["key"]) / HISTORY
         try:
             r["history"] = read_json(path) if r["status"] in FINISHED else []
         except (OSError, ValueError):

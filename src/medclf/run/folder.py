@@ -1,4 +1,6 @@
-"""The run folder, shared by every model family.
+"""The run folder: the one module that knows its file names, the statuses of a finished run,
+how its JSON and arrays are read and written (atomically), its lock, and where the runs of a
+set of runs (OUT/runs/KEY) and a search's trials (OUT/trials/trial-NNNN) live.
 
     RUN_DIR/
       config.json    the full config (model, dataset, hyperparameters, seed, dtype, ...)
@@ -9,10 +11,12 @@
                      each saved split, test split, seconds, dataset facts
       predictions.npz  labels and scores (probabilities) of val and test (pickle-free)
       {flag}_{split}@{run}.csv   MedMNIST's standard result files, for its own evaluator
-      model.npz | model.pt   the selected model (NumPy: no pickle; PyTorch: state dict)
+      model.npz | model.pt | model.skops   the selected model (no pickle)
       accuracy.png, loss.png, confusion.png
       checkpoint.*, best.*   while a run is unfinished: the last and the best epoch
+      .lock          while a process owns the folder (medclf.files.run_lock)
 
+metrics.json is written last: its presence, with a finished status, marks a finished run.
 Every file is written to a temporary name and renamed into place.
 """
 
@@ -26,8 +30,28 @@ import os
 import platform
 from pathlib import Path
 
-from medclf.files import atomic_path
+import numpy as np
+
+from medclf.errors import DataError
+from medclf.files import RunLockedError, atomic_path, run_lock
 from medclf.models.training.history import FIELDS
+from medclf.plots import confusion_figure, history_figures, save_figure
+from medclf.version import __version__
+
+__all__ = ["RunLockedError", "run_lock"]  # the lock, re-exported: a run folder's owner
+
+CONFIG, ENV, HISTORY, HISTORY_CSV = "config.json", "env.json", "history.json", "history.csv"
+METRICS, PREDICTIONS = "metrics.json", "predictions.npz"
+MODEL_FILES = ("model.npz", "model.pt", "model.skops")
+CHECKPOINTS = ("checkpoint.npz", "checkpoint.pt")  # the last epoch of an unfinished run
+BESTS = ("best.npz", "best.pt")  # its best epoch so far
+LEFTOVERS = (*CHECKPOINTS, *BESTS)  # removed once a run has finished (or was pruned)
+PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to continue it
+FIGURES = ("accuracy.png", "loss.png", "confusion.png")
+RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, *MODEL_FILES, PREDICTIONS, *LEFTOVERS,
+             *FIGURES)  # fmt: skip
+FINISHED = ("done", "diverged")  # statuses of a finished run: it is not trained again
+RUNS, TRIALS = "runs", "trials"
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -56,6 +80,138 @@ def read_json(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def read_json_or_none(path: Path):
+    """The file's JSON, or None where it is missing or damaged."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def damaged(path: Path, why: str) -> DataError:
+    return DataError(f"{path} is damaged ({why}); train the run again with 'medclf train'")
+
+
+def read_object(path: Path) -> dict:
+    """A JSON object a finished run must have; a missing or damaged file is one DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing, so {path.parent} is not a complete run folder; "
+                        "train the run again with 'medclf train'")  # fmt: skip
+    try:
+        obj = json.loads(path.read_text())
+    except ValueError as err:  # not JSON, or not text
+        raise damaged(path, "not valid JSON") from err
+    if not isinstance(obj, dict):
+        raise damaged(path, "not a JSON object")
+    return obj
+
+
+def read_metrics(run_dir: Path) -> dict | None:
+    """metrics.json as a dict, or None where it is missing, not a file or damaged."""
+    path = Path(run_dir) / METRICS
+    obj = read_json_or_none(path) if path.is_file() else None
+    return obj if isinstance(obj, dict) else None
+
+
+def is_finished(metrics) -> bool:
+    return isinstance(metrics, dict) and metrics.get("status") in FINISHED
+
+
+def finished(run_dir: Path, config: dict) -> dict | None:
+    """The metrics of a finished run of ``config`` in ``run_dir``; None if it must (re)run,
+    including when its config.json or metrics.json is missing or damaged."""
+    run_dir = Path(run_dir)
+    if read_json_or_none(run_dir / CONFIG) != config:
+        return None
+    metrics = read_json_or_none(run_dir / METRICS)
+    return metrics if is_finished(metrics) else None
+
+
+def has_metrics(run_dir: Path) -> bool:
+    """metrics.json exists: the run ended (its status says how)."""
+    return (Path(run_dir) / METRICS).is_file()
+
+
+def is_unfinished(run_dir: Path) -> bool:
+    """A checkpoint is on disk: the run stopped mid-way and can continue."""
+    return any((Path(run_dir) / name).is_file() for name in CHECKPOINTS)
+
+
+def run_dir_of(out, key: str) -> Path:
+    """The folder of run ``key`` in a set of runs (reproduce, benchmark, tune on Ray)."""
+    return Path(out) / RUNS / key
+
+
+def trial_dir(number: int) -> str:
+    """A search's trial folder, relative to the search's OUT."""
+    return f"{TRIALS}/trial-{number:04d}"
+
+
+def run_folders_below(top: Path, marker: str = CONFIG) -> list[Path]:
+    """Every folder at or below ``top`` that holds ``marker`` (config.json: any run;
+    metrics.json: a run that ended)."""
+    return sorted(p.parent for p in Path(top).rglob(marker) if p.parent.is_dir())
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Drop the checkpoints of a run that ended (or will never be continued)."""
+    for name in LEFTOVERS:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
+def clear(run_dir: Path) -> None:
+    """Remove a run's files (only medclf's own, never anything else in the folder)."""
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for csv_file in run_dir.glob("*@*.csv"):
+        csv_file.unlink()
+
+
+def save_arrays(path: Path, arrays: dict) -> None:
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
+
+
+def load_arrays(path: Path) -> dict:
+    """Every array of an .npz, pickle-free."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def read_files(folder: Path, names=None) -> dict[str, bytes]:
+    """The plain files of ``folder`` (only ``names`` where given), hidden ones left out."""
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()
+            and not p.name.startswith(".") and (names is None or p.name in names)}  # fmt: skip
+
+
+def write_files(run_dir: Path, files: dict[str, bytes]) -> None:
+    """A run's files into ``run_dir``: each atomically, metrics.json last; where they finish
+    the run, its checkpoints are removed (as the lifecycle does)."""
+    for name in sorted(files, key=lambda n: n == METRICS):
+        with atomic_path(Path(run_dir) / name) as tmp:
+            tmp.write_bytes(files[name])
+    if METRICS in files:
+        remove_leftovers(run_dir)
+
+
+def epochs_done(run_dir: Path) -> int:
+    """Epochs an unfinished run has behind it, read from its checkpoint (0 if none)."""
+    npz, pt = (Path(run_dir) / name for name in CHECKPOINTS)
+    try:
+        if npz.exists():
+            with np.load(npz, allow_pickle=False) as data:
+                return len(json.loads(str(data["meta"])).get("history", []))
+        if pt.exists():
+            import torch  # only where a PyTorch run is in progress
+
+            return len(torch.load(pt, weights_only=True)["history"])
+    except Exception:  # replaced or half-read while we looked: next time
+        pass
+    return 0
+
+
 def history_csv(history: list[dict]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
@@ -65,13 +221,9 @@ def history_csv(history: list[dict]) -> str:
 
 
 def environment(**extra) -> dict:
-    import numpy
-
-    from medclf import __version__
-
     env = {"medclf": __version__, "python": platform.python_version(),
            "platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-           "numpy": numpy.__version__}  # fmt: skip
+           "numpy": np.__version__}  # fmt: skip
     for name in ("torch", "numba"):
         try:
             env[name] = __import__(name).__version__
@@ -82,32 +234,21 @@ def environment(**extra) -> dict:
 
 def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:
     """Write everything but the model; then draw the plots."""
-    from medclf.plots import history_figures
-
     run_dir = Path(run_dir)
-    write_json(run_dir / "config.json", config)
-    write_json(run_dir / "env.json", env)
-    write_json(run_dir / "history.json", history)
-    write_text(run_dir / "history.csv", history_csv(history))
+    write_json(run_dir / CONFIG, config)
+    write_json(run_dir / ENV, env)
+    write_json(run_dir / HISTORY, history)
+    write_text(run_dir / HISTORY_CSV, history_csv(history))
     history_figures(history, run_dir, title=metrics.get("title", config["model"]))
     confusion_png(run_dir, metrics)
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence marks a finished run
+    write_json(run_dir / METRICS, metrics)  # last: its presence marks a finished run
     return run_dir
 
 
 def confusion_png(run_dir: Path, metrics: dict) -> None:
     """The test confusion matrix of the selected model (single-label tasks)."""
-    from medclf.plots import confusion_figure, save_figure
-
     matrix = metrics.get("metrics", {}).get("test", {}).get("confusion_matrix")
     if matrix is None or metrics.get("task", "").startswith("multi-label"):
         return
     title = f"{metrics.get('title', '')}\ntest split ({metrics.get('test_split')})"
-    save_figure(confusion_figure(matrix, metrics["class_names"], title), run_dir / "confusion.png")
-
-
-def load_run(run_dir: Path) -> dict:
-    run_dir = Path(run_dir)
-    return {name: read_json(run_dir / f"{name}.json")
-            for name in ("config", "env", "history", "metrics")
-            if (run_dir / f"{name}.json").exists()}  # fmt: skip
+    save_figure(confusion_figure(matrix, metrics["class_names"], title), run_dir / FIGURES[2])

@@ -28,7 +28,8 @@ from medclf.data.load import Dataset
 from medclf.errors import ConfigError
 from medclf.models.registry import MODELS
 from medclf.models.training.display import EpochProgress
-from medclf.run.folder import read_json, save_run, write_json
+from medclf.run import folder
+from medclf.run.folder import CONFIG, read_json_or_none, save_run, write_json
 from medclf.run.outputs import (
     final_metrics,
     medmnist_flag,
@@ -47,35 +48,18 @@ def trainer_class(model: str):
     return getattr(importlib.import_module(module), name)
 
 
-def read_json_or_none(path: Path):
-    """The file's JSON, or None where it is missing or damaged."""
-    try:
-        return read_json(path)
-    except (OSError, ValueError):
-        return None
-
-
-RUN_FILES = ("config.json", "env.json", "history.json", "history.csv", "metrics.json",
-             "model.npz", "model.pt", "model.skops", "predictions.npz", "checkpoint.npz",
-             "checkpoint.pt", "best.npz", "best.pt", "accuracy.png", "loss.png",
-             "confusion.png")  # fmt: skip
-
-
 def claim_run_folder(out, config: dict, force: bool) -> None:
     """Refuse to write over a finished run of another config unless ``force``; then remove
     that run's files (only medclf's own, never anything else in the folder)."""
     run_dir = Path(out)
-    if not (run_dir / "metrics.json").exists():
+    if not folder.has_metrics(run_dir):
         return
-    if read_json_or_none(run_dir / "config.json") == config and not force:
+    if read_json_or_none(run_dir / CONFIG) == config and not force:
         return
     if not force:
         raise ConfigError(f"{run_dir} holds a finished run of another config; choose another "
                           "--out or pass --force to replace it")  # fmt: skip
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for csv_file in run_dir.glob("*@*.csv"):
-        csv_file.unlink()
+    folder.clear(run_dir)
 
 
 def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool) -> bool:
@@ -85,11 +69,11 @@ def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool)
     if unfinished and not resume:
         raise ConfigError(f"{run_dir} holds an unfinished run; pass --resume to continue it or "
                           "choose another --out")  # fmt: skip
-    if unfinished and read_json_or_none(run_dir / "config.json") != config:
+    if unfinished and read_json_or_none(run_dir / CONFIG) != config:
         raise ConfigError(f"checkpoint {checkpoint} belongs to another config; use another "
                           "--out or delete the checkpoint")  # fmt: skip
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config)  # ties the checkpoint to this config
+    write_json(run_dir / CONFIG, config)  # ties the checkpoint to this config
     return unfinished
 
 
@@ -124,14 +108,6 @@ def check_task(config: dict, dataset: Dataset) -> None:
                           f"({dataset.info.task}); use one of {', '.join(able)}")  # fmt: skip
 
 
-def finished_metrics(run_dir: Path, config: dict) -> dict | None:
-    metrics = read_json_or_none(run_dir / "metrics.json")
-    if metrics and metrics.get("status") in ("done", "diverged"):
-        if read_json_or_none(run_dir / "config.json") == config:
-            return metrics
-    return None
-
-
 def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_acc=True,
             resume=True, after_epoch=None, **options) -> dict:  # fmt: skip
     """Train the run ``config`` describes (or continue it from its checkpoint) and write its
@@ -143,7 +119,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
     best = run_dir / family.best_file if family.best_file else None
     unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result
-    if resume and not unfinished and (done := finished_metrics(run_dir, config)):
+    if resume and not unfinished and (done := folder.finished(run_dir, config)):
         return done
     check_task(config, dataset)
     dataset = dataset.head(config["train_fraction"])
@@ -187,7 +163,5 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
                             stop_reason(history, selector), best_val_acc=best_val_acc,
                             **trainer.extra_metrics(chosen))  # fmt: skip
     save_run(run_dir, config, history, metrics, trainer.environment())
-    for leftover in (ckpt, best):
-        if leftover is not None:
-            leftover.unlink(missing_ok=True)
+    folder.remove_leftovers(run_dir)
     return metrics

@@ -11,8 +11,9 @@ import numpy as np
 from medclf.data.features import select_test
 from medclf.data.load import Dataset
 from medclf.files import atomic_path
+from medclf.metrics import medmnist_csv, task_metrics
+from medclf.run.folder import PREDICTIONS, load_arrays, save_arrays
 
-PREDICTIONS = "predictions.npz"
 UNTITLED = {"model", "dataset", "test_split", "seed", "dtype", "train_fraction", "init_std",
             "select", "patience", "size"}  # fmt: skip
 
@@ -42,8 +43,6 @@ def predictions(scores_of, features, dataset: Dataset, inputs_of) -> dict:
 
 def split_metrics(preds: dict, task: str, class_names) -> dict:
     """Every metric of every saved split, recomputed from the saved scores alone."""
-    from medclf.metrics import task_metrics
-
     result = {}
     for key in preds:
         if key.endswith("_scores"):
@@ -66,10 +65,7 @@ def medmnist_flag(dataset: Dataset) -> str:
 def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
     """predictions.npz, and MedMNIST's standard result CSV for each split
     (``{flag}_{split}@{run}.csv``), which MedMNIST's own evaluator reads."""
-    from medclf.metrics import medmnist_csv
-
-    with atomic_path(run_dir / PREDICTIONS) as tmp:
-        np.savez(tmp, **preds)
+    save_arrays(run_dir / PREDICTIONS, preds)
     for split in ("val", "test"):
         if not np.isfinite(preds[f"{split}_scores"]).all():  # a diverged model: nothing to score
             continue
@@ -80,8 +76,7 @@ def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
 
 
 def load_predictions(run_dir: Path) -> dict:
-    with np.load(Path(run_dir) / PREDICTIONS, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    return load_arrays(Path(run_dir) / PREDICTIONS)
 
 
 def summary(metrics: dict, split: str) -> dict:

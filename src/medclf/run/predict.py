@@ -6,7 +6,6 @@ DataError that names it; nothing is ever unpickled.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from medclf.data.features import inputs_of, to_features
 from medclf.errors import ConfigError, DataError
 from medclf.models.config import check_config
 from medclf.models.registry import MODELS
+from medclf.run.folder import CONFIG, METRICS, damaged, has_metrics, read_object
 
 MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
 MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid per label
@@ -126,45 +126,28 @@ def _read_npz(path: Path) -> np.ndarray:
 # --- the run folder ------------------------------------------------------------------------
 
 
-def _damaged(path: Path, why: str) -> DataError:
-    return DataError(f"{path} is damaged ({why}); train the run again with 'medclf train'")
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path} is missing, so {path.parent} is not a complete run folder; "
-                        "train the run again with 'medclf train'")  # fmt: skip
-    try:
-        obj = json.loads(path.read_text())
-    except ValueError as err:  # not JSON, or not text
-        raise _damaged(path, "not valid JSON") from err
-    if not isinstance(obj, dict):
-        raise _damaged(path, "not a JSON object")
-    return obj
-
-
 def check_run(run_dir) -> tuple[dict, dict]:
     """config.json and metrics.json of a finished run folder, both checked."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir} is not a folder; give a run folder that 'medclf train' wrote")
-    if not (run_dir / "metrics.json").exists():
+    if not has_metrics(run_dir):
         raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); train one "
                         "with 'medclf train'")  # fmt: skip
-    config = _read_json(run_dir / "config.json")
-    metrics = _read_json(run_dir / "metrics.json")
+    config = read_object(run_dir / CONFIG)
+    metrics = read_object(run_dir / METRICS)
     if config.get("model") not in MODELS:
-        raise _damaged(run_dir / "config.json", f"'model' is not one of {', '.join(MODELS)}")
+        raise damaged(run_dir / CONFIG, f"'model' is not one of {', '.join(MODELS)}")
     try:
         check_config(config)
     except (ConfigError, TypeError) as err:
-        raise _damaged(run_dir / "config.json", str(err)) from err
+        raise damaged(run_dir / CONFIG, str(err)) from err
     names, shape = metrics.get("class_names"), metrics.get("image_shape")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
-        raise _damaged(run_dir / "metrics.json", "'class_names' is not a list of names")
+        raise damaged(run_dir / METRICS, "'class_names' is not a list of names")
     if not (isinstance(shape, list) and len(shape) in (2, 3)
             and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape)):  # fmt: skip
-        raise _damaged(run_dir / "metrics.json", "'image_shape' is not an image shape")
+        raise damaged(run_dir / METRICS, "'image_shape' is not an image shape")
     return config, metrics
 
 
@@ -259,7 +242,7 @@ def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.nda
     try:
         model = build_network(config, X.shape[1:], n_classes)
     except (KeyError, TypeError, ValueError) as err:
-        raise _damaged(run_dir / "config.json", f"no valid {err}") from err
+        raise damaged(run_dir / CONFIG, f"no valid {err}") from err
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     out = list(want)[-1]  # the output layer's bias: one entry per class
