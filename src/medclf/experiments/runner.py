@@ -157,11 +157,11 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progres
             backend: str = "local", address: str | None = None) -> list[dict]:  # fmt: skip
     """Run every entry not yet finished; return one result per entry, in entry order.
     ``backend``: "local" (this machine's processes) or "ray" (a Ray cluster at ``address``;
-    None starts a local one; see medclf.experiments.backends)."""
+    None starts a local one; see medclf.experiments.executors)."""
     if backend not in ("local", "ray"):
         raise ConfigError(f"backend '{backend}' is unknown; choose local or ray")
     if backend == "ray":
-        from medclf.experiments.backends import import_ray
+        from medclf.experiments.executors import import_ray
 
         import_ray(address)  # a missing extra or dead address is said before anything runs
     out = Path(out)
@@ -182,7 +182,7 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progres
 
     try:
         if backend == "ray" and todo:
-            from medclf.experiments.backends import run_ray
+            from medclf.experiments.executors import run_ray
 
             run_ray(todo, out, workers if len(todo) > 1 else 1, root, address, collect)
         elif workers <= 1 or len(todo) <= 1:

@@ -159,7 +159,7 @@ def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> Non
 
 def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
                      workers: int, root, address) -> None:  # fmt: skip
-    """``n`` trials at once as Ray tasks (medclf.experiments.backends), each in the run folder
+    """``n`` trials at once as Ray tasks (medclf.experiments.executors), each in the run folder
     OUT/runs/KEY of its config. A worker cannot reach the driver's study, so these trials are
     not pruned: they run their epochs and are told their kept value when they come back."""
     from medclf.experiments.runner import run_all
