@@ -25,6 +25,7 @@ from medclf.cli import cli
 from medclf.errors import ConfigError
 
 MODELS = ("torch-logreg", "numpy-logreg")
+FAULTS = Path(__file__).parent / "ray_fault"
 
 
 def free_port() -> int:
@@ -36,8 +37,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def cluster():
     """A 2-CPU Ray head on 127.0.0.1 in its own process group (`ray start --block`), stopped by
-    killing that group (not `ray stop`, which stops every Ray on this machine). Its workers read
-    MEDCLF_TEST_KILL: a file naming the run keys to kill after epoch 1."""
+    killing that group (not `ray stop`, which stops every Ray on this machine). Its workers load
+    tests/ray_fault/sitecustomize.py, which reads MEDCLF_TEST_KILL: a file naming the run keys
+    to kill after epoch 1."""
     pytest.importorskip("ray", reason='Ray is an optional extra: pip install -e ".[ray]"')
     ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable))
     if ray_cli is None:
@@ -51,7 +53,9 @@ def cluster():
            f"--metrics-export-port={free_port()}"]  # fmt: skip
     # Ray >= 2.5x: token authentication; a driver given an address must send this token
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    env = {**os.environ, **auth, "MEDCLF_TEST_KILL": str(kill_file)}
+    # tests/ray_fault/sitecustomize.py: the workers' fault injection, outside medclf
+    path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, **auth, "MEDCLF_TEST_KILL": str(kill_file), "PYTHONPATH": path}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     try:

@@ -1,38 +1,45 @@
-"""The Ray backend of the runner: each run is one Ray task, on any node of a cluster.
+"""How a set of runs executes: one small interface (``Executor.run(todo, out, root, collect)``)
+and its two peers, the local process pool and Ray. Both end in medclf.experiments.worker.run_one,
+which owns each run folder (lock, finished, failed); the runner only picks one.
 
-No shared filesystem is needed. The driver owns ``OUT/runs/KEY`` (medclf.files.run_lock) while
-the run is in flight; the task trains into a temporary folder on its node, seeded with the
-driver's checkpoint where the driver holds an unfinished run, and returns the finished folder's
-files as bytes; the driver writes them under OUT, each file atomically, metrics.json last.
-Where a node sees the driver's OUT (a shared filesystem: the task finds the driver's marker
-file), the task also copies each epoch's checkpoint there, so a run interrupted mid-way
-resumes from its last epoch on a rerun, on any node. A task that fails or whose worker or node
-is lost fails that run only (no retry); a rerun redoes it.
+Ray: each run is one Ray task, on any node of a cluster. No shared filesystem is needed. The
+driver owns each run's folder (medclf.files.run_lock) while the run is in flight; the task
+trains into a temporary folder on its node, seeded with the driver's checkpoint where the
+driver holds an unfinished run, and returns the finished folder's files as bytes; the driver
+writes them under OUT, each file atomically, metrics.json last. Where a node sees the driver's
+OUT (a shared filesystem: the task finds the driver's marker file), the task also copies each
+epoch's checkpoint there, so a run interrupted mid-way resumes from its last epoch on a rerun,
+on any node. A task that fails or whose worker or node is lost fails that run only (no retry);
+a rerun redoes it. An ``after_epoch`` hook runs in the driver's process only: Ray tasks do not
+call it (a worker cannot reach the driver).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import secrets
 import socket
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, suppress
 from pathlib import Path
+from typing import Protocol
 
 from medclf.errors import ConfigError
+from medclf.experiments.worker import claim, failed, run_one, threads_for, watch_parent
 from medclf.files import atomic_path
 from medclf.run.folder import (
     PARTIAL,
-    RunLockedError,
-    finished,
+    entry_dir,
     has_metrics,
     is_unfinished,
     read_files,
-    run_dir_of,
-    run_lock,
     write_files,
 )
+
+BACKENDS = ("local", "ray")
 
 
 def import_ray(address: str | None = None):
@@ -72,30 +79,23 @@ def connect(ray, address: str | None) -> bool:
 
 
 def mirror(run_dir: Path, shared: Path | None):
-    """After each epoch: copy the checkpoint to the driver's (shared) run folder. Tests set
-    MEDCLF_TEST_KILL to a file naming run keys whose worker dies after epoch 1."""
-    kill = os.environ.get("MEDCLF_TEST_KILL")
+    """After each epoch: copy the checkpoint to the driver's (shared) run folder."""
 
     def after_epoch(record):
         if shared is not None:
             for name, data in read_files(run_dir, PARTIAL).items():
                 with atomic_path(shared / name) as tmp:
                     tmp.write_bytes(data)
-        if kill and record["epoch"] == 1 and Path(kill).is_file():
-            if run_dir.name in Path(kill).read_text().split():
-                os._exit(1)
 
     return after_epoch
 
 
 def train_task(entry: dict, out: str, marker: str, threads: int, root, seed: dict) -> tuple:
     """Ray task: train one run in a temporary folder; return (result, files of the folder)."""
-    from medclf.experiments.runner import run_one
-
     shared_out = Path(out) / marker
-    shared = run_dir_of(out, entry["key"]) if shared_out.is_file() else None
+    shared = entry_dir(out, entry) if shared_out.is_file() else None
     with tempfile.TemporaryDirectory(prefix="medclf-ray-") as tmp:
-        run_dir = run_dir_of(tmp, entry["key"])
+        run_dir = entry_dir(tmp, entry)
         run_dir.mkdir(parents=True)
         for name, data in seed.items():
             (run_dir / name).write_bytes(data)
@@ -107,8 +107,6 @@ def train_task(entry: dict, out: str, marker: str, threads: int, root, seed: dic
 def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -> None:
     """Run ``todo`` as Ray tasks, each asking for its threads' CPUs (and a GPU where its config
     says cuda); ``collect(result)`` each as it ends."""
-    from medclf.experiments.runner import threads_for
-
     ray = import_ray(address)
     started = connect(ray, address)
     marker = f".medclf-ray-{secrets.token_hex(8)}"  # a node that sees it shares OUT
@@ -119,15 +117,10 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
     try:
         with ExitStack() as locks:
             for entry in todo:
-                run_dir, config = run_dir_of(out, entry["key"]), entry["config"]
-                try:
-                    locks.enter_context(run_lock(run_dir))
-                except RunLockedError as err:
-                    collect({**entry, "status": "running", "error": f"running in pid {err.pid}"})
-                    continue
-                done = finished(run_dir, config)
-                if done:
-                    collect({**entry, **done, "note": "finished by another process"})
+                run_dir, config = entry_dir(out, entry), entry["config"]
+                skip = claim(entry, run_dir, locks)
+                if skip is not None:
+                    collect(skip)
                     continue
                 seed = read_files(run_dir, PARTIAL) if is_unfinished(run_dir) else {}
                 threads = threads_for(config, workers)
@@ -140,11 +133,9 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
                 entry, start = pending.pop(ready[0])
                 try:
                     result, files = ray.get(ready[0])
-                    write_files(run_dir_of(out, entry["key"]), files)
+                    write_files(entry_dir(out, entry), files)
                 except (ray.exceptions.RayError, OSError) as err:  # worker/node lost, disk
-                    first = (str(err).strip().splitlines() or [""])[0]
-                    result = {**entry, "status": "failed", "seconds": time.perf_counter() - start,
-                              "error": f"{type(err).__name__}: {first}"}  # fmt: skip
+                    result = failed(entry, err, start)
                 collect(result)
     finally:
         for ref in pending:  # interrupted: stop what still runs
@@ -153,3 +144,64 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
         (out / marker).unlink(missing_ok=True)
         if started:
             ray.shutdown()
+
+
+class Executor(Protocol):
+    """Runs ``todo`` (runner entries not yet finished) with results in OUT; calls
+    ``collect(result)`` for each as it ends."""
+
+    def check(self) -> None:
+        """Refuse, before anything runs, what cannot run (a missing extra, a dead address)."""
+
+    def run(self, todo: list[dict], out: Path, root, collect) -> None: ...
+
+
+class LocalExecutor:
+    """This machine: ``workers`` spawned processes (one run at a time in this process where
+    there is one worker or one run; ``after_epoch`` is called there only)."""
+
+    def __init__(self, workers: int = 1, after_epoch=None):
+        self.workers, self.after_epoch = workers, after_epoch
+
+    def check(self) -> None:
+        pass
+
+    def run(self, todo: list[dict], out: Path, root, collect) -> None:
+        if self.workers <= 1 or len(todo) <= 1:
+            for entry in todo:
+                threads = threads_for(entry["config"], 1)
+                collect(run_one(entry, str(out), threads, root, self.after_epoch))
+            return
+        context = multiprocessing.get_context("spawn")  # no forked torch/numba state
+        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=watch_parent,
+                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
+            futures = [pool.submit(run_one, e, str(out), threads_for(e["config"], self.workers),
+                                   root) for e in todo]  # fmt: skip
+            for future in as_completed(futures):
+                collect(future.result())
+
+
+class RayExecutor:
+    """A Ray cluster at ``address`` (None: a local Ray instance), ``workers`` runs at a time."""
+
+    def __init__(self, workers: int = 1, address: str | None = None):
+        self.workers, self.address = workers, address
+
+    def check(self) -> None:
+        import_ray(self.address)
+
+    def run(self, todo: list[dict], out: Path, root, collect) -> None:
+        if todo:
+            workers = self.workers if len(todo) > 1 else 1
+            run_ray(todo, out, workers, root, self.address, collect)
+
+
+def executor(
+    backend: str, workers: int = 1, address: str | None = None, after_epoch=None
+) -> Executor:
+    """The executor of ``backend`` ("local" or "ray"); ``after_epoch``: local runs only."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend '{backend}' is unknown; choose local or ray")
+    if backend == "ray":
+        return RayExecutor(workers, address)
+    return LocalExecutor(workers, after_epoch)

@@ -1,103 +1,30 @@
-"""Run a set of configs: skip finished runs, resume unfinished ones, run the rest in parallel
-worker processes, and collect everything in one tidy table (runs_table: OUT/runs.csv).
+"""Run a set of configs: skip finished runs, resume unfinished ones, run the rest with an
+executor (medclf.experiments.executors: local processes or Ray), and collect everything in one
+tidy table (runs_table: OUT/runs.csv).
 
-A run's folder is ``OUT/runs/KEY`` where KEY hashes its full config, so resumption and
-deduplication need no bookkeeping: a folder with metrics.json is finished, one with a
-checkpoint continues from it. Several ``medclf reproduce`` may share one OUT: a run folder is
-owned by one process at a time (medclf.files.run_lock); a run another live process holds is
-skipped and reported as running there. Workers exit when the main process dies.
+A run's folder is ``OUT/runs/KEY`` (or the entry's own ``folder``: a search's trial), where KEY
+hashes its full config, so resumption and deduplication need no bookkeeping: a folder with
+metrics.json is finished, one with a checkpoint continues from it. Several ``medclf reproduce``
+may share one OUT: a run folder is owned by one process at a time (medclf.files.run_lock); a
+run another live process holds is skipped and reported as running there. Workers exit when
+the main process dies.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import multiprocessing
-import os
 import threading
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from functools import lru_cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from medclf.errors import ConfigError
-from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
-from medclf.models.registry import MODELS
-from medclf.run.folder import (
-    CHECKPOINTS,
-    CONFIG,
-    RunLockedError,
-    epochs_done,
-    finished,
-    run_dir_of,
-    run_lock,
-    write_json,
-)
+from medclf.experiments.executors import executor
+from medclf.experiments.specs import estimated_cost
+from medclf.run.folder import CHECKPOINTS, entry_dir, epochs_done, finished
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
-
-
-def threads_for(config: dict, workers: int) -> int:
-    """Small batches: one thread (two single-thread runs side by side beat one two-thread run);
-    large batches and NumPy's BLAS evaluation: the cores left per worker."""
-    if config.get("batch_size", 1) <= 64:
-        return 1
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
-def watch_parent(parent: int, every: float = 0.5) -> None:
-    """Worker initializer: a daemon thread ends this worker once ``parent`` is gone (kill -9
-    of ``medclf reproduce`` must not leave its workers training for nobody)."""
-
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(every)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
-
-
-@lru_cache(maxsize=2)
-def _dataset(name: str, root: str | None, size: int = 28):
-    from medclf.data.load import load_dataset
-
-    return load_dataset(name, root, size=size)
-
-
-def run_one(entry: dict, out: str, threads: int, root: str | None = None,
-            after_epoch=None) -> dict:  # fmt: skip
-    """Train one run in this process, owning its folder; never raises: a failure becomes a
-    failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
-    run_job (the Ray backend copies checkpoints with it)."""
-    from threadpoolctl import threadpool_limits
-
-    config, run_dir = entry["config"], run_dir_of(out, entry["key"])
-    start = time.perf_counter()
-    try:
-        from medclf.run.lifecycle import run_job
-
-        with run_lock(run_dir):
-            done = finished(run_dir, config)  # finished by another process meanwhile
-            if done:
-                return {**entry, **done, "note": "finished by another process"}
-            write_json(run_dir / CONFIG, config)  # a running run says what it is
-            with threadpool_limits(threads):
-                dataset = _dataset(config["dataset"], root, config.get("size", 28))
-                options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
-                # per-epoch training accuracy only where a figure plots it; else once at the end
-                per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
-                metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
-                                  after_epoch=after_epoch, **options)  # fmt: skip
-        return {**entry, **metrics, "status": metrics.get("status", "done")}
-    except RunLockedError as err:
-        return {**entry, "status": "running", "error": f"running in pid {err.pid}"}
-    except Exception as err:  # reported in the table; the other runs go on
-        message = f"{type(err).__name__}: {err}".splitlines()[0]
-        return {**entry, "status": "failed", "error": message,
-                "seconds": time.perf_counter() - start}  # fmt: skip
 
 
 class EpochBar:
@@ -106,7 +33,7 @@ class EpochBar:
 
     def __init__(self, todo: list[dict], out: Path, progress: bool, every: float = 1.0):
         # a model fitted once (scikit-learn: no "epochs") counts as one epoch
-        self.runs = {e["key"]: (run_dir_of(out, e["key"]), e["config"].get("epochs", 1))
+        self.runs = {e["key"]: (entry_dir(out, e), e["config"].get("epochs", 1))
                      for e in todo}  # fmt: skip
         self.done = {key: epochs_done(path) for key, (path, _) in self.runs.items()}
         self.seen: dict[str, int] = {}  # checkpoint mtimes already read
@@ -153,22 +80,27 @@ class EpochBar:
         self.bar.close()
 
 
-def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progress: bool = True,
-            backend: str = "local", address: str | None = None) -> list[dict]:  # fmt: skip
+def run_all(
+    entries: list[dict],
+    out: Path,
+    workers: int = 2,
+    root=None,
+    progress: bool = True,
+    backend: str = "local",
+    address: str | None = None,
+    after_epoch=None,
+) -> list[dict]:
     """Run every entry not yet finished; return one result per entry, in entry order.
     ``backend``: "local" (this machine's processes) or "ray" (a Ray cluster at ``address``;
-    None starts a local one; see medclf.experiments.executors)."""
-    if backend not in ("local", "ray"):
-        raise ConfigError(f"backend '{backend}' is unknown; choose local or ray")
-    if backend == "ray":
-        from medclf.experiments.executors import import_ray
-
-        import_ray(address)  # a missing extra or dead address is said before anything runs
+    None starts a local one); see medclf.experiments.executors. ``after_epoch(record)``: called
+    after each epoch of a run trained in this process (see run_job)."""
+    run = executor(backend, workers, address, after_epoch)
+    run.check()  # a missing extra or dead address is said before anything runs
     out = Path(out)
     results: dict[str, dict] = {}
     todo = []
     for entry in entries:
-        done = finished(run_dir_of(out, entry["key"]), entry["config"])
+        done = finished(entry_dir(out, entry), entry["config"])
         if done:
             results[entry["key"]] = {**entry, **done}
         else:
@@ -181,21 +113,7 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progres
         bar.end(result)
 
     try:
-        if backend == "ray" and todo:
-            from medclf.experiments.executors import run_ray
-
-            run_ray(todo, out, workers if len(todo) > 1 else 1, root, address, collect)
-        elif workers <= 1 or len(todo) <= 1:
-            for entry in todo:
-                collect(run_one(entry, str(out), threads_for(entry["config"], 1), root))
-        else:
-            context = multiprocessing.get_context("spawn")  # no forked torch/numba state
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=watch_parent,
-                                     initargs=(os.getpid(),)) as pool:  # fmt: skip
-                futures = [pool.submit(run_one, e, str(out), threads_for(e["config"], workers),
-                                       root) for e in todo]  # fmt: skip
-                for future in as_completed(futures):
-                    collect(future.result())
+        run.run(todo, out, root, collect)
     finally:
         bar.close()
     return [results[e["key"]] for e in entries]

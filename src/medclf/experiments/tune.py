@@ -1,11 +1,11 @@
 """``medclf tune``: hyperparameter search with Optuna over a model's search space
 (medclf.models.registry.SEARCH_SPACES).
 
-Each trial is one run folder, OUT/trials/trial-NNNN, made by run_job with ``select`` = the
-metric, so a trial's value is the validation metric of its kept epoch. Trials report the metric
-after every epoch and a MedianPruner stops unpromising ones (state PRUNED, checkpoint removed).
-With ``backend="ray"`` trials run ``workers`` at a time as Ray tasks in OUT/runs/KEY folders,
-unpruned (a worker cannot reach the driver's study).
+Each trial is one run folder, OUT/trials/trial-NNNN, trained by the runner (run_all, the same
+path for both backends) with ``select`` = the metric, so a trial's value is the validation
+metric of its kept epoch. Local trials report the metric after every epoch and a MedianPruner
+stops unpromising ones (state PRUNED, checkpoint removed). With ``backend="ray"`` trials run
+``workers`` at a time as Ray tasks, unpruned (a worker cannot reach the driver's study).
 The study lives in ``storage`` (default sqlite:///OUT/study.db) and ``trials`` counts finished
 trials (COMPLETE, PRUNED, or FAIL with a reason), so the same command rerun after a kill runs only
 the missing ones. A trial that was RUNNING when the search was killed is marked FAIL and its
@@ -20,12 +20,16 @@ its metrics.json.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import time
 from pathlib import Path
 
+from medclf.data.load import load_dataset
 from medclf.errors import ConfigError
+from medclf.experiments.runner import run_all
+from medclf.experiments.worker import StopRun
 from medclf.models.config import make_config
 from medclf.models.registry import MODELS, SEARCH_SPACES
 from medclf.run import folder
@@ -33,12 +37,12 @@ from medclf.run.folder import (
     CONFIG,
     HISTORY,
     read_json,
-    remove_leftovers,
-    run_dir_of,
+    run_lock,
     trial_dir,
     write_json,
     write_text,
 )
+from medclf.run.lifecycle import check_task
 
 METRICS = ("val_auc", "val_acc", "val_loss")
 
@@ -70,8 +74,18 @@ def suggest(trial, space: dict) -> dict:
     return params
 
 
+def pruned_error(optuna):
+    """optuna.TrialPruned that the runner also knows as a run stopped on purpose (StopRun)."""
+
+    class Pruned(optuna.TrialPruned, StopRun):
+        pass
+
+    return Pruned
+
+
 def pruning_hook(trial, metric: str):
-    """run_job's after_epoch: report the epoch's metric, stop the run if Optuna says prune."""
+    """An after_epoch hook: report the epoch's metric, stop the run if Optuna says prune."""
+    pruned = pruned_error(import_optuna())
 
     def after_epoch(rec):
         value = rec.get(metric)
@@ -79,9 +93,7 @@ def pruning_hook(trial, metric: str):
             return
         trial.report(value, rec["epoch"])
         if trial.should_prune():
-            import optuna
-
-            raise optuna.TrialPruned(f"pruned after epoch {rec['epoch']}")
+            raise pruned(f"pruned after epoch {rec['epoch']}")
 
     return after_epoch
 
@@ -129,22 +141,31 @@ def open_study(optuna, storage: str, search: dict, seed: int, pruner=None):
     return study
 
 
-def run_trial(optuna, study, trial, out: Path, base: dict, space: dict, metric, data, model):
+def trial_entry(trial, base: dict, space: dict, model: str) -> dict:
+    """The runner entry of a trial: its config and its folder (a retry keeps the folder)."""
     params = suggest(trial, space)
     rel = trial.user_attrs.get("run_dir") or trial_dir(trial.number)
     trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
-    run_dir = out / rel
     config = make_config(model, **base, **params)
-    from medclf.run.lifecycle import run_job
+    return {"key": f"trial-{trial.number:04d}", "config": config, "folder": rel,
+            "questions": [f"trial {trial.number}"], "train_acc": True}  # fmt: skip
 
-    try:
-        metrics = run_job(config, data, run_dir, quiet=True,
-                          after_epoch=pruning_hook(trial, metric))  # fmt: skip
-    except optuna.TrialPruned:
-        remove_leftovers(run_dir)  # a pruned trial is never continued
-        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        return
-    tell(optuna, study, trial, run_dir, metrics, metric)
+
+def run_trials(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
+               workers: int, root, backend: str, address) -> None:  # fmt: skip
+    """``n`` trials (one where local: it can be pruned after each epoch) through the runner.
+    Ray trials are not pruned: a worker cannot reach the driver's study, so they run their
+    epochs and are told their kept value when they come back."""
+    batch = [study.ask() for _ in range(n)]
+    entries = [trial_entry(t, base, space, model) for t in batch]
+    hook = pruning_hook(batch[0], metric) if backend == "local" else None
+    results = run_all(entries, out, workers=workers, root=root, progress=False, backend=backend,
+                      address=address, after_epoch=hook)  # fmt: skip
+    for trial, entry, result in zip(batch, entries, results, strict=True):
+        if result["status"] == "stopped":
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            tell(optuna, study, trial, out / entry["folder"], result, metric)
 
 
 def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> None:
@@ -155,26 +176,6 @@ def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> Non
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     else:
         study.tell(trial, value)
-
-
-def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
-                     workers: int, root, address) -> None:  # fmt: skip
-    """``n`` trials at once as Ray tasks (medclf.experiments.executors), each in the run folder
-    OUT/runs/KEY of its config. A worker cannot reach the driver's study, so these trials are
-    not pruned: they run their epochs and are told their kept value when they come back."""
-    from medclf.experiments.runner import run_all
-    from medclf.experiments.specs import run_key
-
-    batch, entries = [study.ask() for _ in range(n)], []
-    for trial in batch:
-        config = make_config(model, **base, **suggest(trial, space))
-        key = run_key(config)
-        trial.set_user_attr("run_dir", str(run_dir_of("", key)))
-        entries.append({"key": key, "config": config, "questions": [f"trial {trial.number}"]})
-    results = run_all(entries, out, workers=workers, root=root, progress=False, backend="ray",
-                      address=address)  # fmt: skip
-    for trial, result in zip(batch, results, strict=True):
-        tell(optuna, study, trial, run_dir_of(out, result["key"]), result, metric)
 
 
 def trial_rows(study, out: Path, space: dict) -> list[dict]:
@@ -193,8 +194,6 @@ def trial_rows(study, out: Path, space: dict) -> list[dict]:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    import io
-
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(rows[0]) if rows else ["number"])
     writer.writeheader()
@@ -227,10 +226,6 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
          pruner=None, workers: int = 2, address: str | None = None) -> dict:  # fmt: skip
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
     ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
-    from medclf.data.load import load_dataset
-    from medclf.files import run_lock
-    from medclf.run.lifecycle import check_task
-
     if model not in MODELS:
         make_config(model)  # its one-line message
     if metric not in METRICS:
@@ -246,7 +241,7 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
         space.pop("epochs", None)
     base = {"dataset": str(dataset), "size": size, "seed": seed, "select": metric,
             "epochs": epochs}  # fmt: skip
-    check_task(make_config(model, **base), data := load_dataset(str(dataset), root, size=size))
+    check_task(make_config(model, **base), load_dataset(str(dataset), root, size=size))
     search = json.loads(json.dumps({"model": model, **base, "space": space}))
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
     with run_lock(out):
@@ -257,12 +252,10 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
                 echo(f"--timeout {timeout:g} s reached; rerun the same command to go on")
                 break
             before = len(study.trials)
-            if backend == "ray":
-                left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
-                run_batch_on_ray(optuna, study, min(workers, left), out, base, space, metric,
-                                 model, workers, root, address)  # fmt: skip
-            else:
-                run_trial(optuna, study, study.ask(), out, base, space, metric, data, model)
+            left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
+            n = min(workers, left) if backend == "ray" else 1
+            run_trials(optuna, study, n, out, base, space, metric, model, workers, root, backend,
+                       address)  # fmt: skip
             for t in study.trials[before:]:
                 echo(f"trial {t.number}: {t.state.name}"
                      + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip

@@ -143,6 +143,12 @@ def run_dir_of(out, key: str) -> Path:
     return Path(out) / RUNS / key
 
 
+def entry_dir(out, entry: dict) -> Path:
+    """The folder of a runner entry: its own ``folder`` (relative to OUT: a search's trial),
+    else OUT/runs/KEY."""
+    return Path(out) / entry["folder"] if "folder" in entry else run_dir_of(out, entry["key"])
+
+
 def trial_dir(number: int) -> str:
     """A search's trial folder, relative to the search's OUT."""
     return f"{TRIALS}/trial-{number:04d}"

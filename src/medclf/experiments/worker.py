@@ -1,0 +1,107 @@
+"""One entry of a set of runs, trained in this process: the step every executor
+(medclf.experiments.executors) ends in. It owns the run folder while it trains (the lock),
+skips a run finished meanwhile, and turns any failure into a result; those three answers are
+written here only, for the local pool and for Ray alike."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import ExitStack
+from functools import lru_cache
+from pathlib import Path
+
+from threadpoolctl import threadpool_limits
+
+from medclf.data.load import load_dataset
+from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC
+from medclf.models.registry import MODELS
+from medclf.run.folder import (
+    CONFIG,
+    RunLockedError,
+    entry_dir,
+    finished,
+    remove_leftovers,
+    run_lock,
+    write_json,
+)
+from medclf.run.lifecycle import run_job
+
+
+class StopRun(Exception):  # a run ended on purpose, not an error
+    """Raised by an ``after_epoch`` hook to end a run on purpose (tune's pruner): its result
+    has status "stopped" and the reason; it is never continued (its checkpoints are removed)."""
+
+
+def threads_for(config: dict, workers: int) -> int:
+    """Small batches: one thread (two single-thread runs side by side beat one two-thread run);
+    large batches and NumPy's BLAS evaluation: the cores left per worker."""
+    if config.get("batch_size", 1) <= 64:
+        return 1
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def watch_parent(parent: int, every: float = 0.5) -> None:
+    """Worker initializer: a daemon thread ends this worker once ``parent`` is gone (kill -9
+    of ``medclf reproduce`` must not leave its workers training for nobody)."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="watch-parent").start()
+
+
+@lru_cache(maxsize=2)
+def cached_dataset(name: str, root: str | None, size: int = 28):
+    return load_dataset(name, root, size=size)
+
+
+def claim(entry: dict, run_dir: Path, locks: ExitStack) -> dict | None:
+    """Own ``run_dir`` (its lock, held until ``locks`` closes); a result where there is nothing
+    to train: another live process holds it ("running"), or it is finished already."""
+    try:
+        locks.enter_context(run_lock(run_dir))
+    except RunLockedError as err:
+        return {**entry, "status": "running", "error": f"running in pid {err.pid}"}
+    done = finished(run_dir, entry["config"])  # finished by another process meanwhile
+    return {**entry, **done, "note": "finished by another process"} if done else None
+
+
+def failed(entry: dict, err: BaseException, start: float) -> dict:
+    """A run that raised (or whose worker was lost): reported in the table; the others go on."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    error = f"{type(err).__name__}: {first}"
+    return {**entry, "status": "failed", "error": error, "seconds": time.perf_counter() - start}
+
+
+def run_one(entry: dict, out: str, threads: int, root: str | None = None,
+            after_epoch=None) -> dict:  # fmt: skip
+    """Train one run in this process, owning its folder; never raises: a failure becomes a
+    failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
+    run_job (the Ray executor copies checkpoints with it, tune prunes with it)."""
+    config, run_dir = entry["config"], entry_dir(out, entry)
+    start = time.perf_counter()
+    try:
+        with ExitStack() as locks:
+            skip = claim(entry, run_dir, locks)
+            if skip is not None:
+                return skip
+            write_json(run_dir / CONFIG, config)  # a running run says what it is
+            with threadpool_limits(threads):
+                dataset = cached_dataset(config["dataset"], root, config.get("size", 28))
+                options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
+                # per-epoch training accuracy only where a figure plots it; else once at the end
+                plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
+                per_epoch = entry.get("train_acc", plotted)
+                metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
+                                  after_epoch=after_epoch, **options)  # fmt: skip
+        return {**entry, **metrics, "status": metrics.get("status", "done")}
+    except StopRun as stop:
+        remove_leftovers(run_dir)
+        seconds = time.perf_counter() - start
+        return {**entry, "status": "stopped", "error": str(stop), "seconds": seconds}
+    except Exception as err:  # reported in the table; the other runs go on
+        return failed(entry, err, start)
