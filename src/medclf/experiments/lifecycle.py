@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from medclf.data.load import Dataset
 from medclf.errors import ConfigError
+from medclf.experiments.dataid import changed_data, data_md5
 from medclf.experiments.outputs import (
     final_metrics,
     medmnist_flag,
@@ -72,6 +74,11 @@ def claim_run_folder(out, config: dict, force: bool) -> None:
     if not force:
         raise ConfigError(f"{run_dir} holds a finished run of another config; choose another "
                           "--out or pass --force to replace it")  # fmt: skip
+    clear_run_files(run_dir)
+
+
+def clear_run_files(run_dir: Path) -> None:
+    """Remove a run's files (only medclf's own, never anything else in the folder)."""
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)
     for csv_file in run_dir.glob("*@*.csv"):
@@ -143,8 +150,15 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
     best = run_dir / family.best_file if family.best_file else None
     unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result
+    md5 = data_md5(dataset.source)  # before training: what this run is trained on
     if resume and not unfinished and (done := finished_metrics(run_dir, config)):
-        return done
+        why = changed_data(done, dataset.source)
+        if why is None:
+            return done
+        clear_run_files(run_dir)  # a finished run of other data is no result of this one
+        if not quiet:
+            print(f"{run_dir}: training again, as {why}; its folder is replaced",
+                  file=sys.stderr)  # fmt: skip
     check_task(config, dataset)
     dataset = dataset.head(config["train_fraction"])
     trainer = family(config, dataset, **options)
@@ -184,7 +198,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     save_predictions(run_dir, preds, medmnist_flag(dataset))
     best_val_acc = max((r["val_acc"] for r in history if r["val_acc"] is not None), default=None)
     metrics = final_metrics(config, dataset, history, f, seconds, preds, kept["epoch"],
-                            stop_reason(history, selector), best_val_acc=best_val_acc,
+                            stop_reason(history, selector), best_val_acc=best_val_acc, data_md5=md5,
                             **trainer.extra_metrics(chosen))  # fmt: skip
     save_run(run_dir, config, history, metrics, trainer.environment())
     for leftover in (ckpt, best):

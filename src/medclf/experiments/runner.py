@@ -2,10 +2,11 @@
 worker processes, and collect everything in one tidy table (runs_table: OUT/runs.csv).
 
 A run's folder is ``OUT/runs/KEY`` where KEY hashes its full config, so resumption and
-deduplication need no bookkeeping: a folder with metrics.json is finished, one with a
-checkpoint continues from it. Several ``medclf reproduce`` may share one OUT: a run folder is
-owned by one process at a time (medclf.files.run_lock); a run another live process holds is
-skipped and reported as running there. Workers exit when the main process dies.
+deduplication need no bookkeeping: a folder with metrics.json is finished (reused only where
+its recorded data MD5 is that of the file the config names now; else its folder is replaced),
+one with a checkpoint continues from it. Several ``medclf reproduce`` may share one OUT: a run
+folder is owned by one process at a time (medclf.files.run_lock); a run another live process
+holds is skipped and reported as running there. Workers exit when the main process dies.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import io
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -23,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medclf.errors import ConfigError
+from medclf.experiments.dataid import config_data_change, data_file, data_md5
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
 from medclf.experiments.store import read_json, write_json
 from medclf.files import RunLockedError, run_lock
@@ -41,9 +44,9 @@ def threads_for(config: dict, workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def finished(run_dir: Path, config: dict) -> dict | None:
-    """The metrics of a finished run of ``config`` in ``run_dir``; None if it must (re)run,
-    including when its config.json or metrics.json is missing or damaged."""
+def finished_run(run_dir: Path, config: dict) -> dict | None:
+    """The metrics of a finished run of ``config`` in ``run_dir``, whatever data it had; None
+    if it must (re)run, including when its config.json or metrics.json is missing or damaged."""
     try:
         if read_json(run_dir / "config.json") != config:
             return None
@@ -51,6 +54,25 @@ def finished(run_dir: Path, config: dict) -> dict | None:
     except (OSError, ValueError):  # missing, unreadable or not JSON
         return None
     return metrics if isinstance(metrics, dict) and metrics.get("status") in FINISHED else None
+
+
+def finished(run_dir: Path, config: dict, root=None) -> dict | None:
+    """finished_run, where the run was trained on the file its config names now."""
+    metrics = finished_run(run_dir, config)
+    return metrics if metrics and config_data_change(metrics, config, root) is None else None
+
+
+def replace_stale(run_dir: Path, why: str) -> None:
+    """A finished run of other data is no result: remove its files (unless another live
+    process holds the folder: it decides) and say so."""
+    from medclf.experiments.lifecycle import clear_run_files
+
+    try:
+        with run_lock(run_dir):
+            clear_run_files(run_dir)
+    except RunLockedError:
+        return
+    print(f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr)
 
 
 def watch_parent(parent: int, every: float = 0.5) -> None:
@@ -66,7 +88,9 @@ def watch_parent(parent: int, every: float = 0.5) -> None:
 
 
 @lru_cache(maxsize=2)
-def _dataset(name: str, root: str | None, size: int = 28):
+def _dataset(name: str, root: str | None, size: int = 28, md5: str | None = None):
+    """The dataset, loaded once per file content (``md5``: a file replaced meanwhile is read
+    again)."""
     from medclf.data.load import load_dataset
 
     return load_dataset(name, root, size=size)
@@ -85,12 +109,14 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
         from medclf.experiments.lifecycle import run_job
 
         with run_lock(run_dir):
-            done = finished(run_dir, config)  # finished by another process meanwhile
+            done = finished(run_dir, config, root)  # finished by another process meanwhile
             if done:
                 return {**entry, **done, "note": "finished by another process"}
             write_json(run_dir / "config.json", config)  # a running run says what it is
             with threadpool_limits(threads):
-                dataset = _dataset(config["dataset"], root, config.get("size", 28))
+                size = config.get("size", 28)
+                path = data_file(str(config["dataset"]), root, size)
+                dataset = _dataset(config["dataset"], root, size, path and data_md5(path))
                 options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 per_epoch = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
@@ -193,11 +219,15 @@ def run_all(entries: list[dict], out: Path, workers: int = 2, root=None, progres
     results: dict[str, dict] = {}
     todo = []
     for entry in entries:
-        done = finished(out / "runs" / entry["key"], entry["config"])
-        if done:
+        run_dir = out / "runs" / entry["key"]
+        done = finished_run(run_dir, entry["config"])
+        why = done and config_data_change(done, entry["config"], root)
+        if done and not why:
             results[entry["key"]] = {**entry, **done}
-        else:
-            todo.append(entry)
+            continue
+        if why:
+            replace_stale(run_dir, why)
+        todo.append(entry)
     todo.sort(key=lambda e: -estimated_cost(e["config"]))  # longest first balances workers
     bar = EpochBar(todo, out, progress)
 
