@@ -153,3 +153,94 @@ def test_a_dataset_named_twice_runs_once_and_bad_grids_fail_before_training(tmp_
         assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
         assert len(bad.output.strip().splitlines()) == 1
         assert not (tmp_path / "bad").exists()  # refused before any folder or training
+
+
+def bench(out: Path, *datasets, model: str = "sklearn-logreg"):
+    args = ["benchmark", "--out", str(out), "--model", model, "--seeds", "1"]
+    for dataset in datasets:
+        args += ["--dataset", str(dataset)]
+    return CliRunner().invoke(cli, args)
+
+
+def test_a_data_file_replaced_in_place_is_trained_again_not_reported_stale(tmp_path):
+    import hashlib
+
+    from medclf.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "b.npz", "breastmnist", 0.3, 0)
+    assert bench(tmp_path / "out", data).exit_code == 0
+    old = rows_of(tmp_path / "out")[0]
+    write_synthetic(data, "breastmnist", 0.3, 5)  # the same path, other images
+    fresh = bench(tmp_path / "fresh", data)  # the oracle: the new file in a new --out
+    assert fresh.exit_code == 0, fresh.output
+    new = rows_of(tmp_path / "fresh")[0]
+    assert new["test_auc"] != old["test_auc"]  # else this test could not tell stale from new
+    again = bench(tmp_path / "out", data)
+    assert again.exit_code == 0, again.output
+    [line] = [x for x in again.output.splitlines() if "training again" in x]
+    assert "has changed since it was trained" in line and "its folder is replaced" in line
+    [row] = rows_of(tmp_path / "out")
+    assert (row["test_auc"], row["test_acc"]) == (new["test_auc"], new["test_acc"])
+    md5 = hashlib.md5(data.read_bytes()).hexdigest()
+    metrics = json.loads((tmp_path / "out" / "runs" / row["key"] / "metrics.json").read_text())
+    assert metrics["data_md5"] == row["data_md5"] == md5
+    # unchanged now: reused, not trained a third time
+    stamp = (tmp_path / "out" / "runs" / row["key"] / "metrics.json").stat().st_mtime_ns
+    third = bench(tmp_path / "out", data)
+    assert third.exit_code == 0 and "training again" not in third.output
+    assert (tmp_path / "out" / "runs" / row["key"] / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_a_run_from_before_the_data_md5_was_recorded_is_trained_again(tmp_path):
+    from medclf.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "b.npz", "breastmnist", 0.1, 0)
+    assert bench(tmp_path / "out", data).exit_code == 0
+    [row] = rows_of(tmp_path / "out")
+    path = tmp_path / "out" / "runs" / row["key"] / "metrics.json"
+    metrics = json.loads(path.read_text())
+    del metrics["data_md5"]  # as an older medclf wrote it
+    path.write_text(json.dumps({**metrics, "test_auc": 0.123}))
+    again = bench(tmp_path / "out", data)
+    assert "before medclf recorded its data's MD5" in again.output
+    [row] = rows_of(tmp_path / "out")
+    assert float(row["test_auc"]) != 0.123 and "data_md5" in json.loads(path.read_text())
+
+
+def test_train_resume_on_replaced_data_trains_again(tmp_path):
+    from medclf import api
+    from medclf.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "b.npz", "breastmnist", 0.3, 0)
+    settings = {"dataset": str(data), "epochs": 1, "out": tmp_path / "run", "resume": True}
+    first = api.train("numpy-logreg", **settings).metrics
+    write_synthetic(data, "breastmnist", 0.3, 5)
+    oracle = api.train("numpy-logreg", **{**settings, "out": tmp_path / "fresh"}).metrics
+    assert oracle["test_auc"] != first["test_auc"]
+    again = api.train("numpy-logreg", **settings).metrics
+    assert again["test_auc"] == oracle["test_auc"] and again["data_md5"] == oracle["data_md5"]
+
+
+def test_a_row_is_one_data_file_whatever_its_spelling(tmp_path, monkeypatch):
+    from medclf.data.synthetic import write_synthetic
+
+    monkeypatch.chdir(tmp_path)
+    whole = write_synthetic(tmp_path / "breast.npz", "breastmnist", 0.2, 0)
+    quarter = write_synthetic(tmp_path / "quarter.npz", "breastmnist", 0.05, 0)
+    (tmp_path / "other").mkdir()
+    namesake = write_synthetic(tmp_path / "other" / "breast.npz", "breastmnist", 0.2, 3)
+    (tmp_path / "link.npz").symlink_to(whole)
+    result = bench(tmp_path / "out", "breast.npz", "./breast.npz", whole, "link.npz", quarter,
+                   namesake)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = rows_of(tmp_path / "out")
+    assert len(rows) == 3 and len({r["key"] for r in rows}) == 3  # one row per file
+    assert [r["dataset"] for r in rows] == ["breastmnist"] * 3
+    assert [r["data_file"] for r in rows] == [str(whole), str(quarter), str(namesake)]
+    labels = [r["file"] for r in rows]
+    assert len(set(labels)) == 3 and labels[1] == "quarter.npz"
+    assert all(r["data_md5"][:8] in label for r, label in zip(rows, labels, strict=True)
+               if label.startswith("breast.npz"))  # fmt: skip
+    md = (tmp_path / "out" / "benchmark.md").read_text()
+    for label in labels:
+        assert f"## breastmnist — {label} — synthetic" in md

@@ -101,7 +101,7 @@ def test_report_means_failures_best_and_separation(results, tmp_path):
     assert f"{statistics.mean(with_failed):.3f}" not in text
     # ...and it is listed as failed, without metrics
     every = parts["Every run"]
-    failed_line = row(every, "breastmnist | real | sk-logreg | fast | 44")
+    failed_line = row(every, "breastmnist | — | real | sk-logreg | fast | 44")
     assert "| failed |" in failed_line and "0.100" not in failed_line
 
     # difference to ResNet-18 (28) and the best marked: on BreastMNIST our torch-cnn has the best
@@ -175,3 +175,23 @@ def test_results_csv_parses_back(results):
     assert len(rows) == len(results)
     assert rows[0]["val_acc"] == "" and float(rows[1]["test_auc"]) == results[1]["test_auc"]
     assert rows[-1]["synthetic"] == "True" and rows[-1]["dataset"] == "dermamnist"
+
+
+def test_two_files_of_one_dataset_are_two_groups_each_named(tmp_path):
+    # BreastMNIST and a quarter of it: one dataset name, two files, never one merged row
+    scores = {"breastmnist.npz": [(0.80, 0.85), (0.82, 0.87)], "quarter.npz": [(0.60, 0.65)]}
+    rows = [{**run("breastmnist", "torch-cnn", 42 + i, acc, auc), "file": name,
+             "data_file": f"/data/{name}", "data_md5": f"{len(name):032x}"}
+            for name, pairs in scores.items() for i, (acc, auc) in enumerate(pairs)]  # fmt: skip
+    text = write_benchmark_report(rows, tmp_path)["markdown"].read_text()
+    parts = sections(text)
+    for name, pairs in scores.items():
+        part = parts[f"BreastMNIST — {name}"]
+        assert f"Data file: `/data/{name}` (MD5 `{len(name):032x}`)" in part
+        line = row(part, "torch-cnn (fast)")
+        assert f"{statistics.mean(acc for acc, _ in pairs):.3f}" in line
+        assert line.split(" | ")[2] == str(len(pairs))  # runs of this file only
+    every = parts["Every run"]
+    assert len([line for line in every.splitlines() if "| quarter.npz |" in line]) == 1
+    assert len([line for line in every.splitlines() if "| breastmnist.npz |" in line]) == 2
+    assert len(list(csv.DictReader(io.StringIO(results_csv(rows))))) == 3

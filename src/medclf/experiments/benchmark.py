@@ -7,18 +7,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medclf.data.load import load_dataset
+from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
 from medclf.experiments.specs import run_key
 from medclf.models.config import make_config
 from medclf.models.registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_settings
+from medclf.run.dataid import data_md5
+from medclf.run.lifecycle import check_task
 
 RESULT_KEYS = ("status", "val_acc", "val_auc", "test_acc", "test_auc", "seconds", "synthetic",
                "selected_epoch", "error")  # fmt: skip
 
 
-def grid(datasets, models, preset: str, seeds: int, size: int = 28) -> list[dict]:
-    """One runner entry per dataset x model x seed (seeds 42, 43, ...)."""
+def grid(datasets, models, preset: str, seeds: int, size: int = 28, files=None) -> list[dict]:
+    """One runner entry per dataset x model x seed (seeds 42, 43, ...). ``files``: what
+    data_files says of each dataset (its name, file label, MD5), added to its entries."""
     if preset not in PRESETS:
         raise ConfigError(f"preset '{preset}' is unknown; choose one of {', '.join(PRESETS)}")
     unknown = [m for m in models if m not in MODELS]
@@ -33,29 +38,49 @@ def grid(datasets, models, preset: str, seeds: int, size: int = 28) -> list[dict
             for seed in range(42, 42 + seeds):
                 config = make_config(model, dataset=str(dataset), size=size, seed=seed,
                                      **preset_settings(preset, model))  # fmt: skip
+                about = (files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem}
+                label = about.get("file", about["dataset"])
                 entries.append({"key": run_key(config), "config": config,
-                                "questions": [f"{Path(str(dataset)).stem}/{model}"],
-                                "dataset": Path(str(dataset)).stem, "model": model,
+                                "questions": [f"{label}/{model}"], **about, "model": model,
                                 "preset": preset, "seed": seed})  # fmt: skip
     return entries
 
 
-def check_grid(datasets, models, size: int, root) -> None:
-    """Every dataset loads and every model can learn its task, before anything trains."""
-    from medclf.data.load import load_dataset
-    from medclf.run.lifecycle import check_task
-
+def data_files(datasets, models, size: int, root) -> dict[str, dict]:
+    """Each data file once, by its resolved path (``oct.npz``, ``./oct.npz`` and a symlink to
+    it are one file), keyed by how its configs name it (a registry name stays a name, a path
+    becomes absolute): the dataset's name, whether synthetic, the file, its MD5 and a label
+    (``file``) that tells it from the other files. Every dataset loads and every model can
+    learn its task, before anything trains."""
+    files, seen = {}, set()
     for dataset in datasets:
         data = load_dataset(dataset, root, size=size)
+        path = Path(data.source).resolve()
+        if path in seen:
+            continue
+        seen.add(path)
+        name = dataset if dataset.lower() in REGISTRY else str(path)
         for model in models:
             if model in MODELS:
-                check_task(make_config(model, dataset=dataset, size=size), data)
+                check_task(make_config(model, dataset=name, size=size), data)
+        files[name] = {"dataset": data.name, "synthetic": data.synthetic, "file": path.name,
+                       "data_file": str(path), "data_md5": data_md5(path)}  # fmt: skip
+    # two files of one name: the MD5's start tells them apart, else (the same bytes) the path
+    for tell_apart in (lambda f: f"{f['file']} (MD5 {f['data_md5'][:8]})",
+                       lambda f: f["data_file"]):  # fmt: skip
+        names = [f["file"] for f in files.values()]
+        for f in files.values():
+            if names.count(f["file"]) > 1:
+                f["file"] = tell_apart(f)
+    return files
 
 
 def result_row(result: dict) -> dict:
+    """One results.csv row: which data file (``file``: its label), the run, its results."""
     row = {k: result.get(k) for k in ("dataset", "model", "preset", "seed")}
     row["dataset"] = result.get("dataset_name") or row["dataset"]
-    return {**row, **{k: result.get(k) for k in RESULT_KEYS}, "key": result["key"]}
+    data = {k: result.get(k) for k in ("file", "data_md5", "data_file")}
+    return {**row, **{k: result.get(k) for k in RESULT_KEYS}, "key": result["key"], **data}
 
 
 def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
@@ -66,10 +91,9 @@ def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")
     out = Path(out)
-    datasets = list(dict.fromkeys(str(d) for d in datasets))  # a dataset named twice runs once
-    check_grid(datasets, models, size, root)
+    files = data_files([str(d) for d in datasets], models, size, root)  # each file once
     out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after training
-    entries = grid(datasets, models, preset, seeds, size)
+    entries = grid(list(files), models, preset, seeds, size, files)
     results = run_all(entries, out, workers=workers, root=root, progress=progress,
                       backend=backend, address=address)
     return [result_row(r) for r in results]

@@ -118,7 +118,7 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
         with ExitStack() as locks:
             for entry in todo:
                 run_dir, config = entry_dir(out, entry), entry["config"]
-                skip = claim(entry, run_dir, locks)
+                skip = claim(entry, run_dir, locks, root)
                 if skip is not None:
                     collect(skip)
                     continue

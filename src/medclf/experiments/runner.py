@@ -4,16 +4,18 @@ tidy table (runs_table: OUT/runs.csv).
 
 A run's folder is ``OUT/runs/KEY`` (or the entry's own ``folder``: a search's trial), where KEY
 hashes its full config, so resumption and deduplication need no bookkeeping: a folder with
-metrics.json is finished, one with a checkpoint continues from it. Several ``medclf reproduce``
-may share one OUT: a run folder is owned by one process at a time (medclf.files.run_lock); a
-run another live process holds is skipped and reported as running there. Workers exit when
-the main process dies.
+metrics.json is finished (reused only where its recorded data MD5 is that of the file the
+config names now; else its folder is replaced), one with a checkpoint continues from it.
+Several ``medclf reproduce`` may share one OUT: a run folder is owned by one process at a time
+(medclf.files.run_lock); a run another live process holds is skipped and reported as running
+there. Workers exit when the main process dies.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import sys
 import threading
 from pathlib import Path
 
@@ -21,10 +23,31 @@ from tqdm.auto import tqdm
 
 from medclf.experiments.executors import executor
 from medclf.experiments.specs import estimated_cost
-from medclf.run.folder import CHECKPOINTS, entry_dir, epochs_done, finished
+from medclf.run.dataid import config_data_change
+from medclf.run.folder import (
+    CHECKPOINTS,
+    RunLockedError,
+    clear,
+    entry_dir,
+    epochs_done,
+    finished_run,
+    run_lock,
+)
 
 RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
                  "error")  # fmt: skip
+
+
+def replace_stale(run_dir: Path, why: str) -> None:
+    """A finished run of other data is no result: remove its files (unless another live
+    process holds the folder: it decides) and say so."""
+    try:
+        with run_lock(run_dir):
+            clear(run_dir)
+    except RunLockedError:
+        return
+    print(f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr)
+
 
 
 class EpochBar:
@@ -100,11 +123,15 @@ def run_all(
     results: dict[str, dict] = {}
     todo = []
     for entry in entries:
-        done = finished(entry_dir(out, entry), entry["config"])
-        if done:
+        run_dir = entry_dir(out, entry)
+        done = finished_run(run_dir, entry["config"])
+        why = done and config_data_change(done, entry["config"], root)
+        if done and not why:
             results[entry["key"]] = {**entry, **done}
-        else:
-            todo.append(entry)
+            continue
+        if why:
+            replace_stale(run_dir, why)
+        todo.append(entry)
     todo.sort(key=lambda e: -estimated_cost(e["config"]))  # longest first balances workers
     bar = EpochBar(todo, out, progress)
 

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from medclf.data.load import load_dataset
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC
 from medclf.models.registry import MODELS
+from medclf.run.dataid import data_file, data_md5
 from medclf.run.folder import (
     CONFIG,
     RunLockedError,
@@ -55,18 +56,21 @@ def watch_parent(parent: int, every: float = 0.5) -> None:
 
 
 @lru_cache(maxsize=2)
-def cached_dataset(name: str, root: str | None, size: int = 28):
+def cached_dataset(name: str, root: str | None, size: int = 28, md5: str | None = None):
+    """The dataset, loaded once per file content (``md5``: a file replaced meanwhile is read
+    again)."""
     return load_dataset(name, root, size=size)
 
 
-def claim(entry: dict, run_dir: Path, locks: ExitStack) -> dict | None:
+def claim(entry: dict, run_dir: Path, locks: ExitStack, root=None) -> dict | None:
     """Own ``run_dir`` (its lock, held until ``locks`` closes); a result where there is nothing
-    to train: another live process holds it ("running"), or it is finished already."""
+    to train: another live process holds it ("running"), or it is finished already (on the
+    data file its config names now)."""
     try:
         locks.enter_context(run_lock(run_dir))
     except RunLockedError as err:
         return {**entry, "status": "running", "error": f"running in pid {err.pid}"}
-    done = finished(run_dir, entry["config"])  # finished by another process meanwhile
+    done = finished(run_dir, entry["config"], root)  # finished by another process meanwhile
     return {**entry, **done, "note": "finished by another process"} if done else None
 
 
@@ -86,12 +90,14 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
     start = time.perf_counter()
     try:
         with ExitStack() as locks:
-            skip = claim(entry, run_dir, locks)
+            skip = claim(entry, run_dir, locks, root)
             if skip is not None:
                 return skip
             write_json(run_dir / CONFIG, config)  # a running run says what it is
             with threadpool_limits(threads):
-                dataset = cached_dataset(config["dataset"], root, config.get("size", 28))
+                size = config.get("size", 28)
+                path = data_file(str(config["dataset"]), root, size)
+                dataset = cached_dataset(config["dataset"], root, size, path and data_md5(path))
                 options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)

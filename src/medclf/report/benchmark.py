@@ -78,11 +78,17 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def groups(results: list[dict]) -> dict[tuple[str, bool], dict[tuple[str, str], list[dict]]]:
-    """(dataset, synthetic) -> (model, preset) -> runs, in first-seen order."""
+def file_of(row: dict) -> str:
+    """The label of the row's data file ('' for rows that name none)."""
+    return "" if row.get("file") in (None, "") else str(row["file"])
+
+
+def groups(results: list[dict]) -> dict[tuple[str, str, bool], dict[tuple[str, str], list]]:
+    """(dataset, file, synthetic) -> (model, preset) -> runs, in first-seen order: a group is
+    one data file, never two files of one dataset."""
     out: dict = {}
     for r in results:
-        by_model = out.setdefault((str(r.get("dataset")), is_synthetic(r)), {})
+        by_model = out.setdefault((str(r.get("dataset")), file_of(r), is_synthetic(r)), {})
         by_model.setdefault((str(r.get("model")), str(r.get("preset"))), []).append(r)
     return out
 
@@ -114,10 +120,11 @@ def runs_text(s: dict) -> str:
     return text
 
 
-def dataset_section(key: tuple[str, bool], by_model: dict) -> list[str]:
-    dataset, synthetic = key
+def dataset_section(key: tuple[str, str, bool], by_model: dict) -> list[str]:
+    dataset, file, synthetic = key
     table = None if synthetic else published(dataset_key(dataset))
     name = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+    name += f" — {file}" if file else ""
     base = table[BASELINE] if table else None
     stats = {m: summarise(rows) for m, rows in by_model.items()}
     # the best value of each metric, ours (means) and the paper's alike, compared as printed
@@ -132,14 +139,18 @@ def dataset_section(key: tuple[str, bool], by_model: dict) -> list[str]:
         return f"**{text}**" if value is not None and round(value, 3) == best[metric] else text
 
     if synthetic:
-        lines = [f"## {md(dataset)} — {SYNTHETIC}", "",
+        lines = [f"## {md(name)} — {SYNTHETIC}", "",
                  "Synthetic look-alike data: these numbers test the pipeline, not the models, and "
                  "are not compared with published results.", ""]  # fmt: skip
     elif table:
         lines = [f"## {md(name)}", "", f"Ours (medclf, real data) beside {SOURCE}. "
                  f"Δ = difference to {BASELINE}; best ACC and AUC in bold.", ""]  # fmt: skip
     else:
-        lines = [f"## {md(dataset)}", "", "MedMNIST v2 has no published numbers for this data.", ""]
+        lines = [f"## {md(name)}", "", "MedMNIST v2 has no published numbers for this data.", ""]
+    first = next(iter(by_model.values()))[0]  # every run of a group has the same file
+    if first.get("data_file"):
+        md5 = f" (MD5 `{first['data_md5']}`)" if first.get("data_md5") else ""
+        lines += [f"Data file: `{md(first['data_file'])}`{md5}", ""]
     lines += ["| method | source | runs | test ACC | test AUC | Δ ACC | Δ AUC | val ACC | val AUC "
               "| seconds / run |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     source = f"medclf ({SYNTHETIC})" if synthetic else "medclf"
@@ -177,14 +188,16 @@ def not_run_section(run_keys: set[str]) -> list[str]:
 
 
 def runs_section(results: list[dict]) -> list[str]:
-    lines = ["## Every run", "", "| dataset | data | model | preset | seed | status | val ACC "
-             "| val AUC | test ACC | test AUC | seconds |", "|---" * 11 + "|"]  # fmt: skip
+    head = ("dataset", "file", "data", "model", "preset", "seed", "status", "val ACC", "val AUC",
+            "test ACC", "test AUC", "seconds")  # fmt: skip
+    lines = ["## Every run", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in results:
         data = SYNTHETIC if is_synthetic(r) else "real"
         # a run not counted shows no metrics: whatever it left behind is not a result
         metrics = [fmt(number(r.get(k)) if counted(r) else None)
                    for k in ("val_acc", "val_auc", "test_acc", "test_auc")]
-        lines.append(f"| {md(r.get('dataset'))} | {data} | {md(r.get('model'))} "
+        lines.append(f"| {md(r.get('dataset'))} | {md(file_of(r) or '—')} | {data} "
+                     f"| {md(r.get('model'))} "
                      f"| {md(r.get('preset'))} | {md(r.get('seed'))} | {md(r.get('status'))} | "
                      + " | ".join(metrics) + f" | {whole(number(r.get('seconds')))} |")
     return lines + [""]
@@ -195,11 +208,11 @@ def draw_plot(grouped: dict, path: Path) -> None:
     as horizontal lines. Object API only, so no backend is forced on the caller."""
     from matplotlib.figure import Figure
 
-    keys = list(grouped) or [("no runs", False)]
+    keys = list(grouped) or [("no runs", "", False)]
     fig = Figure(figsize=(4.5 * len(keys) + 1.5, 5), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys, strict=True):
-        dataset, synthetic = key
+        dataset, file, synthetic = key
         stats = [(f"{m}\n{p}", summarise(rows)) for (m, p), rows in grouped.get(key, {}).items()]
         stats = [(label, s) for label, s in stats if s["n"]]
         xs = range(len(stats))
@@ -216,6 +229,7 @@ def draw_plot(grouped: dict, path: Path) -> None:
             ax.text(0.5, 0.5, "no finished run", transform=ax.transAxes, ha="center")
             ax.set_yticks([])
         title = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+        title += f"\n{file}" if file else ""
         ax.set_title(f"{title}\n({SYNTHETIC})" if synthetic else title, fontsize=10)
         ax.set_ylabel("test AUC")
     # one legend for all panels, below them, so it never hides a point or a line
@@ -253,13 +267,13 @@ def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path
              f"{len(results)} runs: {ok} finished and averaged, {len(results) - ok} not "
              "(failed or unfinished runs are listed, never averaged in). Values are test-split "
              "mean ± sd over seeds (sd needs two runs); seconds are per run.", ""]  # fmt: skip
-    if any(synthetic for _, synthetic in grouped):
+    if any(synthetic for *_, synthetic in grouped):
         lines += [f"**Some runs used synthetic data ({SYNTHETIC}).**", ""]
     lines += ["![test AUC per dataset: medclf mean ± sd and MedMNIST v2's methods]"
               "(benchmark.png)", ""]  # fmt: skip
     for key, by_model in grouped.items():
         lines += dataset_section(key, by_model)
-    real_keys = {dataset_key(d) for d, synthetic in grouped if not synthetic}
+    real_keys = {dataset_key(d) for d, _, synthetic in grouped if not synthetic}
     lines += not_run_section(real_keys)
     lines += runs_section(results)
     text = "\n".join(lines)

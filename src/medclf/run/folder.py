@@ -36,6 +36,7 @@ from medclf.errors import DataError
 from medclf.files import RunLockedError, atomic_path, run_lock
 from medclf.models.training.history import FIELDS
 from medclf.plots import confusion_figure, history_figures, save_figure
+from medclf.run.dataid import config_data_change
 from medclf.version import __version__
 
 __all__ = ["RunLockedError", "run_lock"]  # the lock, re-exported: a run folder's owner
@@ -118,14 +119,20 @@ def is_finished(metrics) -> bool:
     return isinstance(metrics, dict) and metrics.get("status") in FINISHED
 
 
-def finished(run_dir: Path, config: dict) -> dict | None:
-    """The metrics of a finished run of ``config`` in ``run_dir``; None if it must (re)run,
-    including when its config.json or metrics.json is missing or damaged."""
+def finished_run(run_dir: Path, config: dict) -> dict | None:
+    """The metrics of a finished run of ``config`` in ``run_dir``, whatever data it had; None
+    if it must (re)run, including when its config.json or metrics.json is missing or damaged."""
     run_dir = Path(run_dir)
     if read_json_or_none(run_dir / CONFIG) != config:
         return None
     metrics = read_json_or_none(run_dir / METRICS)
     return metrics if is_finished(metrics) else None
+
+
+def finished(run_dir: Path, config: dict, root=None) -> dict | None:
+    """finished_run, where the run was trained on the file its config names now."""
+    metrics = finished_run(run_dir, config)
+    return metrics if metrics and config_data_change(metrics, config, root) is None else None
 
 
 def has_metrics(run_dir: Path) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from medclf.errors import ConfigError
 from medclf.models.registry import MODELS
 from medclf.models.training.display import EpochProgress
 from medclf.run import folder
+from medclf.run.dataid import changed_data, data_md5
 from medclf.run.folder import CONFIG, read_json_or_none, save_run, write_json
 from medclf.run.outputs import (
     final_metrics,
@@ -119,8 +121,15 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
     best = run_dir / family.best_file if family.best_file else None
     unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result
-    if resume and not unfinished and (done := folder.finished(run_dir, config)):
-        return done
+    md5 = data_md5(dataset.source)  # before training: what this run is trained on
+    if resume and not unfinished and (done := folder.finished_run(run_dir, config)):
+        why = changed_data(done, dataset.source)
+        if why is None:
+            return done
+        folder.clear(run_dir)  # a finished run of other data is no result of this one
+        if not quiet:
+            print(f"{run_dir}: training again, as {why}; its folder is replaced",
+                  file=sys.stderr)  # fmt: skip
     check_task(config, dataset)
     dataset = dataset.head(config["train_fraction"])
     trainer = family(config, dataset, **options)
@@ -160,7 +169,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     save_predictions(run_dir, preds, medmnist_flag(dataset))
     best_val_acc = max((r["val_acc"] for r in history if r["val_acc"] is not None), default=None)
     metrics = final_metrics(config, dataset, history, f, seconds, preds, kept["epoch"],
-                            stop_reason(history, selector), best_val_acc=best_val_acc,
+                            stop_reason(history, selector), best_val_acc=best_val_acc, data_md5=md5,
                             **trainer.extra_metrics(chosen))  # fmt: skip
     save_run(run_dir, config, history, metrics, trainer.environment())
     folder.remove_leftovers(run_dir)
