@@ -21,14 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
+from medclf.data import load as data_load
 from medclf.errors import ConfigError
 from medclf.experiments.benchmark import run_benchmark
 from medclf.experiments.reproduce import run_study
+from medclf.models import config as config_module
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.report.benchmark import results_csv, write_benchmark_report
+from medclf.report.evaluate import evaluate_run
 from medclf.report.report import write_report
 from medclf.run import folder
-from medclf.run.folder import write_text
+from medclf.run.families import family_of
+from medclf.run.folder import run_lock, write_text
+from medclf.run.lifecycle import check_task, claim_run_folder, run_job
+from medclf.run.outputs import load_predictions
+from medclf.run.predict import check_images, check_run, predict_run
 
 
 class Run:
@@ -55,14 +62,10 @@ class Run:
     @property
     def predictions(self) -> dict[str, np.ndarray]:
         """Labels and scores of every saved split (predictions.npz)."""
-        from medclf.run.outputs import load_predictions
-
         return load_predictions(self.path)
 
     def evaluate(self, split: str = "test") -> dict:
         """Every metric of a saved split, recomputed from the saved predictions."""
-        from medclf.report.evaluate import evaluate_run
-
         return evaluate_run(self.path, split)
 
     def predict_proba(self, images) -> np.ndarray:
@@ -79,16 +82,12 @@ class Run:
         return self._predict(images)[0]
 
     def _predict(self, images):
-        from medclf.run.predict import check_images, predict_run
-
         images = check_images(np.asarray(images), self.metrics["image_shape"])
         return predict_run(self.path, images)
 
 
 def open_run(path) -> Run:
     """A finished run folder, checked (config.json and metrics.json readable and valid)."""
-    from medclf.run.predict import check_run
-
     check_run(path)
     return Run(path)
 
@@ -96,19 +95,15 @@ def open_run(path) -> Run:
 def load_dataset(name_or_path, root=None, size: int = 28):
     """A MedMNIST dataset (``.train``, ``.val``, ``.test`` splits of uint8 images and labels,
     ``.info`` with its task and class names), by registry name or .npz path."""
-    from medclf.data.load import load_dataset as load
-
     if not isinstance(name_or_path, str | os.PathLike):
         raise ConfigError(f"a dataset is a registry name or the path of a .npz, not a "
                           f"{type(name_or_path).__name__}")  # fmt: skip
-    return load(name_or_path, root, size=size)
+    return data_load.load_dataset(name_or_path, root, size=size)
 
 
 def make_config(model: str, **settings) -> dict:
     """A run's full config: the model's defaults (medclf.models.registry) with ``settings``."""
-    from medclf.models.config import make_config as make
-
-    return make(model, **settings)
+    return config_module.make_config(model, **settings)
 
 
 def train(model: str | None = None, *, config: dict | None = None, out=None, root=None,
@@ -117,10 +112,6 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     """Train one model (or ``config``, a run's config dict) and return its finished Run.
     ``settings`` override the defaults (``dataset=``, ``epochs=``, ``lr=``, ``select=``...);
     ``out`` defaults to runs/MODEL-TIME-PID."""
-    from medclf.files import run_lock
-    from medclf.models.registry import MODELS
-    from medclf.run.lifecycle import check_task, claim_run_folder, run_job
-
     if config is not None:
         model = model or config.get("model")
         if model != config.get("model"):
@@ -136,7 +127,7 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     check_task(config, dataset)  # before the run folder is made
     options = {}
     if device or threads:
-        if MODELS[model].family != "torch":
+        if not {"device", "threads"} <= set(family_of(model).options):
             raise ConfigError("device and threads apply to torch-* models only")
         options = {"device": device, "threads": threads}
     with run_lock(out):  # one writer per run folder

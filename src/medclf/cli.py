@@ -14,8 +14,19 @@ import numpy as np
 
 from medclf import __version__
 from medclf.errors import MedclfError
+from medclf.models.config import (
+    ACTIVATIONS,
+    AUGMENTS,
+    DTYPES,
+    OPTIMIZERS,
+    SCHEDULES,
+    SELECT,
+    TEST_SPLITS,
+    VALIDATION_METRICS,
+)
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.models.registry import MODELS as MODEL_NAMES
+from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
 
 
@@ -369,26 +380,26 @@ def number_option(key: str, text: str):
 @click.option("--layers", type=int,
               help=f"Number of hidden layers ({per_model_default('layers')}).")
 @number_option("dropout", "Probability of zeroing a hidden unit while training")
-@click.option("--activation", type=click.Choice(["relu", "tanh"]),
+@click.option("--activation", type=click.Choice(ACTIVATIONS),
               help=f"Hidden activation ({per_model_default('activation')}).")
 @number_option("l2", "L2 penalty (weight decay)")
-@click.option("--optimizer", type=click.Choice(["sgd", "adam"]),
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
               help=f"({per_model_default('optimizer')}).")
 @click.option("--width", type=int,
               help=f"Channels of the first block ({per_model_default('width')}).")
-@click.option("--schedule", type=click.Choice(["constant", "paper", "cosine"]),
+@click.option("--schedule", type=click.Choice(SCHEDULES),
               help=f"Learning-rate schedule ({per_model_default('schedule')}).")
-@click.option("--augment", type=click.Choice(["none", "auto", "flip", "crop", "flip+crop"]),
+@click.option("--augment", type=click.Choice(AUGMENTS),
               help="Training-batch augmentation; auto: the label-safe operations of the "
                    f"dataset ({per_model_default('augment')}).")
-@click.option("--dtype", type=click.Choice(["float64", "float32"]),
+@click.option("--dtype", type=click.Choice(DTYPES),
               help="NumPy models only (default float64).")
-@click.option("--test-split", type=click.Choice(["auto", "study", "official"]),
+@click.option("--test-split", type=click.Choice(TEST_SPLITS),
               help="auto (default): the study's 529-image subset for OCTMNIST, else the "
                    "official test split.")
 @click.option("--seed", type=int,
               help="Seeds every random generator (default 42).")
-@click.option("--select", type=click.Choice(["val_auc", "val_acc", "val_loss", "last"]),
+@click.option("--select", type=click.Choice(SELECT),
               default="val_auc", show_default=True,
               help="Keep the epoch with the best validation metric, or the last epoch.")
 @click.option("--patience", type=click.IntRange(0, 100_000), default=0, show_default=True,
@@ -417,7 +428,6 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
     from medclf import api
     from medclf.errors import ConfigError
     from medclf.models.config import make_config
-    from medclf.models.registry import MODELS
 
     if config_file:  # the flags' defaults < the file < the flags given on the command line
         from click.core import ParameterSource
@@ -434,7 +444,7 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
         raise ConfigError("give a MODEL (e.g. medclf train torch-ffn) or --config FILE")
     else:
         config = make_config(model, size=int(size), **settings)
-    if (device or threads) and MODELS[model].family != "torch":
+    if (device or threads) and not {"device", "threads"} <= set(family_of(model).options):
         raise ConfigError("--device and --threads apply to torch-* models only")
     run = api.train(config=config, out=out, root=root, resume=resume, force=force, quiet=quiet,
                     device=device, threads=threads)  # fmt: skip
@@ -613,7 +623,7 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 @click.option("--model", required=True, type=click.Choice(list(MODEL_NAMES)))
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(1, 100_000),
               help="Finished trials in all, counting those of an earlier, interrupted search.")
-@click.option("--metric", type=click.Choice(["val_auc", "val_acc", "val_loss"]),
+@click.option("--metric", type=click.Choice(VALIDATION_METRICS),
               default="val_auc", show_default=True, help="Validation metric to optimise.")
 @click.option("--storage", metavar="URL",
               help="Optuna storage (default: sqlite:///OUT/study.db; a killed search resumes).")

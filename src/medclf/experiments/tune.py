@@ -30,7 +30,7 @@ from medclf.data.load import load_dataset
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
 from medclf.experiments.worker import StopRun
-from medclf.models.config import make_config
+from medclf.models.config import VALIDATION_METRICS, make_config
 from medclf.models.registry import MODELS, SEARCH_SPACES
 from medclf.run import folder
 from medclf.run.folder import (
@@ -44,7 +44,7 @@ from medclf.run.folder import (
 )
 from medclf.run.lifecycle import check_task
 
-METRICS = ("val_auc", "val_acc", "val_loss")
+METRICS = VALIDATION_METRICS
 
 
 def import_optuna():

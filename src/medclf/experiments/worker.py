@@ -16,8 +16,8 @@ from threadpoolctl import threadpool_limits
 
 from medclf.data.load import load_dataset
 from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC
-from medclf.models.registry import MODELS
 from medclf.run.dataid import data_file, data_md5
+from medclf.run.families import family_of
 from medclf.run.folder import (
     CONFIG,
     RunLockedError,
@@ -98,7 +98,8 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
                 size = config.get("size", 28)
                 path = data_file(str(config["dataset"]), root, size)
                 dataset = cached_dataset(config["dataset"], root, size, path and data_md5(path))
-                options = {} if MODELS[config["model"]].family == "numpy" else {"threads": threads}
+                takes_threads = "threads" in family_of(config["model"]).options
+                options = {"threads": threads} if takes_threads else {}
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
                 per_epoch = entry.get("train_acc", plotted)

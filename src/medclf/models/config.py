@@ -1,4 +1,5 @@
-"""Defaults of every trainable model, held in one place (the study's values, protocol.md).
+"""A run's config: the settings every run has (COMMON), each model's defaults (its registry
+entry, medclf.models.registry), and the checks every value passes.
 
 A run's config is a flat dict: ``{"model": name, **COMMON, **DEFAULTS[name], **overrides}``.
 Only keys a model uses appear in its config, so equal configs mean equal runs (the reproduce
@@ -8,9 +9,10 @@ runner keys runs by a hash of it).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from medclf.errors import ConfigError
-from medclf.models.registry import MODELS as MODELS_REGISTRY
+from medclf.models.registry import MODELS
 
 COMMON = {
     "dataset": "octmnist",
@@ -21,12 +23,28 @@ COMMON = {
     "select": "last",  # the epoch whose model is kept: the study keeps the last one
     "patience": 0,  # stop after this many epochs without a better selection metric (0: never)
 }
-SELECT = ("last", "val_auc", "val_acc", "val_loss")
+VALIDATION_METRICS = ("val_auc", "val_acc", "val_loss")  # what --select and tune's --metric watch
+SELECT = (*VALIDATION_METRICS, "last")
+DTYPES = ("float64", "float32")
+TEST_SPLITS = ("auto", "study", "official")
 
-# Each model's own defaults live beside its registry entry (medclf.models.registry).
-DEFAULTS = {name: spec.defaults for name, spec in MODELS_REGISTRY.items()}
 
-MODELS = tuple(DEFAULTS)
+
+class Defaults(Mapping):
+    """Each model's own defaults, read from its registry entry when asked (so a model
+    registered later has them too)."""
+
+    def __getitem__(self, model: str) -> dict:
+        return MODELS[model].defaults
+
+    def __iter__(self):
+        return iter(MODELS)
+
+    def __len__(self) -> int:
+        return len(MODELS)
+
+
+DEFAULTS = Defaults()
 ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "paper", "cosine")
@@ -81,7 +99,7 @@ def check_config(c: dict) -> None:
         ("augment", lambda v: v in AUGMENTS, f"must be one of {AUGMENTS}"),
         ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
         ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
-        ("dtype", lambda v: v in ("float32", "float64"), "must be float32 or float64"),
+        ("dtype", lambda v: v in DTYPES, "must be float32 or float64"),
         # classic baselines (medclf.models.classic)
         ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("max_iter", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
@@ -94,7 +112,7 @@ def check_config(c: dict) -> None:
         ("pca_components", lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
         ("gamma", lambda v: v in ("scale", "auto") or (_finite(v) and v > 0),
          "must be 'scale', 'auto' or a number > 0"),
-        ("test_split", lambda v: v in ("auto", "study", "official"),
+        ("test_split", lambda v: v in TEST_SPLITS,
          "must be auto, study or official"),
     ]  # fmt: skip
     for key, ok, rule in rules:

@@ -11,14 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.data.features import inputs_of, make_features
+from medclf.data.features import inputs_of, make_features, to_features
+from medclf.errors import DataError
+from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron, load_model
+from medclf.models.numpy_models.base import softmax
 from medclf.models.registry import MODELS
+from medclf.run.family import Family, missing_model
 from medclf.run.folder import environment
+from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, output_info, serialise
 
 
 def build_numpy_model(config: dict, n_classes: int):
-    from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron
-
     common = {"n_classes": n_classes, "dtype": config["dtype"], "seed": config["seed"]}
     if config["model"] == "numpy-perceptron":
         return Perceptron(**common)
@@ -29,7 +32,7 @@ def build_numpy_model(config: dict, n_classes: int):
                batch_size=config["batch_size"], **common)  # fmt: skip
 
 
-class NumpyTrainer:
+class NumpyTrainer(Family):
     checkpoint_file, model_file, best_file = "checkpoint.npz", "model.npz", "best.npz"
 
     def __init__(self, config: dict, dataset):
@@ -46,8 +49,6 @@ class NumpyTrainer:
         return self.model.history_
 
     def resume(self, path: Path) -> None:
-        from medclf.models.numpy_models import load_model
-
         self.model = load_model(path)
 
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
@@ -62,8 +63,6 @@ class NumpyTrainer:
         return inputs_of(images, self.input_kind, self.dtype)
 
     def scores(self, model, X) -> np.ndarray:
-        from medclf.models.numpy_models.base import softmax
-
         return softmax(model._scores(X))
 
     def accuracy(self, model, X, y) -> float:
@@ -76,8 +75,6 @@ class NumpyTrainer:
         self.model.save(path)
 
     def load_best(self, path: Path):
-        from medclf.models.numpy_models import load_model
-
         return load_model(path)
 
     def save_model(self, model, path: Path) -> None:
@@ -88,3 +85,62 @@ class NumpyTrainer:
 
     def environment(self) -> dict:
         return environment(threads=1, device="cpu")
+
+    @classmethod
+    def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
+        model, bias = saved_model(run_dir, config, len(metrics["class_names"]), images.shape[1:])
+        logits = model._scores(to_features(images, model.np_dtype, bias=bias)).astype(np.float64)
+        return ("logits" if model.has_proba else "decision"), logits
+
+    @classmethod
+    def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
+        return numpy_graph(run_dir, config, metrics)
+
+
+def saved_model(run_dir: Path, config: dict, n_classes: int, image_shape):
+    """The run's model.npz, checked against its config and metrics.json."""
+    path = run_dir / NumpyTrainer.model_file
+    if not path.is_file():
+        raise missing_model(run_dir, NumpyTrainer.model_file)
+    model = load_model(path)
+    bias = MODELS[config["model"]].inputs == "flat+bias"
+    n_features = int(np.prod(image_shape)) + bias
+    if model.kind != config["model"]:
+        raise DataError(f"{path} holds a {model.kind}, but config.json says {config['model']}; "
+                        "train the run again")  # fmt: skip
+    if model.n_classes_ != n_classes:
+        raise DataError(f"{path} gives {model.n_classes_} classes, but metrics.json names "
+                        f"{n_classes}; train the run again")  # fmt: skip
+    if model.n_features_ != n_features:
+        raise DataError(f"{path} takes {model.n_features_} inputs, but metrics.json's image "
+                        f"shape gives {n_features}; train the run again")  # fmt: skip
+    return model, bias
+
+
+def numpy_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
+    """The NumPy model as MatMul/Add(/Relu) layers and a Softmax, in its own dtype. The linear
+    models' constant-1 column becomes the last column of W added as a bias (same numbers)."""
+    from onnx import helper, numpy_helper
+
+    n_classes = len(metrics["class_names"])
+    model, _ = saved_model(run_dir, config, n_classes, metrics["image_shape"])
+    dtype = model.np_dtype
+    n_pixels = int(np.prod(metrics["image_shape"]))
+    if isinstance(model, MLP):
+        layers = list(zip(model.weights_, model.biases_, strict=True))
+    else:
+        layers = [(model.W_[:, :-1], model.W_[:, -1])]
+    nodes, inits = flat_nodes(n_pixels, dtype, "a0")
+    for l, (W, b) in enumerate(layers):
+        inits += [numpy_helper.from_array(np.ascontiguousarray(W.T, dtype), f"W{l}"),
+                  numpy_helper.from_array(np.asarray(b, dtype), f"b{l}")]  # fmt: skip
+        last = l == len(layers) - 1
+        nodes += [helper.make_node("MatMul", [f"a{l}", f"W{l}"], [f"m{l}"]),
+                  helper.make_node("Add", [f"m{l}", f"b{l}"], ["logits" if last else f"z{l}"])]
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"z{l}"], [f"a{l + 1}"]))
+    nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    graph = helper.make_graph(nodes, config["model"], [input_info(metrics)],
+                              [output_info(n_classes, elem)], inits)  # fmt: skip
+    return serialise(graph, [helper.make_opsetid("", OPSET)])

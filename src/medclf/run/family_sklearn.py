@@ -14,14 +14,21 @@ from pathlib import Path
 import numpy as np
 
 from medclf.data.features import inputs_of, make_features
-from medclf.errors import DataError
+from medclf.errors import ConfigError, DataError
 from medclf.files import atomic_path
+from medclf.metrics import MULTI_LABEL, medmnist_acc
 from medclf.models import classic
 from medclf.models.training.history import record
+from medclf.run.family import Family, missing_model
 from medclf.run.folder import environment
+from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, need, output_info, serialise
 
 # The only non-default types a medclf classic model file may hold (checked before loading).
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+# skl2onnx 1.20 converts these within 1e-6 (single-label tasks). Not the others: kNN with distance
+# weights differs by ~0.02 in probability, HGB fails to convert (scikit-learn 1.9), the SVM's
+# softmax of decision values has no skl2onnx graph, and multi-label forests give per-label lists.
+SKLEARN_MODELS = ("sklearn-logreg", "sklearn-rf")
 
 
 def load_model_file(path: Path):
@@ -42,8 +49,9 @@ def load_model_file(path: Path):
                         "train the run again") from err  # fmt: skip
 
 
-class SklearnTrainer:
+class SklearnTrainer(Family):
     checkpoint_file, model_file, best_file = None, "model.skops", None
+    options = ("threads",)
 
     def __init__(self, config: dict, dataset, threads: int | None = None):
         self.config, self.task = config, dataset.info.task
@@ -60,12 +68,7 @@ class SklearnTrainer:
         self.model = classic.build_classic(name, settings, config["seed"], self.threads)
         self.history: list[dict] = []
 
-    def resume(self, path: Path) -> None:  # never called: no checkpoint
-        raise NotImplementedError
-
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
-        from medclf.metrics import medmnist_acc
-
         f = self.features
         start = time.perf_counter()
         classic.fit_classic(self.model, f.X_train, f.y_train, self.threads)
@@ -95,18 +98,7 @@ class SklearnTrainer:
         return p / p.sum(axis=1, keepdims=True)  # float32 models sum to 1 only within 1e-7
 
     def accuracy(self, model, X, y) -> float:
-        from medclf.metrics import medmnist_acc
-
         return medmnist_acc(self.task, y, self.scores(model, X))
-
-    def save_checkpoint(self, path: Path) -> None:
-        pass
-
-    def save_best(self, path: Path) -> None:
-        pass
-
-    def load_best(self, path: Path):
-        return self.model
 
     def save_model(self, model, path: Path) -> None:
         import skops.io as sio
@@ -114,10 +106,79 @@ class SklearnTrainer:
         with atomic_path(path) as tmp:
             sio.dump(model, tmp)
 
-    def extra_metrics(self, model) -> dict:
-        return {}
-
     def environment(self) -> dict:
         import sklearn
 
         return environment(threads=self.threads, device="cpu", sklearn=sklearn.__version__)
+
+    @classmethod
+    def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
+        return "proba", saved_proba(run_dir, metrics, images)
+
+    @classmethod
+    def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
+        return sklearn_graph(run_dir, config, metrics)
+
+
+def saved_proba(run_dir: Path, metrics: dict, images):
+    """The probabilities of the run's model.skops for uint8 images."""
+    path = run_dir / SklearnTrainer.model_file
+    if not path.is_file():
+        raise missing_model(run_dir, SklearnTrainer.model_file)
+    model = load_model_file(path)
+    n_classes = len(metrics["class_names"])
+    X = inputs_of(images, "flat", np.float32)
+    try:
+        return classic.classic_scores(model, X, metrics.get("task", "multi-class"), n_classes)
+    except (ValueError, AttributeError, IndexError) as err:
+        raise DataError(f"{path} does not fit metrics.json ({err}); train the run again") from err
+
+
+def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
+    """skl2onnx's graph of the fitted estimator behind the scaling nodes; classes the training
+    split lacked get zero columns, as medclf.models.classic.classic_scores gives them."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = config["model"]
+    if model not in SKLEARN_MODELS or metrics.get("task") == MULTI_LABEL:
+        raise ConfigError(f"{model} on the task '{metrics.get('task')}' has no exact ONNX graph; "
+                          f"of the scikit-learn models, {' and '.join(SKLEARN_MODELS)} on "
+                          "single-label tasks export")  # fmt: skip
+    skl2onnx = need("skl2onnx")
+    from skl2onnx.common.data_types import FloatTensorType
+
+    path = run_dir / SklearnTrainer.model_file
+    if not path.is_file():
+        raise missing_model(run_dir, SklearnTrainer.model_file)
+    estimator = load_model_file(path)
+    n_pixels, n_classes = int(np.prod(metrics["image_shape"])), len(metrics["class_names"])
+    classes = np.asarray(getattr(estimator, "classes_", []))
+    if not (classes.ndim == 1 and np.issubdtype(classes.dtype, np.integer) and len(classes)
+            and classes.min() >= 0 and classes.max() < n_classes):  # fmt: skip
+        raise DataError(f"{path} does not fit metrics.json's {n_classes} classes; train the run "
+                        "again")  # fmt: skip
+    try:
+        converted = skl2onnx.convert_sklearn(
+            estimator, initial_types=[("features", FloatTensorType([None, n_pixels]))],
+            options={"zipmap": False}, target_opset={"": OPSET, "ai.onnx.ml": 3})
+    except Exception as err:  # an estimator or option skl2onnx cannot convert
+        why = (str(err).splitlines() or [""])[0][:120]
+        raise ConfigError(f"skl2onnx cannot convert {path} ({type(err).__name__}: {why}); "
+                          "this model cannot be exported to ONNX") from err  # fmt: skip
+    graph = converted.graph
+    proba = graph.output[1].name  # skl2onnx: label, then probabilities
+    for node in graph.node:  # free the name "probabilities" for the graph's output
+        node.output[:] = [f"sklearn_{o}" if o == proba else o for o in node.output]
+        node.input[:] = [f"sklearn_{i}" if i == proba else i for i in node.input]
+    proba = f"sklearn_{proba}"
+    nodes, inits = flat_nodes(n_pixels, np.float32, "features")
+    nodes += list(graph.node)
+    inits += list(graph.initializer)
+    scatter = np.zeros((len(classes), n_classes), np.float32)  # column j -> class classes_[j]
+    scatter[np.arange(len(classes)), classes] = 1
+    inits.append(numpy_helper.from_array(scatter, "class_columns"))
+    nodes.append(helper.make_node("MatMul", [proba, "class_columns"], ["probabilities"]))
+    new = helper.make_graph(nodes, model, [input_info(metrics)],
+                            [output_info(n_classes, TensorProto.FLOAT)], inits)  # fmt: skip
+    opsets = {o.domain: o.version for o in converted.opset_import}
+    return serialise(new, [helper.make_opsetid(d, v) for d, v in opsets.items()])

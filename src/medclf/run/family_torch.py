@@ -10,17 +10,25 @@ the augmentation draws from the saved shuffling generator, so both resume exactl
 from __future__ import annotations
 
 import copy
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from medclf.data.features import inputs_of, make_features
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, DataError
 from medclf.files import atomic_path
+from medclf.metrics import MULTI_LABEL
 from medclf.models.registry import MODELS
+from medclf.models.torch_models import ResNet18, ResNet50, SmallCNN, build_torch_model
 from medclf.models.training import torch_engine as engine
-from medclf.run.folder import environment
+from medclf.models.training.augment import SAFE_AUGMENT, augment
+from medclf.models.training.schedules import lr_at
+from medclf.run.family import Family, missing_model
+from medclf.run.folder import CONFIG, damaged, environment
+from medclf.run.onnx_graph import OPSET
 from medclf.run.selection import finite_or_none
 
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
@@ -29,12 +37,7 @@ CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 def build_network(config: dict, input_shape: tuple[int, ...], n_outputs: int):
     """The network of a config: input_shape is (n_features,) or (channels, height, width)."""
     if MODELS[config["model"]].inputs != "image":
-        from medclf.models.torch_models import build_torch_model
-
         return build_torch_model(config, input_shape[0], n_outputs)
-    from medclf.models.torch_models.cnn import SmallCNN
-    from medclf.models.torch_models.resnet import ResNet18, ResNet50
-
     channels, side = input_shape[0], input_shape[-1]
     if config["model"] == "torch-cnn":
         return SmallCNN(channels, n_outputs, size=side, width=config["width"],
@@ -75,14 +78,13 @@ def augmentation(config: dict, dataset_name: str, generator):
     ops = config.get("augment", "none")
     if ops == "none":
         return None
-    from medclf.models.training.augment import SAFE_AUGMENT, augment
-
     ops = SAFE_AUGMENT.get(dataset_name, ()) if ops == "auto" else tuple(ops.split("+"))
     return (lambda x: augment(x, ops, generator)) if ops else None
 
 
-class TorchTrainer:
+class TorchTrainer(Family):
     checkpoint_file, model_file, best_file = "checkpoint.pt", "model.pt", "best.pt"
+    options = ("device", "threads")
 
     def __init__(self, config: dict, dataset, device: str | None = None,
                  threads: int | None = None):  # fmt: skip
@@ -124,8 +126,6 @@ class TorchTrainer:
         self.history = state["history"]
 
     def lr_at(self, epoch: int) -> float:
-        from medclf.models.training.schedules import lr_at
-
         c = self.config
         return lr_at(epoch - 1, c["epochs"], c["lr"], c.get("schedule", "constant"))
 
@@ -178,3 +178,91 @@ class TorchTrainer:
 
     def environment(self) -> dict:
         return environment(threads=self.threads, device=str(self.device))
+
+    @classmethod
+    def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
+        X = torch.from_numpy(inputs_of(images, MODELS[config["model"]].inputs, np.float32))
+        model = saved_network(run_dir, config, len(metrics["class_names"]), X.shape[1:])
+        with torch.no_grad():
+            logits = torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+        return "logits", logits.double().numpy()
+
+    @classmethod
+    def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
+        return torch_graph(run_dir, config, metrics)
+
+
+def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
+    """The run's model.pt in its network, checked against config.json and metrics.json; on
+    the CPU, in eval mode."""
+    path = run_dir / TorchTrainer.model_file
+    if not path.is_file():
+        raise missing_model(run_dir, TorchTrainer.model_file)
+    try:
+        state = torch.load(path, weights_only=True, map_location="cpu")  # never unpickles code
+    except OSError as err:
+        if err.errno is not None:
+            raise  # an environment fault: the CLI names it
+        state = None
+    except Exception:  # random bytes, cut short, a pickle of something else
+        state = None
+    if not (isinstance(state, dict) and state
+            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
+        raise DataError(f"{path} is not a model file that medclf wrote (unreadable, cut short "
+                        "or not a state dict); train the run again")  # fmt: skip
+    try:
+        model = build_network(config, input_shape, n_classes)
+    except (KeyError, TypeError, ValueError) as err:
+        raise damaged(run_dir / CONFIG, f"no valid {err}") from err
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    out = list(want)[-1]  # the output layer's bias: one entry per class
+    if out in got and got[out] != want[out]:
+        raise DataError(f"{path} gives {got[out][0] if got[out] else '?'} classes, but "
+                        f"metrics.json names {n_classes}; train the run again")  # fmt: skip
+    bad = next((k for k in sorted({*want, *got}) if want.get(k) != got.get(k)), None)
+    if bad is not None:
+        raise DataError(f"{path} does not fit config.json: '{bad}' has shape {got.get(bad)}, "
+                        f"the config needs {want.get(bad)}; train the run again")  # fmt: skip
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def torch_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
+    """The network wrapped with its input scaling and its softmax/sigmoid, exported with
+    torch.onnx's TorchScript exporter (dynamo=False: no onnxscript needed)."""
+    shape, n_classes = metrics["image_shape"], len(metrics["class_names"])
+    probe = np.zeros((1, *shape), np.uint8)
+    image_inputs = MODELS[config["model"]].inputs == "image"
+    input_shape = ((1 if len(shape) == 2 else shape[2], shape[0], shape[1]) if image_inputs
+                   else (int(np.prod(shape)),))  # fmt: skip
+    network = saved_network(run_dir, config, n_classes, input_shape)
+    multi_label = metrics.get("task") == MULTI_LABEL
+    wrapped = Probabilities(network, image_inputs, multi_label).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapped, (torch.from_numpy(probe),), buffer, dynamo=False,
+                          input_names=["images"], output_names=["probabilities"],
+                          dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}},
+                          opset_version=OPSET)  # fmt: skip
+    return buffer.getvalue()
+
+
+class Probabilities(torch.nn.Module):
+    """uint8 images -> the network's inputs (medclf.data.features) -> probabilities."""
+
+    def __init__(self, network, image_inputs: bool, multi_label: bool):
+        super().__init__()
+        self.network, self.image_inputs, self.multi_label = network, image_inputs, multi_label
+
+    def forward(self, images):
+        x = images.float()
+        if self.image_inputs:  # (n, C, H, W) in [-1, 1], as to_images
+            x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
+            x = x / 127.5 - 1
+        else:  # flattened pixels / 256, as to_features
+            x = torch.flatten(x, 1) / 256
+        logits = self.network(x)
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
+

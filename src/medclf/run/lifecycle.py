@@ -2,22 +2,13 @@
 epoch → select → predictions → metrics → run folder. ``medclf train``, the reproduce runner
 and the benchmark all come through ``run_job``.
 
-A family (medclf.experiments.family_*) plugs in as a trainer object that knows its model:
-
-    checkpoint_file, model_file, best_file   file names in the run folder (None: not kept)
-    features                                  medclf.data.features.Features of its inputs
-    history                                   the epoch records so far
-    model                                     the live model
-    resume(path)                              continue from a checkpoint (refuse a foreign one)
-    fit(on_epoch, progress, train_acc)        train the remaining epochs; on_epoch(rec) -> stop
-    scores(model, X) / inputs(images)         probabilities; the model's inputs from images
-    save_checkpoint(path), save_best(path), load_best(path), save_model(model, path)
-    accuracy(model, X, y), extra_metrics(model), environment()
+A family plugs in through one checked interface, medclf.run.family.Family (its trainer:
+built from the config and the data, fitted epoch by epoch with this module's callbacks),
+found by medclf.run.families.family_of.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import time
@@ -31,6 +22,7 @@ from medclf.models.registry import MODELS
 from medclf.models.training.display import EpochProgress
 from medclf.run import folder
 from medclf.run.dataid import changed_data, data_md5
+from medclf.run.families import family_of
 from medclf.run.folder import CONFIG, read_json_or_none, save_run, write_json
 from medclf.run.outputs import (
     final_metrics,
@@ -39,15 +31,6 @@ from medclf.run.outputs import (
     save_predictions,
 )
 from medclf.run.selection import Selector, auc_of, stop_reason
-
-FAMILIES = {"numpy": "medclf.run.family_numpy:NumpyTrainer",
-            "torch": "medclf.run.family_torch:TorchTrainer",
-            "sklearn": "medclf.run.family_sklearn:SklearnTrainer"}  # fmt: skip
-
-
-def trainer_class(model: str):
-    module, name = FAMILIES[MODELS[model].family].split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def claim_run_folder(out, config: dict, force: bool) -> None:
@@ -117,7 +100,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     model). ``after_epoch(record)`` runs once the epoch's checkpoint is on disk (tests use it
     to simulate a kill). ``options``: the family's own (PyTorch: device, threads)."""
     run_dir = Path(run_dir)
-    family = trainer_class(config["model"])
+    family = family_of(config["model"])
     ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
     best = run_dir / family.best_file if family.best_file else None
     unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.data.features import inputs_of, to_features
 from medclf.errors import ConfigError, DataError
+from medclf.metrics import MULTI_LABEL  # metrics.json "task": one sigmoid per label
 from medclf.models.config import check_config
+from medclf.models.numpy_models.base import softmax
 from medclf.models.registry import MODELS
+from medclf.run.families import family_of
 from medclf.run.folder import CONFIG, METRICS, damaged, has_metrics, read_object
 
 MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
-MULTI_LABEL = "multi-label, binary-class"  # metrics.json "task": one sigmoid per label
 
 
 def check_images(images: np.ndarray, image_shape, source: str = "the images") -> np.ndarray:
@@ -154,106 +155,21 @@ def check_run(run_dir) -> tuple[dict, dict]:
 def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """(predicted classes, probabilities or None for the perceptron). For a multi-label run
     (metrics.json "task"), one sigmoid per label and a 0/1 row of predicted labels."""
-    from medclf.models.numpy_models.base import softmax
-
     run_dir = Path(run_dir)
     config, metrics = check_run(run_dir)
-    n_classes = len(metrics["class_names"])
-    family = MODELS[config["model"]].family
-    if family == "sklearn":  # probabilities already
-        proba = _sklearn_proba(run_dir, config, metrics, images, n_classes)
-        if metrics.get("task") == MULTI_LABEL:
-            return (proba > 0.5).astype(np.int64), proba
-        return proba.argmax(axis=1), proba
-    if family == "numpy":
-        logits, has_proba = _numpy_logits(run_dir, config, images, n_classes)
-    else:
-        logits, has_proba = _torch_logits(run_dir, config, images, n_classes), True
-    if not np.isfinite(logits).all():
+    kind, values = family_of(config["model"]).outputs(run_dir, config, metrics, images)
+    multi_label = metrics.get("task") == MULTI_LABEL
+    if kind == "proba":  # probabilities already
+        if multi_label:
+            return (values > 0.5).astype(np.int64), values
+        return values.argmax(axis=1), values
+    if not np.isfinite(values).all():
         raise DataError(f"the model in {run_dir} gives non-finite outputs (its training "
                         "diverged); train it again with a smaller --lr")  # fmt: skip
-    if metrics.get("task") == MULTI_LABEL:
-        proba = np.exp(-np.logaddexp(0, -logits))  # sigmoid, without overflow
+    if multi_label:
+        proba = np.exp(-np.logaddexp(0, -values))  # sigmoid, without overflow
         return (proba >= 0.5).astype(np.int64), proba
-    if not has_proba:
-        return logits.argmax(axis=1), None
-    proba = softmax(logits)
+    if kind == "decision":  # no probabilities (the perceptron)
+        return values.argmax(axis=1), None
+    proba = softmax(values)
     return proba.argmax(axis=1), proba
-
-
-def _sklearn_proba(run_dir: Path, config: dict, metrics: dict, images, n_classes: int):
-    from medclf.models.classic import classic_scores
-    from medclf.run.family_sklearn import load_model_file
-
-    path = run_dir / "model.skops"
-    if not path.is_file():
-        raise DataError(f"{run_dir} has no model.skops; train the run again with 'medclf train'")
-    model = load_model_file(path)
-    X = inputs_of(images, "flat", np.float32)
-    try:
-        return classic_scores(model, X, metrics.get("task", "multi-class"), n_classes)
-    except (ValueError, AttributeError, IndexError) as err:
-        raise DataError(f"{path} does not fit metrics.json ({err}); train the run again") from err
-
-
-def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
-    from medclf.models.numpy_models import load_model
-
-    path = run_dir / "model.npz"
-    if not path.is_file():
-        raise DataError(f"{run_dir} has no model.npz; train the run again with 'medclf train'")
-    model = load_model(path)
-    bias = MODELS[config["model"]].inputs == "flat+bias"
-    n_features = int(np.prod(images.shape[1:])) + bias
-    if model.kind != config["model"]:
-        raise DataError(f"{path} holds a {model.kind}, but config.json says {config['model']}; "
-                        "train the run again")  # fmt: skip
-    if model.n_classes_ != n_classes:
-        raise DataError(f"{path} gives {model.n_classes_} classes, but metrics.json names "
-                        f"{n_classes}; train the run again")  # fmt: skip
-    if model.n_features_ != n_features:
-        raise DataError(f"{path} takes {model.n_features_} inputs, but metrics.json's image "
-                        f"shape gives {n_features}; train the run again")  # fmt: skip
-    X = to_features(images, model.np_dtype, bias=bias)
-    return model._scores(X).astype(np.float64), model.has_proba
-
-
-def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.ndarray:
-    import torch
-
-    from medclf.run.family_torch import build_network
-
-    path = run_dir / "model.pt"
-    if not path.is_file():
-        raise DataError(f"{run_dir} has no model.pt; train the run again with 'medclf train'")
-    try:
-        state = torch.load(path, weights_only=True, map_location="cpu")  # never unpickles code
-    except OSError as err:
-        if err.errno is not None:
-            raise  # an environment fault: the CLI names it
-        state = None
-    except Exception:  # random bytes, cut short, a pickle of something else
-        state = None
-    if not (isinstance(state, dict) and state
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
-        raise DataError(f"{path} is not a model file that medclf wrote (unreadable, cut short "
-                        "or not a state dict); train the run again")  # fmt: skip
-    X = torch.from_numpy(inputs_of(images, MODELS[config["model"]].inputs, np.float32))
-    try:
-        model = build_network(config, X.shape[1:], n_classes)
-    except (KeyError, TypeError, ValueError) as err:
-        raise damaged(run_dir / CONFIG, f"no valid {err}") from err
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    out = list(want)[-1]  # the output layer's bias: one entry per class
-    if out in got and got[out] != want[out]:
-        raise DataError(f"{path} gives {got[out][0] if got[out] else '?'} classes, but "
-                        f"metrics.json names {n_classes}; train the run again")  # fmt: skip
-    bad = next((k for k in sorted({*want, *got}) if want.get(k) != got.get(k)), None)
-    if bad is not None:
-        raise DataError(f"{path} does not fit config.json: '{bad}' has shape {got.get(bad)}, "
-                        f"the config needs {want.get(bad)}; train the run again")  # fmt: skip
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    model.eval()
-    with torch.no_grad():
-        return torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)]).double().numpy()
