@@ -12,7 +12,7 @@ import medclf
 from medclf.cli import cli
 from medclf.data.features import inputs_of, make_features
 from medclf.metrics import medmnist_acc
-from medclf.models.registry import MODELS, SINGLE_LABEL, ModelSpec
+from medclf.models.registry import MODELS, SINGLE_LABEL, ModelSpec, builder
 from medclf.models.training.history import record
 from medclf.run import families
 from medclf.run.family import Family
@@ -28,6 +28,7 @@ def test_every_registered_model_has_a_complete_family(model):
     assert family.best_file in (None, *BESTS)
     assert (family.checkpoint_file is None) == (family.best_file is None)
     assert set(family.options) <= {"device", "threads"}
+    assert callable(builder(model)) and MODELS[model].cost > 0
 
 
 def test_a_family_that_leaves_out_a_method_cannot_be_built():

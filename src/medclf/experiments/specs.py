@@ -12,6 +12,7 @@ import hashlib
 import json
 
 from medclf.models.config import make_config
+from medclf.models.registry import MODELS
 
 STUDY = [
     ("Q1.1a", "numpy-perceptron", {}),
@@ -83,11 +84,8 @@ def expand(rows, dataset: str, seeds: int = 1, quick: bool = False, only=None) -
 
 
 def estimated_cost(config: dict) -> float:
-    """Rough seconds per run on one core, to start the longest runs first."""
-    costs = {"numpy-perceptron": 0.5, "numpy-logreg": 0.6, "numpy-mlp": 4.6,
-             "torch-logreg": 1.5, "torch-ffn": 4.5, "torch-cnn": 20.0,
-             "torch-resnet18": 120.0, "torch-resnet50": 300.0}  # fmt: skip
-    per_epoch = costs.get(config["model"], 5.0)
-    if config["model"] == "torch-ffn" and config["batch_size"] >= 256:
-        per_epoch = 1.9
-    return per_epoch * config.get("epochs", 1)
+    """Rough seconds per run on one core (the registry's cost per epoch), to start the longest
+    runs first."""
+    spec = MODELS[config["model"]]
+    large = spec.large_batch_cost is not None and config.get("batch_size", 0) >= 256
+    return (spec.large_batch_cost if large else spec.cost) * config.get("epochs", 1)

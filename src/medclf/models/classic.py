@@ -33,7 +33,7 @@ from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
 from medclf.errors import ConfigError, InputError
-from medclf.models.registry import ALL_TASKS, MODELS, SINGLE_LABEL
+from medclf.models.registry import ALL_TASKS, MODELS, SINGLE_LABEL, builder
 
 # Defaults and tasks are data beside each model's registry entry (medclf.models.registry).
 MULTI_LABEL = ALL_TASKS[-1]
@@ -50,37 +50,49 @@ SVM_CACHE_MB = 1000
 
 
 def build_classic(name: str, settings: dict, seed: int, threads: int = 1) -> BaseEstimator:
-    """An unfitted estimator for ``name`` with ``settings`` over its defaults."""
-    s = _settings(name, settings)
-    if name == "sklearn-logreg":
-        # Standardised pixels let lbfgs converge; C=1 is sklearn's default L2 strength.
-        model = LogisticRegression(C=s["C"], max_iter=s["max_iter"], random_state=seed)
-        return make_pipeline(StandardScaler(), model)
-    if name == "sklearn-rf":
-        # Trees need no scaling; 300 trees is past the point where more stop helping.
-        return RandomForestClassifier(
-            n_estimators=s["n_estimators"], min_samples_leaf=s["min_samples_leaf"],
-            n_jobs=threads, random_state=seed,
-        )  # fmt: skip
-    if name == "sklearn-hgb":
-        # No internal early-stopping split: the lifecycle selects on the given validation split.
-        return HistGradientBoostingClassifier(
-            max_iter=s["max_iter"], learning_rate=s["learning_rate"],
-            max_leaf_nodes=s["max_leaf_nodes"], early_stopping=False, random_state=seed,
-        )  # fmt: skip
-    if name == "sklearn-knn":
-        # PCA to 50 components scored as raw pixels did on validation (PneumoniaMNIST,
-        # BreastMNIST) and makes each distance 15x cheaper on large splits. 0 means raw pixels.
-        knn = KNeighborsClassifier(n_neighbors=s["n_neighbors"], weights="distance", n_jobs=threads)
-        if s["pca_components"]:
-            return make_pipeline(PCA(s["pca_components"], random_state=seed), knn)
-        return knn
+    """An unfitted estimator for ``name`` with ``settings`` over its defaults (its registry
+    entry's builder, one of the functions below)."""
+    return builder(name)(_settings(name, settings), seed, threads)
+
+
+def logistic_regression(s: dict, seed: int, threads: int) -> BaseEstimator:
+    # Standardised pixels let lbfgs converge; C=1 is sklearn's default L2 strength.
+    model = LogisticRegression(C=s["C"], max_iter=s["max_iter"], random_state=seed)
+    return make_pipeline(StandardScaler(), model)
+
+
+def random_forest(s: dict, seed: int, threads: int) -> BaseEstimator:
+    # Trees need no scaling; 300 trees is past the point where more stop helping.
+    return RandomForestClassifier(
+        n_estimators=s["n_estimators"], min_samples_leaf=s["min_samples_leaf"],
+        n_jobs=threads, random_state=seed,
+    )  # fmt: skip
+
+
+def gradient_boosting(s: dict, seed: int, threads: int) -> BaseEstimator:
+    # No internal early-stopping split: the lifecycle selects on the given validation split.
+    return HistGradientBoostingClassifier(
+        max_iter=s["max_iter"], learning_rate=s["learning_rate"],
+        max_leaf_nodes=s["max_leaf_nodes"], early_stopping=False, random_state=seed,
+    )  # fmt: skip
+
+
+def knn(s: dict, seed: int, threads: int) -> BaseEstimator:
+    # PCA to 50 components scored as raw pixels did on validation (PneumoniaMNIST,
+    # BreastMNIST) and makes each distance 15x cheaper on large splits. 0 means raw pixels.
+    model = KNeighborsClassifier(n_neighbors=s["n_neighbors"], weights="distance", n_jobs=threads)
+    if s["pca_components"]:
+        return make_pipeline(PCA(s["pca_components"], random_state=seed), model)
+    return model
+
+
+def svm(s: dict, seed: int, threads: int) -> BaseEstimator:
     # break_ties makes predict the argmax of decision_function, hence of the scores. A 1 GB
     # kernel cache halved the fit of 10,000 images (sklearn's 200 MB holds 5,000 rows of 5,000).
-    svm = SVC(
+    model = SVC(
         C=s["C"], gamma=s["gamma"], break_ties=True, cache_size=SVM_CACHE_MB, random_state=seed
     )
-    return make_pipeline(StandardScaler(), svm)
+    return make_pipeline(StandardScaler(), model)
 
 
 def fit_classic(estimator: BaseEstimator, X: np.ndarray, y: np.ndarray, threads: int = 1):

@@ -1,10 +1,11 @@
 """Every model medclf trains, one entry each: its family, its default settings, the tasks it
-supports and the inputs it takes. Adding a model is adding an entry (and, for a new
-architecture, its class); nothing else branches on model names.
+supports, the inputs it takes, its builder and its rough cost. Adding a model is adding an
+entry and its builder (and, for a new architecture, its class); nothing else branches on model
+names.
 
-Families (medclf.experiments.families): ``numpy`` — the from-scratch models of the study,
-trained one example at a time; ``torch`` — PyTorch networks, trained by medclf's engine;
-``sklearn`` — classic scikit-learn baselines on pixels, fitted once.
+Families (medclf.run.families: how a family trains, saves, loads and exports): ``numpy`` — the
+from-scratch models of the study, trained one example at a time; ``torch`` — PyTorch networks,
+trained by medclf's engine; ``sklearn`` — classic scikit-learn baselines on pixels, fitted once.
 Inputs: ``flat`` — pixels flattened and divided by 256 (the study's features; ``bias`` adds the
 constant-1 column of the study's linear NumPy models); ``image`` — (C, H, W) pixels scaled to
 [-1, 1] (MedMNIST's mean 0.5, sd 0.5 normalisation).
@@ -12,6 +13,8 @@ constant-1 column of the study's linear NumPy models); ``image`` — (C, H, W) p
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 SINGLE_LABEL = ("binary-class", "multi-class", "ordinal-regression")
@@ -25,6 +28,23 @@ class ModelSpec:
     about: str
     tasks: tuple[str, ...] = ALL_TASKS
     inputs: str = "flat"  # "flat", "flat+bias" or "image"
+    # "module:function" that makes the model, with its family's arguments: numpy (config,
+    # n_classes), torch (config, input_shape, n_outputs), sklearn (settings, seed, threads).
+    # A path, imported on first use: the registry stays light (no torch, no scikit-learn).
+    build: str = ""
+    cost: float = 5.0  # rough seconds per epoch on one core, to start the longest runs first
+    large_batch_cost: float | None = None  # the same at batch_size >= 256, where it differs
+
+
+def builder(model: str) -> Callable:
+    """The function that makes ``model`` (its entry's ``build``)."""
+    module, name = MODELS[model].build.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+NUMPY = "medclf.models.numpy_models.build:"
+TORCH = "medclf.models.torch_models.build:"
+SKLEARN = "medclf.models.classic:"
 
 
 # Conv nets: MedMNIST v2's protocol (Adam, lr 0.001, batch 128, 100 epochs, lr x 0.1 at 50 % and
@@ -36,55 +56,59 @@ MODELS: dict[str, ModelSpec] = {
     # Q1: from scratch, one example at a time, float64 for fidelity to the study.
     "numpy-perceptron": ModelSpec(
         "numpy", {"epochs": 20, "dtype": "float64"},
-        "the study's multi-class perceptron (NumPy, from scratch)", SINGLE_LABEL, "flat+bias"),
+        "the study's multi-class perceptron (NumPy, from scratch)", SINGLE_LABEL, "flat+bias",
+        build=NUMPY + "perceptron", cost=0.5),
     "numpy-logreg": ModelSpec(
         "numpy", {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64",
                   "init_std": 0.0},  # the study starts from W = 0
         "multinomial logistic regression by SGD (NumPy, from scratch)", SINGLE_LABEL,
-        "flat+bias"),
+        "flat+bias", build=NUMPY + "logistic_regression", cost=0.6),
     "numpy-mlp": ModelSpec(
         "numpy", {"epochs": 20, "lr": 0.001, "hidden_size": 200, "layers": 1, "batch_size": 1,
                   "dtype": "float64"},
-        "multi-layer perceptron with hand-written backprop (NumPy)", SINGLE_LABEL),
+        "multi-layer perceptron with hand-written backprop (NumPy)", SINGLE_LABEL,
+        build=NUMPY + "mlp", cost=4.6),
     # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
     "torch-logreg": ModelSpec(
         "torch", {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
-        "logistic regression (PyTorch)"),
+        "logistic regression (PyTorch)", build=TORCH + "logistic_regression", cost=1.5),
     "torch-ffn": ModelSpec(
         "torch", {"epochs": 20, "lr": 0.1, "hidden_size": 200, "layers": 2, "dropout": 0.0,
                   "batch_size": 16, "activation": "relu", "l2": 0.0, "optimizer": "sgd"},
-        "feed-forward network (PyTorch)"),
+        "feed-forward network (PyTorch)", build=TORCH + "feedforward", cost=4.5,
+        large_batch_cost=1.9),
     # Convolutional networks on images.
     "torch-cnn": ModelSpec(
         "torch", {**PAPER, "epochs": 30, "width": 32, "dropout": 0.0, "schedule": "cosine",
                   "augment": "auto"},
-        "medclf's small CNN for 28x28 on a CPU (PyTorch)", inputs="image"),
+        "medclf's small CNN for 28x28 on a CPU (PyTorch)", inputs="image",
+        build=TORCH + "small_cnn", cost=20.0),
     "torch-resnet18": ModelSpec(
-        "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
+        "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image",
+        build=TORCH + "resnet18", cost=120.0),
     "torch-resnet50": ModelSpec(
-        "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image"),
+        "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image",
+        build=TORCH + "resnet50", cost=300.0),
     # Classic baselines on pixels, the family auto-sklearn searches (medclf.models.classic: why each
     # default). kNN works on 50 PCA components; the SVM refuses training splits over 20,000.
     "sklearn-logreg": ModelSpec(
         "sklearn", {"C": 1.0, "max_iter": 1000},
-        "logistic regression on standardised pixels (scikit-learn)", SINGLE_LABEL),
+        "logistic regression on standardised pixels (scikit-learn)", SINGLE_LABEL,
+        build=SKLEARN + "logistic_regression"),
     "sklearn-rf": ModelSpec(
         "sklearn", {"n_estimators": 300, "min_samples_leaf": 1},
-        "random forest (scikit-learn)"),
+        "random forest (scikit-learn)", build=SKLEARN + "random_forest"),
     "sklearn-hgb": ModelSpec(
         "sklearn", {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
-        "histogram gradient boosting (scikit-learn)", SINGLE_LABEL),
+        "histogram gradient boosting (scikit-learn)", SINGLE_LABEL,
+        build=SKLEARN + "gradient_boosting"),
     "sklearn-knn": ModelSpec(
         "sklearn", {"n_neighbors": 11, "pca_components": 50},
-        "k nearest neighbours on PCA components (scikit-learn)"),
+        "k nearest neighbours on PCA components (scikit-learn)", build=SKLEARN + "knn"),
     "sklearn-svm": ModelSpec(
         "sklearn", {"C": 1.0, "gamma": "scale"},
-        "RBF support vector machine (scikit-learn)", SINGLE_LABEL),
+        "RBF support vector machine (scikit-learn)", SINGLE_LABEL, build=SKLEARN + "svm"),
 }  # fmt: skip
-
-
-def spec_of(model: str) -> ModelSpec:
-    return MODELS[model]
 
 
 # Training recipes as data: a preset's overrides per model; every model of a benchmark keeps

@@ -13,23 +13,17 @@ import numpy as np
 
 from medclf.data.features import inputs_of, make_features, to_features
 from medclf.errors import DataError
-from medclf.models.numpy_models import MLP, LogisticRegression, Perceptron, load_model
+from medclf.models.numpy_models import MLP, load_model
 from medclf.models.numpy_models.base import softmax
-from medclf.models.registry import MODELS
+from medclf.models.registry import MODELS, builder
 from medclf.run.family import Family, missing_model
 from medclf.run.folder import environment
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, output_info, serialise
 
 
 def build_numpy_model(config: dict, n_classes: int):
-    common = {"n_classes": n_classes, "dtype": config["dtype"], "seed": config["seed"]}
-    if config["model"] == "numpy-perceptron":
-        return Perceptron(**common)
-    if config["model"] == "numpy-logreg":
-        return LogisticRegression(lr=config["lr"], batch_size=config["batch_size"],
-                                  init_std=config["init_std"], **common)  # fmt: skip
-    return MLP(hidden_sizes=(config["hidden_size"],) * config["layers"], lr=config["lr"],
-               batch_size=config["batch_size"], **common)  # fmt: skip
+    """The model of a config (its registry entry's builder)."""
+    return builder(config["model"])(config, n_classes)
 
 
 class NumpyTrainer(Family):

@@ -21,8 +21,7 @@ from medclf.data.features import inputs_of, make_features
 from medclf.errors import ConfigError, DataError
 from medclf.files import atomic_path
 from medclf.metrics import MULTI_LABEL
-from medclf.models.registry import MODELS
-from medclf.models.torch_models import ResNet18, ResNet50, SmallCNN, build_torch_model
+from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
 from medclf.models.training.schedules import lr_at
@@ -35,15 +34,9 @@ CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
 
 def build_network(config: dict, input_shape: tuple[int, ...], n_outputs: int):
-    """The network of a config: input_shape is (n_features,) or (channels, height, width)."""
-    if MODELS[config["model"]].inputs != "image":
-        return build_torch_model(config, input_shape[0], n_outputs)
-    channels, side = input_shape[0], input_shape[-1]
-    if config["model"] == "torch-cnn":
-        return SmallCNN(channels, n_outputs, size=side, width=config["width"],
-                        dropout=config["dropout"])  # fmt: skip
-    return {"torch-resnet18": ResNet18, "torch-resnet50": ResNet50}[config["model"]](
-        channels, n_outputs)
+    """The network of a config (its registry entry's builder): input_shape is (n_features,) or
+    (channels, height, width)."""
+    return builder(config["model"])(config, tuple(input_shape), n_outputs)
 
 
 def scale_images(x: torch.Tensor) -> torch.Tensor:

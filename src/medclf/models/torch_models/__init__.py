@@ -2,7 +2,7 @@
 convolutional ones."""
 
 from medclf.models.torch_models.cnn import SmallCNN
-from medclf.models.torch_models.feedforward import FeedforwardNetwork, build_torch_model
+from medclf.models.torch_models.feedforward import FeedforwardNetwork
 from medclf.models.torch_models.logistic import LogisticRegression
 from medclf.models.torch_models.resnet import ResNet18, ResNet50
 
@@ -12,5 +12,4 @@ __all__ = [
     "ResNet18",
     "ResNet50",
     "SmallCNN",
-    "build_torch_model",
 ]

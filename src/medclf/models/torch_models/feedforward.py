@@ -6,7 +6,6 @@ from torch import nn
 
 from medclf.errors import ConfigError
 from medclf.models.config import ACTIVATIONS, DEFAULTS
-from medclf.models.torch_models.logistic import LogisticRegression
 
 FFN = DEFAULTS["torch-ffn"]
 
@@ -32,9 +31,3 @@ class FeedforwardNetwork(nn.Module):
     def forward(self, x):  # (b, n_features) -> (b, n_classes) logits
         return self.net(x)
 
-
-def build_torch_model(config: dict, n_features: int, n_classes: int) -> nn.Module:
-    if config["model"] == "torch-logreg":
-        return LogisticRegression(n_features, n_classes)
-    return FeedforwardNetwork(n_features, n_classes, config["hidden_size"], config["layers"],
-                              config["activation"], config["dropout"])  # fmt: skip
