@@ -107,3 +107,40 @@ def test_docs_name_no_path_of_one_machine():
         if absolute.search(line)
     ]
     assert found == []
+
+
+def _readme_outputs() -> set[str]:
+    """What the README's examples and the commands' defaults write, relative to the repository
+    root (a folder as a file inside it); placeholders (DIR, FILE) and absolute paths left out."""
+    readme = (ROOT / "README.md").read_text()
+    named = re.findall(r'(?:--out|--plot|--output-dir) ([\w./-]+)|\bout="([^"]+)"', readme)
+    named = [a or b for a, b in named]
+    for db in re.findall(r"sqlite:///([\w./-]+\.db)", readme):
+        named += [db, db.removesuffix(".db") + "-artifacts"]  # tracking.py puts artifacts there
+    named += [p.default for cmd in _commands(cli) for p in cmd.params if p.name == "out"]
+    named.append("runs")  # medclf train's and medclf runs' default folder
+    paths = set()
+    for name in named:
+        if not isinstance(name, str) or name.startswith("/") or re.search(r"\b[A-Z]{2,}\b", name):
+            continue
+        paths.add(name if Path(name).suffix else f"{name}/metrics.json")
+    return paths
+
+
+def _commands(group):
+    for command in group.commands.values():
+        yield from _commands(command) if hasattr(command, "commands") else [command]
+
+
+def test_readme_examples_write_only_where_git_ignores(tmp_path):
+    outputs = _readme_outputs()
+    assert "reproduction/metrics.json" in outputs and len(outputs) > 10  # the parsing works
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", *sorted(outputs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode == 128:
+        pytest.skip(f"not a git checkout: {done.stderr.strip()}")
+    assert set(outputs) - set(done.stdout.splitlines()) == set()
