@@ -189,6 +189,7 @@ def test_a_storage_optuna_cannot_open_is_one_line(tmp_path, tiny, storage, messa
                     "--storage", storage, "--out", tmp_path / "t")  # fmt: skip
     assert result.exit_code == 1 and message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()  # refused before --out was made
 
 
 # A search run as a subprocess of the CLI, killed at chosen points by callbacks this script
@@ -246,23 +247,23 @@ cli(args, prog_name="medclf")
 
 
 def search_args(tiny, out, trials=5):
-    return ["tune", "--dataset", tiny, "--model", "torch-logreg", "--trials", trials,
-            "--epochs", 3, "--out", out, "--seed", 3]  # fmt: skip
+    search = ["--model", "torch-logreg", "--trials", trials, "--epochs", 3, "--seed", 3]
+    return ["tune", "--dataset", tiny, *search, "--out", out]
 
 
 def killed_search(tmp_path, args, points):
-    """Run the search until it exits without a kill; the exit codes and stderr of each run."""
+    """Run the search until it exits without a kill; the exit codes and stderr of each run, and
+    the points reached."""
     marks = tmp_path / "marks"
     marks.mkdir(exist_ok=True)
     runs = []
     for _ in range(len(points) + 2):
-        proc = subprocess.run([sys.executable, "-c", KILLER, marks, ",".join(points),
-                               *map(str, args)], capture_output=True, text=True)  # fmt: skip
+        command = [sys.executable, "-c", KILLER, marks, ",".join(points), *map(str, args)]
+        proc = subprocess.run(command, capture_output=True, text=True)
         runs.append((proc.returncode, proc.stderr))
         if proc.returncode == 0:
             break
-    assert sorted(p.name for p in marks.iterdir()) == sorted(points)  # each point was reached
-    return runs
+    return runs, sorted(p.name for p in marks.iterdir())
 
 
 def uninterrupted_search(monkeypatch, args):
@@ -277,8 +278,11 @@ def uninterrupted_search(monkeypatch, args):
 def finished_trials(out):
     """Each run folder's counted trial: its settings, state, value and reported epochs."""
     study = optuna.load_study(study_name="medclf", storage=f"sqlite:///{out / 'study.db'}")
-    return {t.user_attrs["run_dir"]: (t.params, t.state.name, t.value, t.intermediate_values)
-            for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")}  # fmt: skip
+    counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    return {
+        t.user_attrs["run_dir"]: (t.params, t.state.name, t.value, t.intermediate_values)
+        for t in counted
+    }
 
 
 @pytest.fixture(scope="module")
@@ -295,21 +299,25 @@ def reference(tiny, tmp_path_factory):
 
 # 1:1:before: checkpointed, not reported, so the retry starts again; 2:2:after then 2:3:before:
 # killed twice in one trial, its last epoch never reported; 0:tell: trained, Optuna not told
-@pytest.mark.parametrize("points", [["1:1:before", "2:2:after", "2:3:before"],
-                                    ["0:3:after", "0:tell", "4:1:before"]])
+KILLS = [["1:1:before", "2:2:after", "2:3:before"], ["0:3:after", "0:tell", "4:1:before"]]
+
+
+@pytest.mark.parametrize("points", KILLS)
 def test_a_search_killed_and_resumed_is_the_uninterrupted_search(tmp_path, tiny, reference, points):
     ref_out, ref_trials = reference
     out = tmp_path / "search"
-    runs = killed_search(tmp_path, search_args(tiny, out), points)
-    assert [rc for rc, _ in runs] == [-signal.SIGKILL] * len(points) + [0]
+    runs, reached = killed_search(tmp_path, search_args(tiny, out), points)
     assert finished_trials(out) == ref_trials  # the same settings, values, prunings, folders
+    assert reached == sorted(points)
+    assert [rc for rc, _ in runs] == [-signal.SIGKILL] * len(points) + [0]
     assert read(out / "best_config.json") == read(ref_out / "best_config.json")
 
 
 def test_ctrl_c_stops_the_search_even_inside_a_finaliser(tmp_path, tiny, reference):
     ref_out, ref_trials = reference
     out = tmp_path / "search"
-    runs = killed_search(tmp_path, search_args(tiny, out), ["1:2:after:int"])
+    runs, reached = killed_search(tmp_path, search_args(tiny, out), ["0:2:after:int"])
+    assert reached == ["0:2:after:int"]
     assert [rc for rc, _ in runs] == [130, 0]  # not swallowed: the search stopped
     assert "Exception ignored" in runs[0][1]  # Python did ignore the KeyboardInterrupt
     assert runs[0][1].strip().splitlines()[-1].startswith("Error: interrupted;")
@@ -350,3 +358,17 @@ def test_the_proposals_are_a_function_of_the_finished_trials_and_the_seed(tmp_pa
         return [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"]
 
     assert search([2, 11, 11, 12]) == search([])
+
+
+def test_a_search_rerun_over_cut_metrics_files_trains_the_best_again(tmp_path, tiny):
+    search = ["--model", "torch-logreg", "--trials", 2, "--epochs", 2, "--out", tmp_path / "s"]
+    args = ["tune", "--dataset", tiny, *search]
+    first = medclf(*args)
+    assert first.exit_code == 0, first.output
+    best = {p: p.read_text() for p in (tmp_path / "s").glob("trials/*/metrics.json")}
+    for path, text in best.items():
+        path.write_text(text[: len(text) // 2])
+    again = medclf(*args)
+    assert again.exit_code == 0 and "Traceback" not in again.output, again.output
+    assert "holds no readable result; training it again" in again.output
+    assert first.output.splitlines()[-2] == again.output.splitlines()[-2]  # the same best line

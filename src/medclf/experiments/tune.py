@@ -188,8 +188,9 @@ def replay(study, trial) -> tuple | None:
     return tuple(old)
 
 
-def run_trial(optuna, study, trial, slot: int, out: Path, base: dict, space: dict, metric, data,
-              model, stopped=None) -> None:  # fmt: skip
+def run_trial(
+    optuna, study, trial, slot: int, out: Path, base: dict, space: dict, metric, data, model, stop
+) -> None:
     params = suggest(trial, space)
     rel = trial.user_attrs.get("run_dir") or f"trials/trial-{slot:04d}"
     trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
@@ -200,15 +201,15 @@ def run_trial(optuna, study, trial, slot: int, out: Path, base: dict, space: dic
     try:
         replayed, seen = replay(study, trial), []
         try:
-            metrics = run_job(config, data, run_dir, quiet=True,
-                              after_epoch=pruning_hook(trial, metric, stopped, replayed, seen))
+            hook = pruning_hook(trial, metric, stop, replayed, seen)
+            metrics = run_job(config, data, run_dir, quiet=True, after_epoch=hook)
             resumed_at_end = replayed is not None and not seen
             if resumed_at_end and metrics.get("epochs_run", 0) > max(replayed, default=0):
                 raise Restart  # its last epoch was checkpointed, never reported
         except Restart:  # killed between a checkpoint and its report: train from scratch
             remove_leftovers(run_dir)
-            metrics = run_job(config, data, run_dir, quiet=True, resume=False,
-                              after_epoch=pruning_hook(trial, metric, stopped, replayed))
+            hook = pruning_hook(trial, metric, stop, replayed)
+            metrics = run_job(config, data, run_dir, quiet=True, resume=False, after_epoch=hook)
     except optuna.TrialPruned:
         remove_leftovers(run_dir)  # a pruned trial is never continued
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
@@ -266,8 +267,8 @@ def best_trial(study, out: Path, model: str, base: dict, data, echo) -> dict | N
         echo(f"trial {b.number}: {run_dir} holds no readable result; training it again")
         metrics = run_job(config, data, run_dir, quiet=True)
     write_json(out / "best_config.json", config)
-    return {"number": b.number, "value": b.value, "params": b.params, "run_dir": str(run_dir),
-            "metrics": metrics}  # fmt: skip
+    run = {"number": b.number, "value": b.value, "params": b.params, "run_dir": str(run_dir)}
+    return {**run, "metrics": metrics}
 
 
 @contextmanager
@@ -281,8 +282,8 @@ def ctrl_c_flag():
         hits.append(signum)
         raise KeyboardInterrupt
 
-    ours = (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)  # fmt: skip
+    main = threading.current_thread() is threading.main_thread()
+    ours = main and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     if ours:
         signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -383,8 +384,8 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
                                  model, workers, root, address, seed)  # fmt: skip
             else:
                 trial, slot = ask(optuna, study, seed)
-                run_trial(optuna, study, trial, slot, out, base, space, metric, data, model,
-                          stopped)  # fmt: skip
+                context = (out, base, space, metric, data, model, stopped)
+                run_trial(optuna, study, trial, slot, *context)
             for t in study.trials[before:]:
                 echo(f"trial {t.number}: {t.state.name}"
                      + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip
