@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -168,7 +169,9 @@ def eval_modes(name, X, repeats):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default="/work/shared/data/pneumoniamnist.npz")
+    # ../shared/data beside the repository, wherever it is run from
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "pneumoniamnist.npz"
+    parser.add_argument("--data", default=str(real))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--resnet-repeats", type=int, default=2)
     parser.add_argument("--models", default="torch-cnn,torch-resnet18")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -26,7 +27,9 @@ PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 
 
 class Handler(BaseHTTPRequestHandler):
-    mode = "ok"  # "ok", "corrupt", "cut" (server gone mid-file), "flaky" (cut once) or "missing"
+    # "ok", "corrupt", "cut" (server gone mid-file), "flaky" (cut once), "missing" or
+    # "nolength" (no Content-Length: the body ends when the connection closes)
+    mode = "ok"
     hits = 0
     paths: list[str] = []
 
@@ -38,7 +41,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         body = PAYLOAD if self.mode != "corrupt" else PAYLOAD[::-1]
         self.send_response(200)
-        self.send_header("Content-Length", str(len(PAYLOAD)))
+        if self.mode != "nolength":
+            self.send_header("Content-Length", str(len(PAYLOAD)))
         self.end_headers()
         if self.mode == "cut" or (self.mode == "flaky" and type(self).hits == 1):
             self.wfile.write(body[: len(body) // 3])
@@ -116,6 +120,62 @@ def test_progress_bar_names_the_file_and_its_size(tmp_path, server, capsys):
     assert path.read_bytes() == PAYLOAD
     err = capsys.readouterr().err
     assert "tinymnist.npz" in err and "102k" in err  # the total pooch read from Content-Length
+
+
+@pytest.fixture
+def bars(monkeypatch):
+    """Every progress bar fetch draws, as (total, bytes counted), read when it is closed."""
+    import tqdm.auto
+
+    drawn = []
+
+    class Recorded(tqdm.auto.tqdm):
+        def close(self):
+            if not self.disable and self not in [bar for bar, _ in drawn]:
+                drawn.append((self, self.n))
+            super().close()
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recorded)
+    monkeypatch.setattr(fetch.time, "sleep", lambda seconds: None)
+    return lambda: [(bar.total, n) for bar, n in drawn]
+
+
+def test_unreachable_server_draws_no_progress_bar(tmp_path, server, bars, capsys):
+    httpd, url = server
+    httpd.shutdown()
+    httpd.server_close()
+    with pytest.raises(DownloadError, match="could not download"):
+        fetch.download("tinymnist", root=tmp_path, mirror=url, retries=2, progress=True)
+    assert bars() == [] and capsys.readouterr().err == ""  # no bar per retry, no bogus total
+
+
+def test_progress_bar_without_content_length_has_no_total(tmp_path, server, bars, capsys):
+    _, url = server
+    Handler.mode = "nolength"
+    path = fetch.download("tinymnist", root=tmp_path, mirror=url, retries=0, progress=True)
+    assert path.read_bytes() == PAYLOAD
+    assert bars() == [(None, len(PAYLOAD))]  # counts the bytes, claims no size
+    err = capsys.readouterr().err
+    assert "tinymnist.npz: 0.00B [" in err and not re.search(r"\d/\d", err)  # no "n/total"
+
+
+@pytest.mark.parametrize(("mode", "retries"), [("flaky", 2), ("cut", 2)])
+def test_retried_download_draws_one_bar_with_the_real_total(
+    tmp_path, server, bars, capsys, monkeypatch, mode, retries
+):
+    _, url = server
+    Handler.mode = mode
+    monkeypatch.setattr(fetch, "CHUNK", 4096)  # so that the cut attempts write data too
+    try:
+        fetch.download("tinymnist", root=tmp_path, mirror=url, retries=retries, progress=True)
+    except DownloadError:
+        assert mode == "cut"
+    [(total, counted)] = bars()  # one bar, reset for each attempt
+    assert total == len(PAYLOAD)  # the server's Content-Length, never a made-up one
+    assert (counted == len(PAYLOAD)) if mode == "flaky" else (0 < counted <= len(PAYLOAD) // 3)
+    err = capsys.readouterr().err
+    totals = re.findall(r"/(\S+) \[", err)  # each drawn state "n/total [elapsed, rate]"
+    assert totals and set(totals) == {"102k"}
 
 
 def test_cached_file_is_reused_with_the_server_down(tmp_path, server):

@@ -1,5 +1,11 @@
 """examples/quickstart.ipynb runs headless from top to bottom, in a temporary folder."""
 
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,7 +18,8 @@ nbclient = pytest.importorskip("nbclient", reason="needs the 'notebook' extra: p
 pytest.importorskip("ipykernel", reason="needs the 'notebook' extra: pip install -e "
                     "'.[notebook]' (ipykernel, the kernel that runs the notebook)")  # fmt: skip
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "quickstart.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
 REAL = NOTEBOOK.parents[2] / "shared" / "data" / "pneumoniamnist.npz"
 
 
@@ -50,3 +57,26 @@ def test_quickstart_runs_headless(tmp_path, data):
     assert (cwd / "runs" / "quickstart-torch-ffn" / "metrics.json").exists()
     assert sorted(p.name for p in NOTEBOOK.parent.iterdir()) == before  # nothing in the repo
     assert seconds < 120, f"the quickstart took {seconds:.0f} s"
+
+
+def test_readme_command_runs_the_notebook(tmp_path):
+    """The README's headless command, verbatim, from a temporary copy of the repository's layout
+    (the notebook in examples/; synthetic data, as no ../shared/data lies beside it)."""
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r'`pip install [^`]*\[notebook\]" && (jupyter [^`]+)`', readme)
+    assert commands, "the README names no command that runs the notebook with its extra"
+    (tmp_path / "examples").mkdir()
+    shutil.copy(NOTEBOOK, tmp_path / "examples")
+    bin_dir = str(Path(sys.executable).parent)  # the venv's jupyter, where the extra installs it
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    for command in commands:
+        done = subprocess.run(
+            shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, f"{command}: {done.stderr[-2000:]}"
+    kept = [p for p in tmp_path.rglob("*.ipynb") if p != tmp_path / "examples" / NOTEBOOK.name]
+    assert kept, f"{commands} keeps no executed notebook"
+    cells = [c for p in kept for c in nbformat.read(p, as_version=4).cells]
+    texts = "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.outputs)
+    assert "using a SYNTHETIC look-alike" in texts and "3-fold accuracy" in texts, texts
+    assert (tmp_path / "examples" / "runs" / "quickstart-torch-ffn" / "metrics.json").exists()

@@ -342,3 +342,12 @@ def test_cli_reproduce_rejects_unknown_questions(tmp_path, synth_file):
     assert result.returncode == 1
     assert result.stderr.strip() == "Error: unknown question(s) Q9; choose from Q1.1a, Q1.1b, " \
         "Q1.2a, Q1.2b, Q2.1, Q2.2a, Q2.2b, Q2.2c"  # fmt: skip
+
+
+def test_one_file_under_two_spellings_is_one_dataset(tmp_path, monkeypatch):
+    from medclf.experiments.reproduce import resolve_dataset
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    spellings = ["oct.npz", "./oct.npz", "sub/../oct.npz", str(tmp_path / "oct.npz")]
+    assert {resolve_dataset(s) for s in spellings} == {str(tmp_path / "oct.npz")}

@@ -3,6 +3,7 @@ best config) and `medclf train --config FILE`."""
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -188,3 +189,186 @@ def test_a_storage_optuna_cannot_open_is_one_line(tmp_path, tiny, storage, messa
                     "--storage", storage, "--out", tmp_path / "t")  # fmt: skip
     assert result.exit_code == 1 and message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()  # refused before --out was made
+
+
+# A search run as a subprocess of the CLI, killed at chosen points by callbacks this script
+# injects: "SLOT:EPOCH:before" / "SLOT:EPOCH:after" (the epoch's report to Optuna) and
+# "SLOT:tell" (its run written, Optuna not yet told); a point ending in ":int" presses Ctrl-C
+# inside a finaliser, where Python ignores the KeyboardInterrupt. Each point fires once.
+KILLER = r"""
+import functools, os, signal, sys, time
+from pathlib import Path
+
+import optuna
+import medclf.experiments.tune as tune
+from medclf.cli import cli
+
+marks, points, args = Path(sys.argv[1]), sys.argv[2].split(","), sys.argv[3:]
+optuna.pruners.MedianPruner = functools.partial(optuna.pruners.MedianPruner, n_startup_trials=1)
+
+
+class Swallowed:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+
+
+def act(point):
+    for kind in ("", ":int"):
+        if point + kind in points and not (marks / (point + kind)).exists():
+            (marks / (point + kind)).touch()
+            if kind:
+                Swallowed()
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pruning_hook(trial, *a, **k):
+    inner, slot = hook(trial, *a, **k), int(trial.user_attrs["run_dir"][-4:])
+
+    def after_epoch(rec):
+        act(f"{slot}:{rec['epoch']}:before")
+        inner(rec)
+        act(f"{slot}:{rec['epoch']}:after")
+
+    return after_epoch
+
+
+def tell(optuna, study, trial, run_dir, *a):
+    act(f"{int(run_dir.name[-4:])}:tell")
+    told(optuna, study, trial, run_dir, *a)
+
+
+hook, told = tune.pruning_hook, tune.tell
+tune.pruning_hook, tune.tell = pruning_hook, tell
+cli(args, prog_name="medclf")
+"""
+
+
+def search_args(tiny, out, trials=5):
+    search = ["--model", "torch-logreg", "--trials", trials, "--epochs", 3, "--seed", 3]
+    return ["tune", "--dataset", tiny, *search, "--out", out]
+
+
+def killed_search(tmp_path, args, points):
+    """Run the search until it exits without a kill; the exit codes and stderr of each run, and
+    the points reached."""
+    marks = tmp_path / "marks"
+    marks.mkdir(exist_ok=True)
+    runs = []
+    for _ in range(len(points) + 2):
+        command = [sys.executable, "-c", KILLER, marks, ",".join(points), *map(str, args)]
+        proc = subprocess.run(command, capture_output=True, text=True)
+        runs.append((proc.returncode, proc.stderr))
+        if proc.returncode == 0:
+            break
+    return runs, sorted(p.name for p in marks.iterdir())
+
+
+def uninterrupted_search(monkeypatch, args):
+    import functools
+
+    pruner = functools.partial(optuna.pruners.MedianPruner, n_startup_trials=1)
+    monkeypatch.setattr(optuna.pruners, "MedianPruner", pruner)
+    result = medclf(*args)
+    assert result.exit_code == 0, result.output
+
+
+def finished_trials(out):
+    """Each run folder's counted trial: its settings, state, value and reported epochs."""
+    study = optuna.load_study(study_name="medclf", storage=f"sqlite:///{out / 'study.db'}")
+    counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    return {
+        t.user_attrs["run_dir"]: (t.params, t.state.name, t.value, t.intermediate_values)
+        for t in counted
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, tmp_path_factory):
+    """An uninterrupted search with seed 3 (MedianPruner after 1 finished trial)."""
+    out = tmp_path_factory.mktemp("reference") / "search"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        uninterrupted_search(monkeypatch, search_args(tiny, out))
+    trials = finished_trials(out)
+    states = [state for _, state, _, _ in trials.values()]
+    assert len(trials) == 5 and "PRUNED" in states and "COMPLETE" in states  # both are tested
+    return out, trials
+
+
+# 1:1:before: checkpointed, not reported, so the retry starts again; 2:2:after then 2:3:before:
+# killed twice in one trial, its last epoch never reported; 0:tell: trained, Optuna not told
+KILLS = [["1:1:before", "2:2:after", "2:3:before"], ["0:3:after", "0:tell", "4:1:before"]]
+
+
+@pytest.mark.parametrize("points", KILLS)
+def test_a_search_killed_and_resumed_is_the_uninterrupted_search(tmp_path, tiny, reference, points):
+    ref_out, ref_trials = reference
+    out = tmp_path / "search"
+    runs, reached = killed_search(tmp_path, search_args(tiny, out), points)
+    assert finished_trials(out) == ref_trials  # the same settings, values, prunings, folders
+    assert reached == sorted(points)
+    assert [rc for rc, _ in runs] == [-signal.SIGKILL] * len(points) + [0]
+    assert read(out / "best_config.json") == read(ref_out / "best_config.json")
+
+
+def test_ctrl_c_stops_the_search_even_inside_a_finaliser(tmp_path, tiny, reference):
+    ref_out, ref_trials = reference
+    out = tmp_path / "search"
+    runs, reached = killed_search(tmp_path, search_args(tiny, out), ["0:2:after:int"])
+    assert reached == ["0:2:after:int"]
+    assert [rc for rc, _ in runs] == [130, 0]  # not swallowed: the search stopped
+    assert "Exception ignored" in runs[0][1]  # Python did ignore the KeyboardInterrupt
+    assert runs[0][1].strip().splitlines()[-1].startswith("Error: interrupted;")
+    assert finished_trials(out) == ref_trials
+
+
+def test_a_search_interrupted_by_ctrl_c_stops_with_one_line(tmp_path, tiny):
+    out = tmp_path / "search"
+    args = [sys.executable, "-m", "medclf.cli", *map(str, search_args(tiny, out, trials=50))]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "trials" / "trial-0001").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    err = proc.stderr.read().strip()
+    assert err.startswith("Error: interrupted;") and len(err.splitlines()) == 1, err
+    assert not (out / "trials.csv").exists()
+
+
+def test_the_proposals_are_a_function_of_the_finished_trials_and_the_seed(tmp_path):
+    """Past TPE's 10 random start-up trials too: trials left RUNNING (killed) and retried do not
+    change what the search proposes."""
+    from medclf.experiments.tune import ask, requeue_killed, suggest
+
+    space = SEARCH_SPACES["torch-ffn"]
+
+    def search(kills):
+        study = optuna.create_study(direction="maximize")
+        while len([t for t in study.trials if t.state.name == "COMPLETE"]) < 14:
+            trial, slot = ask(optuna, study, 5)
+            params = suggest(trial, space)
+            if slot in kills:  # left RUNNING, as a killed search leaves it
+                kills.remove(slot)
+                requeue_killed(optuna, study)  # as the next search does
+                continue
+            study.tell(trial, -math.log(params["lr"]) * params["hidden_size"] % 7)
+        return [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"]
+
+    assert search([2, 11, 11, 12]) == search([])
+
+
+def test_a_search_rerun_over_cut_metrics_files_trains_the_best_again(tmp_path, tiny):
+    search = ["--model", "torch-logreg", "--trials", 2, "--epochs", 2, "--out", tmp_path / "s"]
+    args = ["tune", "--dataset", tiny, *search]
+    first = medclf(*args)
+    assert first.exit_code == 0, first.output
+    best = {p: p.read_text() for p in (tmp_path / "s").glob("trials/*/metrics.json")}
+    for path, text in best.items():
+        path.write_text(text[: len(text) // 2])
+    again = medclf(*args)
+    assert again.exit_code == 0 and "Traceback" not in again.output, again.output
+    assert "holds no readable result; training it again" in again.output
+    assert first.output.splitlines()[-2] == again.output.splitlines()[-2]  # the same best line

@@ -179,20 +179,19 @@ def download(
 
 def _fetch(url: str, out, info: DatasetInfo, target: Path, retries: int, progress: bool) -> None:
     """Download ``url`` into ``out`` with pooch's HTTP downloader, retrying from the start."""
-    from tqdm.auto import tqdm
-
-    for attempt in range(retries + 1):
-        out.seek(0)
-        out.truncate()
-        # pooch sets the bar's total from Content-Length and closes it when done; total=1 until
-        # then because pooch tests the bar's truth, which tqdm refuses for an unknown total.
-        with tqdm(total=1, unit="B", unit_scale=True, disable=not progress,
-                  desc=info.filename, leave=False) as bar:  # fmt: skip
+    bar = _Progress(out, info.filename) if progress else None
+    sink = out if bar is None else bar  # pooch writes into the bar, which writes into out
+    try:
+        for attempt in range(retries + 1):
+            out.seek(0)
+            out.truncate()
+            if bar is not None:
+                bar.restart()
             downloader = pooch.HTTPDownloader(
-                progressbar=bar if progress else False, timeout=TIMEOUT, chunk_size=CHUNK
+                progressbar=False if bar is None else bar, timeout=TIMEOUT, chunk_size=CHUNK
             )
             try:
-                downloader(url, out, None)
+                downloader(url, sink, None)
                 return
             except requests.RequestException as err:
                 if attempt < retries:
@@ -208,6 +207,60 @@ def _fetch(url: str, out, info: DatasetInfo, target: Path, retries: int, progres
                     f"{target.parent} (or set {ENV_ROOT}), use --mirror URL, or run offline on "
                     f"a synthetic file from 'medclf data synth --like {info.name} --out FILE'"
                 ) from err
+    finally:
+        if bar is not None:
+            bar.done()
+
+
+class _Progress:
+    """One progress bar for a download and its retries, drawn from the first byte received.
+
+    pooch's downloader writes into it and hands it the server's Content-Length as ``total``
+    (0 when none is sent: the bar then counts bytes without a total). A server that cannot be
+    reached draws nothing. The bar counts the bytes written, not pooch's whole-chunk updates,
+    which overshoot on the last chunk, so pooch's ``update``/``reset``/``close`` do nothing."""
+
+    def __init__(self, out, desc: str):
+        self.out, self.desc = out, desc
+        self.total = 0  # set by pooch before each attempt's first write
+        self.bar = None
+        self.fresh = True
+
+    def restart(self) -> None:
+        """A new attempt: its first byte starts the bar again from zero."""
+        self.fresh = True
+
+    def __bool__(self) -> bool:  # pooch hands a truthy bar the total
+        return True
+
+    def write(self, data: bytes) -> None:
+        from tqdm.auto import tqdm
+
+        self.out.write(data)
+        if self.bar is None:
+            self.bar = tqdm(
+                total=self.total or None, unit="B", unit_scale=True, desc=self.desc, leave=False
+            )
+        elif self.fresh:
+            self.bar.reset(total=self.total or None)
+        self.fresh = False
+        self.bar.update(len(data))
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def update(self, n: int) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def done(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _copy(src: str, out, info: DatasetInfo) -> None:

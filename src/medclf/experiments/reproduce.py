@@ -28,7 +28,7 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
     from medclf.data.synthetic import write_synthetic
 
     if dataset.lower() not in REGISTRY:
-        return dataset
+        return str(Path(dataset).resolve())  # one file, one run key, however it is spelled
     try:
         return str(download(dataset, root=root))
     except DownloadError as err:

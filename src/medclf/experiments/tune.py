@@ -1,16 +1,25 @@
 """``medclf tune``: hyperparameter search with Optuna over a model's search space
 (medclf.models.registry.SEARCH_SPACES).
 
-Each trial is one run folder, OUT/trials/trial-NNNN, trained by the runner (run_all, the same
-path for both backends) with ``select`` = the metric, so a trial's value is the validation
-metric of its kept epoch. Local trials report the metric after every epoch and a MedianPruner
-stops unpromising ones (state PRUNED, checkpoint removed). With ``backend="ray"`` trials run
-``workers`` at a time as Ray tasks, unpruned (a worker cannot reach the driver's study).
+Each trial is one run folder, OUT/trials/trial-NNNN (medclf.run.folder.trial_dir), with
+``select`` = the metric, so a trial's value is the validation metric of its kept epoch. Local
+trials are trained by run_job in this process: they report the metric after every epoch and a
+MedianPruner stops unpromising ones (state PRUNED, checkpoint removed). With ``backend="ray"``
+trials run ``workers`` at a time as Ray tasks through the runner, in the same trial folders,
+unpruned (a worker cannot reach the driver's study).
 The study lives in ``storage`` (default sqlite:///OUT/study.db) and ``trials`` counts finished
 trials (COMPLETE, PRUNED, or FAIL with a reason), so the same command rerun after a kill runs only
 the missing ones. A trial that was RUNNING when the search was killed is marked FAIL and its
 parameters are tried again as a new trial in the same run folder, continuing from the folder's
-checkpoint (a run that had already written metrics.json is not retrained).
+checkpoint (a run that had already written metrics.json is not retrained) after reporting the
+killed trial's epochs again, so that the pruner decides as it would have.
+
+A resumed search is the same search: every trial has a slot (its place among the search's
+trials; a retry has the slot of the trial it retries, and the folder trials/trial-SLOT), and its
+settings are drawn by a sampler seeded with (seed, slot), from the finished trials only. The
+pruner reads only the finished trials' reported values. Ctrl-C stops the search even where
+Python ignores its KeyboardInterrupt (raised inside a finaliser, e.g. SQLAlchemy's): the signal
+also sets a flag checked after every epoch and every trial.
 
 The search reads validation numbers only. At the end it writes OUT/best_config.json (for
 ``medclf train --config``) and OUT/trials.csv, and reads the best trial's test metrics once from
@@ -23,26 +32,30 @@ import csv
 import io
 import json
 import math
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from medclf.data.load import load_dataset
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
-from medclf.experiments.worker import StopRun
 from medclf.models.config import VALIDATION_METRICS, make_config
 from medclf.models.registry import MODELS, SEARCH_SPACES
 from medclf.run import folder
 from medclf.run.folder import (
-    CONFIG,
     HISTORY,
-    read_json,
+    read_json_or_none,
+    remove_leftovers,
     run_lock,
     trial_dir,
     write_json,
     write_text,
 )
-from medclf.run.lifecycle import check_task
+from medclf.run.lifecycle import check_task, run_job
 
 METRICS = VALIDATION_METRICS
 
@@ -74,34 +87,40 @@ def suggest(trial, space: dict) -> dict:
     return params
 
 
-def pruned_error(optuna):
-    """optuna.TrialPruned that the runner also knows as a run stopped on purpose (StopRun)."""
-
-    class Pruned(optuna.TrialPruned, StopRun):
-        pass
-
-    return Pruned
+class Restart(Exception):
+    """A retried run's checkpoint is ahead of the epochs its killed trial reported."""
 
 
-def pruning_hook(trial, metric: str):
-    """An after_epoch hook: report the epoch's metric, stop the run if Optuna says prune."""
-    pruned = pruned_error(import_optuna())
+def pruning_hook(trial, metric: str, stopped=None, replayed=None, seen=None):
+    """run_job's after_epoch: report the epoch's metric, stop the run if Optuna says prune, and
+    stop the search if ``stopped()`` (Ctrl-C). ``replayed``: a retry's epochs, reported again
+    from its killed trial; a checkpoint beyond them raises Restart. ``seen``: a list that
+    collects the epochs run."""
+    seen = [] if seen is None else seen
 
     def after_epoch(rec):
+        if replayed is not None and not seen and rec["epoch"] > max(replayed, default=0) + 1:
+            raise Restart
+        seen.append(rec["epoch"])
         value = rec.get(metric)
-        if value is None or not math.isfinite(value):
-            return
-        trial.report(value, rec["epoch"])
-        if trial.should_prune():
-            raise pruned(f"pruned after epoch {rec['epoch']}")
+        if value is not None and math.isfinite(value) and rec["epoch"] not in (replayed or ()):
+            trial.report(value, rec["epoch"])
+            if trial.should_prune():
+                import optuna
+
+                raise optuna.TrialPruned(f"pruned after epoch {rec['epoch']}")
+        if stopped is not None and stopped():
+            raise KeyboardInterrupt
 
     return after_epoch
 
 
 def kept_value(run_dir: Path, metrics: dict, metric: str):
     """The metric of the run's kept epoch (None where undefined, e.g. diverged)."""
-    history = read_json(run_dir / HISTORY)
-    value = history[metrics["selected_epoch"] - 1].get(metric)
+    history = read_json_or_none(run_dir / HISTORY) or []
+    epoch = metrics["selected_epoch"]
+    rec = history[epoch - 1] if len(history) >= epoch else metrics  # a damaged history.json
+    value = rec.get(metric)
     return value if value is not None and math.isfinite(value) else None
 
 
@@ -109,9 +128,8 @@ def counted(trial) -> bool:
     return trial.state.name in ("COMPLETE", "PRUNED") or "reason" in trial.user_attrs
 
 
-def open_study(optuna, storage: str, search: dict, seed: int, pruner=None):
-    """Create or load the study; refuse one made for another search; mark trials a killed
-    search left RUNNING as FAIL and queue their parameters (and run folder) again."""
+def open_study(optuna, storage: str, search: dict, pruner=None):
+    """Create or load the study; refuse one made for another search."""
     direction = "minimize" if search["select"] == "val_loss" else "maximize"
     try:
         study = optuna.create_study(study_name="medclf", storage=storage, direction=direction,
@@ -129,43 +147,84 @@ def open_study(optuna, storage: str, search: dict, seed: int, pruner=None):
         keys = ", ".join(k for k in search if old.get(k) != search[k])
         raise ConfigError(f"{storage} holds a search with other {keys}; rerun it with the same "
                           "options or choose another --out or --storage")  # fmt: skip
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in running:
+    return study
+
+
+def requeue_killed(optuna, study) -> None:
+    """Mark the trials a killed search left RUNNING as FAIL and queue each again with its own
+    settings, run folder and slot."""
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         attrs = {"retry_of": t.number}
         if "run_dir" in t.user_attrs:
             attrs["run_dir"] = t.user_attrs["run_dir"]
         study.enqueue_trial(t.params, user_attrs=attrs)
-    # seeded, and offset by the trials so far so that a resumed search does not redraw them
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-    return study
 
 
-def trial_entry(trial, base: dict, space: dict, model: str) -> dict:
-    """The runner entry of a trial: its config and its folder (a retry keeps the folder)."""
-    params = suggest(trial, space)
-    rel = trial.user_attrs.get("run_dir") or trial_dir(trial.number)
-    trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
-    config = make_config(model, **base, **params)
-    return {"key": f"trial-{trial.number:04d}", "config": config, "folder": rel,
-            "questions": [f"trial {trial.number}"], "train_acc": True}  # fmt: skip
-
-
-def run_trials(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
-               workers: int, root, backend: str, address) -> None:  # fmt: skip
-    """``n`` trials (one where local: it can be pruned after each epoch) through the runner.
-    Ray trials are not pruned: a worker cannot reach the driver's study, so they run their
-    epochs and are told their kept value when they come back."""
-    batch = [study.ask() for _ in range(n)]
-    entries = [trial_entry(t, base, space, model) for t in batch]
-    hook = pruning_hook(batch[0], metric) if backend == "local" else None
-    results = run_all(entries, out, workers=workers, root=root, progress=False, backend=backend,
-                      address=address, after_epoch=hook)  # fmt: skip
-    for trial, entry, result in zip(batch, entries, results, strict=True):
-        if result["status"] == "stopped":
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+def slots(trials) -> tuple[dict, int]:
+    """Each trial's slot (a retry has the slot of the trial it retries) and the next new one."""
+    slot, fresh = {}, 0
+    for t in trials:
+        if "retry_of" in t.user_attrs:
+            slot[t.number] = slot[t.user_attrs["retry_of"]]
         else:
-            tell(optuna, study, trial, out / entry["folder"], result, metric)
+            slot[t.number], fresh = fresh, fresh + 1
+    return slot, fresh
+
+
+def ask(optuna, study, seed: int):
+    """The next trial (a queued retry first) and its slot. Its settings come from a TPE sampler
+    seeded with (seed, slot), which reads only the finished trials: the same in a resumed
+    search as in an uninterrupted one."""
+    trials = study.get_trials(deepcopy=False)
+    slot, fresh = slots(trials)
+    waiting = [t.number for t in trials if t.state.name == "WAITING"]
+    n = slot[waiting[0]] if waiting else fresh  # study.ask() takes the first waiting trial
+    trial_seed = int(np.random.SeedSequence([seed, n]).generate_state(1)[0])
+    study.sampler = optuna.samplers.TPESampler(seed=trial_seed)
+    return study.ask(), n
+
+
+def replay(study, trial) -> tuple | None:
+    """A retry reports its killed trial's epochs again and asks the pruner, as the killed trial
+    would have; the epochs replayed (None: not a retry)."""
+    if "retry_of" not in trial.user_attrs:
+        return None
+    old = study.get_trials(deepcopy=False)[trial.user_attrs["retry_of"]].intermediate_values
+    for step, value in sorted(old.items()):
+        trial.report(value, step)
+    if old and trial.should_prune():
+        import optuna
+
+        raise optuna.TrialPruned(f"pruned after epoch {max(old)}")
+    return tuple(old)
+
+
+def run_trial(
+    optuna, study, trial, slot: int, out: Path, base: dict, space: dict, metric, data, model, stop
+) -> None:
+    params = suggest(trial, space)
+    rel = trial.user_attrs.get("run_dir") or trial_dir(slot)
+    trial.set_user_attr("run_dir", rel)  # after every suggestion: a retry gets them all
+    run_dir = out / rel
+    config = make_config(model, **base, **params)
+    try:
+        replayed, seen = replay(study, trial), []
+        try:
+            hook = pruning_hook(trial, metric, stop, replayed, seen)
+            metrics = run_job(config, data, run_dir, quiet=True, after_epoch=hook)
+            resumed_at_end = replayed is not None and not seen
+            if resumed_at_end and metrics.get("epochs_run", 0) > max(replayed, default=0):
+                raise Restart  # its last epoch was checkpointed, never reported
+        except Restart:  # killed between a checkpoint and its report: train from scratch
+            remove_leftovers(run_dir)
+            hook = pruning_hook(trial, metric, stop, replayed)
+            metrics = run_job(config, data, run_dir, quiet=True, resume=False, after_epoch=hook)
+    except optuna.TrialPruned:
+        remove_leftovers(run_dir)  # a pruned trial is never continued
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    tell(optuna, study, trial, run_dir, metrics, metric)
 
 
 def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> None:
@@ -178,14 +237,72 @@ def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> Non
         study.tell(trial, value)
 
 
+def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
+                     workers: int, root, address, seed: int) -> None:  # fmt: skip
+    """``n`` trials at once as Ray tasks (medclf.experiments.executors), each in its trial
+    folder, as local trials. A worker cannot reach the driver's study, so these trials are
+    not pruned: they run their epochs and are told their kept value when they come back."""
+    batch, entries = [ask(optuna, study, seed) for _ in range(n)], []
+    for trial, slot in batch:
+        config = make_config(model, **base, **suggest(trial, space))
+        rel = trial.user_attrs.get("run_dir") or trial_dir(slot)
+        trial.set_user_attr("run_dir", rel)
+        # per-epoch training accuracy, as run_job measures it for a local trial
+        entries.append({"key": f"trial-{trial.number}", "config": config, "folder": rel,
+                        "questions": [f"trial {trial.number}"], "train_acc": True})  # fmt: skip
+    results = run_all(entries, out, workers=workers, root=root, progress=False, backend="ray",
+                      address=address)  # fmt: skip
+    for (trial, _), entry, result in zip(batch, entries, results, strict=True):
+        tell(optuna, study, trial, out / entry["folder"], result, metric)
+
+
+def best_trial(study, out: Path, model: str, base: dict, data, echo) -> dict | None:
+    """The best COMPLETE trial; writes OUT/best_config.json. A best run whose folder was damaged
+    since (a cut metrics.json) is trained again in it."""
+    if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
+        return None
+    b = study.best_trial
+    run_dir = out / b.user_attrs["run_dir"]
+    config = make_config(model, **base, **b.params)
+    metrics = folder.finished_run(run_dir, config)
+    if metrics is None:
+        echo(f"trial {b.number}: {run_dir} holds no readable result; training it again")
+        metrics = run_job(config, data, run_dir, quiet=True)
+    write_json(out / "best_config.json", config)
+    run = {"number": b.number, "value": b.value, "params": b.params, "run_dir": str(run_dir)}
+    return {**run, "metrics": metrics}
+
+
+@contextmanager
+def ctrl_c_flag():
+    """Yield ``stopped()``, true once Ctrl-C was pressed. Python ignores an exception raised in a
+    finaliser (SQLAlchemy's run at any time), so a KeyboardInterrupt alone can be lost; the
+    flag is checked after every epoch and trial. Only where Ctrl-C has Python's own handler."""
+    hits = []
+
+    def on_sigint(signum, frame):
+        hits.append(signum)
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    ours = main and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ours:
+        signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def trial_rows(study, out: Path, space: dict) -> list[dict]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         run_dir = out / t.user_attrs["run_dir"] if "run_dir" in t.user_attrs else None
-        metrics_file = run_dir / folder.METRICS if run_dir else None
-        if t.state.name == "COMPLETE" and metrics_file.exists():
-            epochs = read_json(metrics_file)["epochs_run"]
-        else:
+        metrics = read_json_or_none(run_dir / folder.METRICS) if run_dir else None
+        if t.state.name == "COMPLETE" and isinstance(metrics, dict) and "epochs_run" in metrics:
+            epochs = metrics["epochs_run"]
+        else:  # not finished, or its metrics.json damaged since
             epochs = max(t.intermediate_values, default=None)
         rows.append({"number": t.number, "state": t.state.name, "value": t.value,
                      "epochs": epochs, **{k: t.params.get(k) for k in space},
@@ -241,33 +358,37 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
         space.pop("epochs", None)
     base = {"dataset": str(dataset), "size": size, "seed": seed, "select": metric,
             "epochs": epochs}  # fmt: skip
-    check_task(make_config(model, **base), load_dataset(str(dataset), root, size=size))
+    check_task(make_config(model, **base), data := load_dataset(str(dataset), root, size=size))
     search = json.loads(json.dumps({"model": model, **base, "space": space}))
+    # another storage is checked before --out is made, so that a refusal leaves no empty folder
+    study = open_study(optuna, storage, search, pruner) if storage else None
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
-    with run_lock(out):
-        study = open_study(optuna, storage, search, seed, pruner)
+    with run_lock(out), ctrl_c_flag() as stopped:
+        study = study or open_study(optuna, storage, search, pruner)
+        requeue_killed(optuna, study)
         start = time.monotonic()
         while sum(map(counted, study.get_trials(deepcopy=False))) < trials:
+            if stopped():
+                raise KeyboardInterrupt
             if timeout is not None and time.monotonic() - start >= timeout:
                 echo(f"--timeout {timeout:g} s reached; rerun the same command to go on")
                 break
             before = len(study.trials)
-            left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
-            n = min(workers, left) if backend == "ray" else 1
-            run_trials(optuna, study, n, out, base, space, metric, model, workers, root, backend,
-                       address)  # fmt: skip
+            if backend == "ray":
+                left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
+                run_batch_on_ray(optuna, study, min(workers, left), out, base, space, metric,
+                                 model, workers, root, address, seed)  # fmt: skip
+            else:
+                trial, slot = ask(optuna, study, seed)
+                context = (out, base, space, metric, data, model, stopped)
+                run_trial(optuna, study, trial, slot, *context)
             for t in study.trials[before:]:
                 echo(f"trial {t.number}: {t.state.name}"
                      + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip
+        if stopped():
+            raise KeyboardInterrupt
         rows = trial_rows(study, out, space)
         write_csv(out / "trials.csv", rows)
-        complete = [t for t in study.trials if t.state.name == "COMPLETE"]
-        best = None
-        if complete:
-            b = study.best_trial
-            run_dir = out / b.user_attrs["run_dir"]
-            write_json(out / "best_config.json", read_json(run_dir / CONFIG))
-            best = {"number": b.number, "value": b.value, "params": b.params,
-                    "run_dir": str(run_dir), "metrics": read_json(run_dir / folder.METRICS)}
+        best = best_trial(study, out, model, base, data, echo)
     return {"rows": rows, "best": best, "csv": out / "trials.csv", "metric": metric,
             "best_config": out / "best_config.json" if best else None}  # fmt: skip

@@ -23,16 +23,10 @@ from medclf.run.folder import (
     RunLockedError,
     entry_dir,
     finished,
-    remove_leftovers,
     run_lock,
     write_json,
 )
 from medclf.run.lifecycle import run_job
-
-
-class StopRun(Exception):  # a run ended on purpose, not an error
-    """Raised by an ``after_epoch`` hook to end a run on purpose (tune's pruner): its result
-    has status "stopped" and the reason; it is never continued (its checkpoints are removed)."""
 
 
 def threads_for(config: dict, workers: int) -> int:
@@ -85,7 +79,8 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
             after_epoch=None) -> dict:  # fmt: skip
     """Train one run in this process, owning its folder; never raises: a failure becomes a
     failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
-    run_job (the Ray executor copies checkpoints with it, tune prunes with it)."""
+    run_job (the Ray executor copies checkpoints with it). An entry's ``train_acc`` says whether
+    to measure training accuracy every epoch (default: where a study figure plots it)."""
     config, run_dir = entry["config"], entry_dir(out, entry)
     start = time.perf_counter()
     try:
@@ -106,9 +101,5 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
                 metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
                                   after_epoch=after_epoch, **options)  # fmt: skip
         return {**entry, **metrics, "status": metrics.get("status", "done")}
-    except StopRun as stop:
-        remove_leftovers(run_dir)
-        seconds = time.perf_counter() - start
-        return {**entry, "status": "stopped", "error": str(stop), "seconds": seconds}
     except Exception as err:  # reported in the table; the other runs go on
         return failed(entry, err, start)
