@@ -10,8 +10,8 @@ parts until they are used:
 from medclf.version import __version__
 
 API = ("Run", "open_run", "load_dataset", "make_config", "train", "reproduce", "benchmark")
-MODELS = ("Perceptron", "LogisticRegression", "MLP")
-__all__ = ["__version__", *API, *MODELS]
+NUMPY_MODELS = ("Perceptron", "LogisticRegression", "MLP")
+__all__ = ["__version__", *API, *NUMPY_MODELS]
 
 
 def __getattr__(name: str):
@@ -20,7 +20,7 @@ def __getattr__(name: str):
         from medclf import api
 
         return getattr(api, name)
-    if name in MODELS:
+    if name in NUMPY_MODELS:
         from medclf.models import numpy_models
 
         return getattr(numpy_models, name)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError, DownloadError
-from medclf.experiments.runner import run_all, runs_table
+from medclf.experiments.runner import run_all, runs_csv
 from medclf.experiments.specs import CONVEXITY, QUESTIONS, STUDY, expand
 from medclf.run.folder import (
     CONFIG,
@@ -61,7 +61,7 @@ def run_study(dataset="octmnist", out="reproduction", only=None, workers=2, quic
                   backend=backend, address=address)
     # the report and runs.csv cover every finished run in OUT, not only this call's (--only)
     results = everything_in(out, expand(rows, ref, seeds=seeds, quick=quick), ran)
-    write_text(out / "runs.csv", runs_table(results))
+    write_text(out / "runs.csv", runs_csv(results))
     running = [r for r in ran if r["status"] == "running"]
     if running:
         echo(f"{len(running)} run(s) skipped: another medclf process is training them "

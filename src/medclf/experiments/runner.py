@@ -1,6 +1,6 @@
 """Run a set of configs: skip finished runs, resume unfinished ones, run the rest with an
 executor (medclf.experiments.executors: local processes or Ray), and collect everything in one
-tidy table (runs_table: OUT/runs.csv).
+tidy table (runs_csv: OUT/runs.csv).
 
 A run's folder is ``OUT/runs/KEY`` (or the entry's own ``folder``: a search's trial), where KEY
 hashes its full config, so resumption and deduplication need no bookkeeping: a folder with
@@ -146,7 +146,7 @@ def run_all(
     return [results[e["key"]] for e in entries]
 
 
-def runs_table(results: list[dict]) -> str:
+def runs_csv(results: list[dict]) -> str:
     """One row per run: questions, key, every config field, the results."""
     config_keys = sorted({k for r in results for k in r["config"]})
     fields = ["questions", "key", *config_keys, *RESULT_FIELDS]

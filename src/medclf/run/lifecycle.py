@@ -47,7 +47,7 @@ def claim_run_folder(out, config: dict, force: bool) -> None:
     folder.clear(run_dir)
 
 
-def open_run(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool) -> bool:
+def start_run_folder(run_dir: Path, config: dict, checkpoint: Path | None, resume: bool) -> bool:
     """Refuse what would mix two runs in one folder; write config.json from the start.
     True where an unfinished run of this config is to be continued."""
     unfinished = checkpoint is not None and checkpoint.exists()
@@ -116,7 +116,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
     check_task(config, dataset)
     dataset = dataset.head(config["train_fraction"])
     trainer = family(config, dataset, **options)
-    if open_run(run_dir, config, ckpt, resume):
+    if start_run_folder(run_dir, config, ckpt, resume):
         trainer.resume(ckpt)
     f, task = trainer.features, dataset.info.task
     selector = Selector(config["select"], config["patience"], trainer.history)

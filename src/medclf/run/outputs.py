@@ -41,7 +41,7 @@ def predictions(scores_of, features, dataset: Dataset, inputs_of) -> dict:
     return out
 
 
-def split_metrics(preds: dict, task: str, class_names) -> dict:
+def metrics_per_split(preds: dict, task: str, class_names) -> dict:
     """Every metric of every saved split, recomputed from the saved scores alone."""
     result = {}
     for key in preds:
@@ -89,7 +89,7 @@ def final_metrics(config, dataset: Dataset, history, features, seconds, preds: d
                   selected_epoch: int, stopped: str | None, **extra) -> dict:  # fmt: skip
     """metrics.json of a finished run: the selected epoch's headline numbers, every metric of
     every saved split, and the dataset facts that let `medclf predict` check inputs."""
-    per_split = split_metrics(preds, dataset.info.task, dataset.class_names)
+    per_split = metrics_per_split(preds, dataset.info.task, dataset.class_names)
     chosen = history[selected_epoch - 1]
     diverged = stopped is not None and stopped.startswith("diverged")
     return {

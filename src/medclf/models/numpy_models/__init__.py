@@ -5,6 +5,6 @@ from medclf.models.numpy_models.logistic import LogisticRegression
 from medclf.models.numpy_models.mlp import MLP
 from medclf.models.numpy_models.perceptron import Perceptron
 
-MODELS = {cls.kind: cls for cls in (Perceptron, LogisticRegression, MLP)}
+KINDS = {cls.kind: cls for cls in (Perceptron, LogisticRegression, MLP)}  # model.npz's kind
 
-__all__ = ["MLP", "MODELS", "LogisticRegression", "Perceptron", "load_model"]
+__all__ = ["KINDS", "MLP", "LogisticRegression", "Perceptron", "load_model"]

@@ -340,9 +340,9 @@ def _expected_shapes(kind: str, params: dict, n_features: int, n_classes: int) -
 
 
 def _rebuild(meta, arrays: dict[str, np.ndarray]):
-    from medclf.models.numpy_models import MODELS
+    from medclf.models.numpy_models import KINDS
 
-    if not isinstance(meta, dict) or meta.get("kind") not in MODELS:
+    if not isinstance(meta, dict) or meta.get("kind") not in KINDS:
         raise ValueError("no known model kind in 'meta'")
     n_classes, n_features = meta["n_classes"], meta["n_features"]
     if not all(isinstance(n, int) and n >= 1 for n in (n_classes, n_features)):
@@ -350,7 +350,7 @@ def _rebuild(meta, arrays: dict[str, np.ndarray]):
     params = dict(meta["params"])
     if "hidden_sizes" in params:
         params["hidden_sizes"] = tuple(params["hidden_sizes"])
-    model = MODELS[meta["kind"]](**params, warm_start="rng" in meta)
+    model = KINDS[meta["kind"]](**params, warm_start="rng" in meta)
     model._check_params()
     classes = np.asarray(meta.get("classes", range(n_classes)))
     if classes.shape != (n_classes,):
