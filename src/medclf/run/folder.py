@@ -35,8 +35,6 @@ import numpy as np
 from medclf.errors import DataError
 from medclf.files import RunLockedError, atomic_path, run_lock
 from medclf.models.training.history import FIELDS
-from medclf.plots import confusion_figure, history_figures, save_figure
-from medclf.run.dataid import config_data_change
 from medclf.version import __version__
 
 __all__ = ["RunLockedError", "run_lock"]  # the lock, re-exported: a run folder's owner
@@ -131,6 +129,10 @@ def finished_run(run_dir: Path, config: dict) -> dict | None:
 
 def finished(run_dir: Path, config: dict, root=None) -> dict | None:
     """finished_run, where the run was trained on the file its config names now."""
+    # here, not at the top: dataid's medclf.data.fetch imports requests and pooch (~1 s,
+    # measured), which the CLI need not pay to read the names above
+    from medclf.run.dataid import config_data_change
+
     metrics = finished_run(run_dir, config)
     return metrics if metrics and config_data_change(metrics, config, root) is None else None
 
@@ -243,25 +245,3 @@ def environment(**extra) -> dict:
         except ImportError:
             env[name] = None
     return {**env, **extra}
-
-
-def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:
-    """Write everything but the model; then draw the plots."""
-    run_dir = Path(run_dir)
-    write_json(run_dir / CONFIG, config)
-    write_json(run_dir / ENV, env)
-    write_json(run_dir / HISTORY, history)
-    write_text(run_dir / HISTORY_CSV, history_csv(history))
-    history_figures(history, run_dir, title=metrics.get("title", config["model"]))
-    confusion_png(run_dir, metrics)
-    write_json(run_dir / METRICS, metrics)  # last: its presence marks a finished run
-    return run_dir
-
-
-def confusion_png(run_dir: Path, metrics: dict) -> None:
-    """The test confusion matrix of the selected model (single-label tasks)."""
-    matrix = metrics.get("metrics", {}).get("test", {}).get("confusion_matrix")
-    if matrix is None or metrics.get("task", "").startswith("multi-label"):
-        return
-    title = f"{metrics.get('title', '')}\ntest split ({metrics.get('test_split')})"
-    save_figure(confusion_figure(matrix, metrics["class_names"], title), run_dir / FIGURES[2])

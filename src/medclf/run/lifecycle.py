@@ -23,12 +23,13 @@ from medclf.models.training.display import EpochProgress
 from medclf.run import folder
 from medclf.run.dataid import changed_data, data_md5
 from medclf.run.families import family_of
-from medclf.run.folder import CONFIG, read_json_or_none, save_run, write_json
+from medclf.run.folder import CONFIG, read_json_or_none, write_json
 from medclf.run.outputs import (
     final_metrics,
     medmnist_flag,
     predictions,
     save_predictions,
+    save_run,
 )
 from medclf.run.selection import Selector, auc_of, stop_reason
 

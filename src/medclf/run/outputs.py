@@ -12,7 +12,21 @@ from medclf.data.features import select_test
 from medclf.data.load import Dataset
 from medclf.files import atomic_path
 from medclf.metrics import medmnist_csv, task_metrics
-from medclf.run.folder import PREDICTIONS, load_arrays, save_arrays
+from medclf.plots import confusion_figure, history_figures, save_figure
+from medclf.run.folder import (
+    CONFIG,
+    ENV,
+    FIGURES,
+    HISTORY,
+    HISTORY_CSV,
+    METRICS,
+    PREDICTIONS,
+    history_csv,
+    load_arrays,
+    save_arrays,
+    write_json,
+    write_text,
+)
 
 UNTITLED = {"model", "dataset", "test_split", "seed", "dtype", "train_fraction", "init_std",
             "select", "patience", "size"}  # fmt: skip
@@ -103,3 +117,25 @@ def final_metrics(config, dataset: Dataset, history, features, seconds, preds: d
         "synthetic": dataset.synthetic, "class_names": list(dataset.class_names),
         "image_shape": list(dataset.info.image_shape), "metrics": per_split,
     }  # fmt: skip
+
+
+def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:
+    """Write everything but the model; then draw the plots."""
+    run_dir = Path(run_dir)
+    write_json(run_dir / CONFIG, config)
+    write_json(run_dir / ENV, env)
+    write_json(run_dir / HISTORY, history)
+    write_text(run_dir / HISTORY_CSV, history_csv(history))
+    history_figures(history, run_dir, title=metrics.get("title", config["model"]))
+    confusion_png(run_dir, metrics)
+    write_json(run_dir / METRICS, metrics)  # last: its presence marks a finished run
+    return run_dir
+
+
+def confusion_png(run_dir: Path, metrics: dict) -> None:
+    """The test confusion matrix of the selected model (single-label tasks)."""
+    matrix = metrics.get("metrics", {}).get("test", {}).get("confusion_matrix")
+    if matrix is None or metrics.get("task", "").startswith("multi-label"):
+        return
+    title = f"{metrics.get('title', '')}\ntest split ({metrics.get('test_split')})"
+    save_figure(confusion_figure(matrix, metrics["class_names"], title), run_dir / FIGURES[2])
