@@ -344,6 +344,8 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
     ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
     from medclf.data.load import load_dataset
+    from medclf.data.registry import REGISTRY
+    from medclf.experiments.dataid import data_file, data_md5
     from medclf.experiments.lifecycle import check_task
     from medclf.files import run_lock
 
@@ -360,10 +362,14 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
     space = dict(SEARCH_SPACES[model])
     if epochs is not None:
         space.pop("epochs", None)
+    if str(dataset).lower() not in REGISTRY:  # one file under any spelling is one search
+        dataset = Path(dataset).resolve()
     base = {"dataset": str(dataset), "size": size, "seed": seed, "select": metric,
             "epochs": epochs}  # fmt: skip
     check_task(make_config(model, **base), data := load_dataset(str(dataset), root, size=size))
-    search = json.loads(json.dumps({"model": model, **base, "space": space}))
+    # the data's MD5 too: a file replaced in place is another search, not more of the same one
+    md5 = data_md5(path) if (path := data_file(str(dataset), root, size)) else None
+    search = json.loads(json.dumps({"model": model, **base, "space": space, "data_md5": md5}))
     # another storage is checked before --out is made, so that a refusal leaves no empty folder
     study = open_study(optuna, storage, search, pruner) if storage else None
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
