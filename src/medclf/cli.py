@@ -603,12 +603,18 @@ def runs(top, sort, as_json):
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
-@click.option("--workers", default=2, show_default=True, type=int, help="Parallel processes.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Parallel processes.",
+)
 @click.option(
     "--seeds",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(1, 100),
     help="Repeat each run with K seeds (42, 43, ...); the report gives mean ± sd.",
 )
 @click.option("--quick", is_flag=True, help="A slice of the data and a few epochs (< 2 min).")
