@@ -157,7 +157,8 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, synth_file, tmp_path):
 def test_bad_numbers_and_devices(tmp_path, synth_file, flag, value, message):
     out = tmp_path / "run"
     one_line(run("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 flag, value, "--out", out), message)  # fmt: skip
+                 flag, value, "--out", out), message,
+             code=1 if flag == "--device" else 2)  # fmt: skip
     assert not (out / "metrics.json").exists()
 
 

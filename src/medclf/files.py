@@ -30,7 +30,6 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 KINDS = (
     (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a folder"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
     (stat.S_ISFIFO, "a FIFO"),
@@ -48,7 +47,7 @@ def check_target(path: str | os.PathLike) -> Path:
         mode = os.lstat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return path
-    if stat.S_ISREG(mode):
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder: the rename fails (EISDIR)
         return path
     kind = next((name for test, name in KINDS if test(mode)), "not a regular file")
     raise ConfigError(
