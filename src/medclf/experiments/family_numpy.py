@@ -49,6 +49,8 @@ class NumpyTrainer:
         from medclf.numpy_models import load_model
 
         self.model = load_model(path)
+        if (best := path.with_name(self.best_file)).exists():
+            self.load_best(best)  # refused now, not after the remaining epochs
 
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
         f = self.features
@@ -76,9 +78,14 @@ class NumpyTrainer:
         self.model.save(path)
 
     def load_best(self, path: Path):
+        from medclf.errors import DataError
+        from medclf.experiments.selection import damaged_best
         from medclf.numpy_models import load_model
 
-        return load_model(path)
+        try:
+            return load_model(path)
+        except DataError:
+            raise damaged_best(path, self.checkpoint_file, "damaged or foreign") from None
 
     def save_model(self, model, path: Path) -> None:
         model.save(path)

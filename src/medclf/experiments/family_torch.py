@@ -16,7 +16,7 @@ import torch
 
 from medclf.data.features import inputs_of, make_features
 from medclf.errors import ConfigError
-from medclf.experiments.selection import finite_or_none
+from medclf.experiments.selection import damaged_best, finite_or_none
 from medclf.experiments.store import environment
 from medclf.files import atomic_path
 from medclf.model_registry import MODELS
@@ -52,11 +52,21 @@ def save_atomic(path: Path, state) -> None:
         torch.save(state, tmp)
 
 
+def load_weights(path: Path):
+    """torch.load that never unpickles code (weights_only) and prints nothing: a foreign
+    pickle's protocol warning would add a second line to the one-line refusal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, weights_only=True, map_location="cpu")
+
+
 def load_checkpoint(path: Path, config: dict) -> dict:
     """The state medclf saved after an epoch; anything else is refused in one line."""
     afresh = "delete it to start the run afresh"
     try:
-        state = torch.load(path, weights_only=True)
+        state = load_weights(path)
     except Exception as err:  # truncated, empty or foreign file
         raise ConfigError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
                           f"{afresh}") from err  # fmt: skip
@@ -121,6 +131,8 @@ class TorchTrainer:
                               "; delete it to start the run afresh") from err  # fmt: skip
         engine.set_rng_states(state["rng"], self.generator)
         self.history = state["history"]
+        if (best := path.with_name(self.best_file)).exists():
+            self.load_best(best)  # refused now, not after the remaining epochs
 
     def lr_at(self, epoch: int) -> float:
         from medclf.training.schedules import lr_at
@@ -162,7 +174,14 @@ class TorchTrainer:
 
     def load_best(self, path: Path):
         best = copy.deepcopy(self.model)
-        best.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            best.load_state_dict(load_weights(path))
+        except OSError as err:
+            if err.errno is not None:
+                raise  # an environment fault: the CLI names it
+            raise damaged_best(path, self.checkpoint_file, type(err).__name__) from None
+        except Exception as err:  # cut short, a pickle, weights of another model
+            raise damaged_best(path, self.checkpoint_file, type(err).__name__) from None
         return best
 
     def save_model(self, model, path: Path) -> None:

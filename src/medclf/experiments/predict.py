@@ -238,13 +238,13 @@ def _numpy_logits(run_dir: Path, config: dict, images, n_classes: int):
 def _torch_logits(run_dir: Path, config: dict, images, n_classes: int) -> np.ndarray:
     import torch
 
-    from medclf.experiments.family_torch import build_network
+    from medclf.experiments.family_torch import build_network, load_weights
 
     path = run_dir / "model.pt"
     if not path.is_file():
         raise DataError(f"{run_dir} has no model.pt; train the run again with 'medclf train'")
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")  # never unpickles code
+        state = load_weights(path)  # never unpickles code
     except OSError as err:
         if err.errno is not None:
             raise  # an environment fault: the CLI names it
