@@ -159,7 +159,7 @@ def test_patience_stops_early_and_resume_respects_it(tmp_path, synth_file):
     assert losses[metrics["selected_epoch"] - 1] == min(losses)
     bad = medclf("train", "numpy-logreg", "--dataset", synth_file, "--patience", 2,
                  "--select", "last", "--out", tmp_path / "x")  # fmt: skip
-    assert bad.exit_code == 1 and "patience needs a metric" in bad.output
+    assert bad.exit_code == 2 and "patience needs a metric" in bad.output  # a usage error
 
 
 def test_diverged_run_is_marked_and_its_json_stays_valid(tmp_path, synth_file):
@@ -287,7 +287,7 @@ def test_a_model_file_with_foreign_types_is_refused(tmp_path, synth_file):
 def test_a_size_that_does_not_match_the_file_is_refused(tmp_path, synth_file):
     result = medclf("train", "torch-ffn", "--dataset", synth_file, "--size", 64,
                     "--out", tmp_path / "x")  # fmt: skip
-    assert result.exit_code == 1 and "holds 28x28 images, but the config says size 64" in (
+    assert result.exit_code == 2 and "holds 28x28 images, but the size given is 64" in (
         result.output)
     assert not (tmp_path / "x" / "metrics.json").exists()
 

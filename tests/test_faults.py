@@ -157,7 +157,8 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, synth_file, tmp_path):
 def test_bad_numbers_and_devices(tmp_path, synth_file, flag, value, message):
     out = tmp_path / "run"
     one_line(run("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 flag, value, "--out", out), message)  # fmt: skip
+                 flag, value, "--out", out), message,
+             code=1 if flag == "--device" else 2)  # fmt: skip
     assert not (out / "metrics.json").exists()
 
 
@@ -399,3 +400,256 @@ def test_predict_accepts_opaque_rgba_as_matplotlib_writes_it(runs, images, tmp_p
     assert rgba_row.split()[1] == gray_row.split()[1]  # the same class
     read, _ = read_images([tmp_path / "rgba.png"], (28, 28))  # alpha dropped, gray kept
     assert np.abs(read[0].astype(int) - gray).max() <= 1  # matplotlib's colormap rounds
+
+
+# --- issue 16: tracebacks and silent acceptance -----------------------------------------------
+
+
+def test_evaluate_needs_only_the_task_and_class_names(runs, tmp_path):
+    folder = copy_run(runs, "numpy", tmp_path)
+    path = folder / "metrics.json"
+    metrics = json.loads(path.read_text())
+    for key in ("synthetic", "title", "dataset_name"):  # informational: defaults
+        del metrics[key]
+    path.write_text(json.dumps(metrics))
+    result = run("evaluate", folder)
+    assert result.exit_code == 0, result.output
+    path.write_text(json.dumps({**metrics, "task": ["multi-class"]}))
+    one_line(run("evaluate", folder), "lacks the task or class names")
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("int-key.yaml", "model: torch-ffn\n1: 2\n", "the key 1 is not a setting name"),
+        ("list.json", '{"model": ["torch-ffn"]}', "model == ['torch-ffn']"),
+        (
+            "bool.json",
+            '{"model": "torch-ffn", "patience": true, "select": "val_auc"}',
+            "patience == True",
+        ),
+        ("float-size.json", '{"model": "torch-ffn", "size": 28.0}', "size == 28.0"),
+        ("text-epochs.yaml", "model: torch-ffn\nepochs: '3'\n", "epochs == '3'"),
+        ("list-lr.json", '{"model": "torch-ffn", "lr": [0.1]}', "lr == [0.1]"),
+        ("int-dataset.json", '{"model": "torch-ffn", "dataset": 5}', "dataset == 5"),
+        ("typo.json", '{"model": "torch-ffn", "epoch": 3}', "did you mean 'epochs'?"),
+    ],
+)
+def test_config_file_values_are_checked_by_type(tmp_path, name, text, message):
+    (tmp_path / name).write_text(text)
+    one_line(run("train", "--config", tmp_path / name, "--out", tmp_path / "r"), message, code=2)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("args", [["--lr", -1], ["--epochs", 0], ["--seed", -1]])
+def test_a_value_the_config_refuses_is_a_usage_error(tmp_path, synth_file, args):
+    result = run("train", "torch-ffn", "--dataset", synth_file, *args, "--out", tmp_path / "r")
+    one_line(result, f"{args[0][2:]} == ", code=2)
+
+
+def test_width_zero_is_a_usage_error(tmp_path, synth_file):
+    result = run("train", "torch-cnn", "--dataset", synth_file, "--width", 0)
+    one_line(result, "width == 0", code=2)
+
+
+def unfinished_run(model, synth_file, out):
+    """A run killed after its second of four epochs: checkpoint and best file on disk."""
+    from medclf.data.load import load_dataset
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job
+
+    class Killed(Exception):
+        pass
+
+    def kill(record):
+        if record["epoch"] == 2:
+            raise Killed
+
+    config = make_config(model, dataset=str(synth_file), epochs=4, select="val_loss")
+    with pytest.raises(Killed):
+        run_job(config, load_dataset(synth_file), out, quiet=True, after_epoch=kill)
+    return [
+        "train",
+        model,
+        "--dataset",
+        synth_file,
+        "--epochs",
+        4,
+        "--select",
+        "val_loss",
+        "--resume",
+        "--quiet",
+        "--out",
+        out,
+    ]
+
+
+class Payload:
+    """Unpickling this creates the marker file: it must never happen."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("model, suffix", [("torch-logreg", "pt"), ("numpy-logreg", "npz")])
+@pytest.mark.parametrize("name", ["best", "checkpoint"])
+@pytest.mark.parametrize("damage", ["cut", "pickle"])
+def test_resume_refuses_a_damaged_or_foreign_file(
+    tmp_path, synth_file, model, suffix, name, damage
+):
+    out = tmp_path / "run"
+    args = unfinished_run(model, synth_file, out)
+    path, marker = out / f"{name}.{suffix}", tmp_path / "marker"
+    if damage == "cut":
+        path.write_bytes(path.read_bytes()[:500])
+    else:
+        path.write_bytes(pickle.dumps(Payload(marker)))
+    line = one_line(run(*args), f"{name}.{suffix}", "delete")
+    assert "afresh" in line
+    assert not marker.exists()
+
+
+def test_the_api_raises_medclf_errors_for_damaged_run_files(runs, tmp_path):
+    import medclf
+    from medclf.errors import MedclfError
+
+    folder = copy_run(runs, "numpy", tmp_path)
+    run_ = medclf.open_run(folder)
+    assert len(run_.history) == 1 and run_.predictions["test_scores"].ndim == 2
+    preds = dict(np.load(folder / "predictions.npz"))
+    np.savez(folder / "predictions.npz", **{**preds, "test_scores": np.array([{}], object)})
+    with pytest.raises(MedclfError, match="predictions.npz"):
+        _ = medclf.open_run(folder).predictions
+    history = folder / "history.json"
+    history.write_text(history.read_text()[:20])
+    with pytest.raises(MedclfError, match="history.json"):
+        _ = medclf.open_run(folder).history
+    history.unlink()
+    with pytest.raises(MedclfError, match="history.json is missing"):
+        _ = medclf.open_run(folder).history
+    with pytest.raises(MedclfError, match="not a int"):
+        medclf.open_run(5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--seed", -1], "seed == -1"),
+        (["--seed", 2**32], "seed == 4294967296"),
+        (["--scale", "nan"], "scale == nan"),
+        (["--scale", 0], "scale == 0.0"),
+    ],
+)
+def test_synth_refuses_bad_numbers_as_usage_errors(tmp_path, args, message):
+    one_line(run("data", "synth", "--out", tmp_path / "s.npz", *args), message, code=2)
+    assert not (tmp_path / "s.npz").exists()
+
+
+@pytest.mark.parametrize("args", [["--workers", 0], ["--seeds", -1]])
+def test_reproduce_refuses_bad_counts_as_usage_errors(tmp_path, args):
+    one_line(run("reproduce", "--out", tmp_path / "r", *args), args[0], code=2)
+
+
+def not_regular(tmp_path, kind, suffix=".png"):
+    """A FIFO, a symbolic link (to a regular file), a character device (root only)."""
+    path = tmp_path / f"target-{kind}{suffix}"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "real.png").write_bytes(b"keep")
+        path.symlink_to(tmp_path / "real.png")
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("creating a character device needs root")
+        os.mknod(path, 0o666 | __import__("stat").S_IFCHR, os.makedev(1, 3))  # like /dev/null
+    return path
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "chardev"])
+@pytest.mark.parametrize("command", ["synth", "show", "theory", "onnx"])
+def test_an_output_that_is_not_a_regular_file_is_never_replaced(
+    tmp_path, synth_file, runs, kind, command
+):
+    import stat
+
+    suffix = {"synth": ".npz", "onnx": ".onnx"}.get(command, ".png")
+    target = not_regular(tmp_path, kind, suffix)
+    before = os.lstat(target).st_mode
+    args = {
+        "synth": ["data", "synth", "--out", target],
+        "show": ["data", "show", synth_file, "--out", target],
+        "theory": ["theory", "interval", "--D", 2, "--A", -1, "--B", 1, "--plot", target],
+        "onnx": ["export", "onnx", runs["numpy"], "--out", target],
+    }[command]
+    if command == "onnx":
+        pytest.importorskip("onnx")
+    result = run(*args)
+    assert "never replaces" in one_line(result, target.name)
+    assert os.lstat(target).st_mode == before and not stat.S_ISREG(before)
+    if kind == "symlink":
+        assert (tmp_path / "real.png").read_bytes() == b"keep"
+
+
+def test_atomic_writes_refuse_a_non_regular_target(tmp_path):
+    from medclf.errors import MedclfError
+    from medclf.files import atomic_path
+
+    target = not_regular(tmp_path, "fifo")
+    with pytest.raises(MedclfError, match="is a FIFO, which medclf never replaces"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("x")
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+@pytest.fixture(scope="module")
+def file_64(tmp_path_factory):
+    """A 64x64 OCTMNIST-like file without medclf's metadata, named as MedMNIST+ names it."""
+    from medclf.data.synthetic import synthesize
+
+    arrays = {k: v for k, v in synthesize("octmnist", 0.005, 0, 64).items() if k.endswith("s")}
+    path = tmp_path_factory.mktemp("plus") / "octmnist_64.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_a_files_size_is_read_from_it(tmp_path, file_64):
+    out = tmp_path / "r"
+    result = run(
+        "train", "torch-logreg", "--dataset", file_64, "--epochs", 1, "--quiet", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["size"] == 64
+
+
+@pytest.mark.parametrize("command", [["train", "torch-logreg", "--dataset"], ["data", "info"]])
+def test_a_size_that_contradicts_the_file_is_refused(tmp_path, file_64, command):
+    result = run(*command, file_64, "--size", 28)
+    one_line(result, "holds 64x64 images", "--size", code=2)
+
+
+HELP = [["-h"], ["data", "-h"], ["train", "-h"], ["export", "onnx", "-h"]]
+
+
+@pytest.mark.parametrize("args", HELP)
+def test_h_is_help(args):
+    result = run(*args)
+    assert result.exit_code == 0 and "Usage:" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "args, hint",
+    [
+        (["train", "torch-fn"], "did you mean 'torch-ffn'?"),
+        (["tarin"], "did you mean 'train'?"),
+        (["data", "info", "octmnst"], "did you mean 'octmnist'?"),
+        (["data", "synth", "--like", "pneumonia", "--out", "x.npz"], "'pneumoniamnist'"),
+        (["runs", "--sort", "tst_auc"], "did you mean 'test_auc'?"),
+    ],
+)
+def test_a_near_miss_gets_a_did_you_mean(tmp_path, args, hint):
+    result = run(*args)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert hint in result.output, result.output

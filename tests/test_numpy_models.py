@@ -167,7 +167,7 @@ def test_bad_inputs_get_clear_errors():
     bad[3, 4] = np.nan
     with pytest.raises(InputError, match="NaN"):
         model.train_epoch(bad, y)
-    with pytest.raises(ConfigError, match="lr == -1, must be > 0"):
+    with pytest.raises(ConfigError, match="'lr' parameter of LogisticRegression must be"):
         LogisticRegression(lr=-1).fit(X, y)
 
 

@@ -65,10 +65,9 @@ def _readme_number(pattern: str) -> int:
 
 
 def test_readme_counts_match_the_code():
-    from medclf.classic import MAX_TRAIN
-    from medclf.model_registry import MODELS
-
     from medclf.data import fetch, load, registry
+    from medclf.models.classic import MAX_TRAIN
+    from medclf.models.registry import MODELS
     from medclf.report.figures import FIGURES
     from medclf.report.medmnist_v2 import MEDMNIST_V2, METHODS
     from medclf.theory import interval

@@ -141,3 +141,39 @@ def test_string_classes_survive_save_and_load(tmp_path):
     again = load_model(model.save(tmp_path / "p.npz"))
     np.testing.assert_array_equal(again.predict(X), model.predict(X))
     assert again.classes_.tolist() == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "model, params",
+    [
+        (LogisticRegression, {"epochs": 1.5}),
+        (LogisticRegression, {"epochs": True}),
+        (LogisticRegression, {"lr": float("inf")}),
+        (LogisticRegression, {"lr": float("nan")}),
+        (LogisticRegression, {"batch_size": 0}),
+        (LogisticRegression, {"init_std": -1.0}),
+        (MLP, {"hidden_sizes": (1.5,)}),
+        (MLP, {"init_mean": float("inf")}),
+        (Perceptron, {"seed": -1}),
+        (Perceptron, {"dtype": "float16"}),
+    ],
+)
+def test_fit_refuses_bad_hyperparameters_as_scikit_learn_does(model, params):
+    """Nothing truncated (1.5 epochs as 1) or left to give NaN probabilities (lr = inf): the
+    error is scikit-learn's (a ValueError) and medclf's one line (a ConfigError)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from medclf.errors import ConfigError
+
+    X, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 2
+    with pytest.raises(InvalidParameterError) as caught:
+        model(**params).fit(X, y)
+    assert isinstance(caught.value, ConfigError) and next(iter(params)) in str(caught.value)
+
+
+def test_fit_refuses_a_fractional_epochs_argument():
+    from medclf.errors import ConfigError
+
+    X, y = np.random.default_rng(0).random((20, 4)), np.arange(20) % 2
+    with pytest.raises(ConfigError, match="epochs == 2.5"):
+        Perceptron().fit(X, y, epochs=2.5)

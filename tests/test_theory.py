@@ -280,7 +280,7 @@ def test_cli_prints_the_three_answers_and_draws_figure_18(tmp_path):
                                   "--markdown"])  # fmt: skip
     assert "**b)**" in md.output and "**c)**" in md.output and "[2, 2]" in md.output
     bad = CliRunner().invoke(cli, ["theory", "interval", "--D", "2", "--A", "2", "--B", "1"])
-    assert bad.exit_code == 1 and "need -D <= A <= B <= D" in bad.output
+    assert bad.exit_code == 2 and "need -D <= A <= B <= D" in bad.output  # a usage error
 
 
 def test_cli_json_is_the_whole_answer_and_checkable_without_medclf(tmp_path):

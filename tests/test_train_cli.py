@@ -61,7 +61,7 @@ def test_mlp_flags_and_quiet(tmp_path, synth_file):
 ])  # fmt: skip
 def test_bad_flags_are_one_line(tmp_path, synth_file, args, message):
     result = train(*args, "--dataset", synth_file, "--out", tmp_path / "x")
-    assert result.exit_code == 1 and message in result.output
+    assert result.exit_code == 2 and message in result.output  # a usage error, as click's
     assert len(result.output.strip().splitlines()) == 1
 
 

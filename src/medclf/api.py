@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, DataError, InputError
 from medclf.models import config as config_module
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.run import folder
@@ -52,14 +52,24 @@ class Run:
 
     @cached_property
     def history(self) -> list[dict]:
-        return folder.read_json(self.path / folder.HISTORY)
+        """One record per epoch (history.json); a missing or damaged file is a DataError."""
+        path = self.path / folder.HISTORY
+        if not path.is_file():
+            raise DataError(f"{path} is missing; train the run again with 'medclf train'")
+        try:
+            history = folder.read_json(path)
+        except (ValueError, UnicodeDecodeError):
+            history = None
+        if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
+            raise DataError(f"{path} is damaged (not a JSON list of epochs); train the run again")
+        return history
 
     @property
     def predictions(self) -> dict[str, np.ndarray]:
-        """Labels and scores of every saved split (predictions.npz)."""
-        from medclf.run.outputs import load_predictions
+        """Labels and scores of every saved split (predictions.npz), each checked numeric."""
+        from medclf.report.evaluate import read_predictions
 
-        return load_predictions(self.path)
+        return read_predictions(self.path)
 
     def evaluate(self, split: str = "test") -> dict:
         """Every metric of a saved split, recomputed from the saved predictions."""
@@ -72,7 +82,7 @@ class Run:
         perceptron, which has none, raises."""
         classes, proba = self._predict(images)
         if proba is None:
-            raise ConfigError(f"{self.config['model']} gives classes, not probabilities; use "
+            raise ConfigError(f"{self.config.get('model')} gives classes, not probabilities; use "
                               "predict()")  # fmt: skip
         return proba
 
@@ -81,9 +91,14 @@ class Run:
         return self._predict(images)[0]
 
     def _predict(self, images):
-        from medclf.run.predict import check_images, predict_run
+        from medclf.run.predict import check_images, check_run, predict_run
 
-        images = check_images(np.asarray(images), self.metrics["image_shape"])
+        _, metrics = check_run(self.path)  # image_shape and class names checked
+        try:
+            images = np.asarray(images)
+        except (ValueError, TypeError) as err:  # ragged lists, objects
+            raise InputError(f"images must be one uint8 array (n, H, W[, C]) ({err})") from None
+        images = check_images(images, metrics["image_shape"])
         return predict_run(self.path, images)
 
 
@@ -91,18 +106,21 @@ def open_run(path) -> Run:
     """A finished run folder, checked (config.json and metrics.json readable and valid)."""
     from medclf.run.predict import check_run
 
+    if not isinstance(path, str | os.PathLike):
+        raise ConfigError(f"a run is the path of a run folder, not a {type(path).__name__}")
     check_run(path)
     return Run(path)
 
 
-def load_dataset(name_or_path, root=None, size: int = 28):
+def load_dataset(name_or_path, root=None, size: int | None = None):
     """A MedMNIST dataset (``.train``, ``.val``, ``.test`` splits of uint8 images and labels,
-    ``.info`` with its task and class names), by registry name or .npz path."""
+    ``.info`` with its task and class names), by registry name (at ``size``, default 28) or
+    .npz path (at the file's own size; a ``size`` that contradicts it is refused)."""
+    from medclf.data.load import load_dataset as load
+
     if not isinstance(name_or_path, str | os.PathLike):
         raise ConfigError(f"a dataset is a registry name or the path of a .npz, not a "
                           f"{type(name_or_path).__name__}")  # fmt: skip
-    from medclf.data.load import load_dataset as load
-
     return load(name_or_path, root, size=size)
 
 
@@ -119,6 +137,8 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
     ``out`` defaults to runs/MODEL-TIME-PID."""
     from medclf.run.lifecycle import check_task, claim_run_folder, run_job
 
+    if config is not None and not isinstance(config, dict):
+        raise ConfigError(f"config is a dict of settings, not a {type(config).__name__}")
     if config is not None:
         model = model or config.get("model")
         if model != config.get("model"):
@@ -126,8 +146,9 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
         settings = {**{k: v for k, v in config.items() if k != "model"}, **settings}
     if model is None:
         raise ConfigError("give a model (e.g. 'torch-ffn') or a config with a 'model'")
+    size_given = settings.get("size") is not None
     config = make_config(model, **settings)
-    dataset = load_dataset(config["dataset"], root, size=config["size"])
+    dataset = _dataset_of(config, root, size_given)
     out = out or f"runs/{model}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"{out} is a file; give a folder (new or a run folder) as out")
@@ -141,6 +162,19 @@ def train(model: str | None = None, *, config: dict | None = None, out=None, roo
         claim_run_folder(out, config, force)
         run_job(config, dataset, out, quiet=quiet, resume=resume, **options)
     return Run(out)
+
+
+def _dataset_of(config: dict, root, size_given: bool):
+    """The config's dataset. A file holds its own size: the config takes it, unless a size
+    was given, which must then match (a named dataset is loaded at the config's size)."""
+    from medclf.data.registry import REGISTRY, SIZES
+
+    named = config["dataset"].lower() in REGISTRY
+    size = config["size"] if named or size_given else None
+    dataset = load_dataset(config["dataset"], root, size=size)
+    if not named and dataset.info.size in SIZES:
+        config["size"] = dataset.info.size
+    return dataset
 
 
 def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from medclf import __version__
-from medclf.errors import MedclfError
+from medclf.errors import MedclfError, SettingError, did_you_mean
 from medclf.models.config import (
     ACTIVATIONS,
     AUGMENTS,
@@ -66,6 +66,9 @@ class Group(click.Group):
 
     def resolve_command(self, ctx, args):
         ctx.meta["medclf.args"] = list(args)  # to name --out when an OSError names no file
+        name = args[0] if args else None
+        if name and name not in self.commands and not name.startswith("-"):
+            ctx.fail(f"no such command '{name}'{did_you_mean(name, self.commands)}")
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx):
@@ -73,6 +76,10 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Abort, click.exceptions.Exit):
             raise
+        except SettingError as err:  # a value out of range or of the wrong type: a usage error
+            error = click.ClickException(str(err))
+            error.exit_code = 2
+            raise error from None
         except MedclfError as err:
             raise click.ClickException(str(err)) from None
         except click.UsageError as err:  # one line instead of the usage block, still exit 2
@@ -112,13 +119,26 @@ class Group(click.Group):
             ) from None
 
 
+class Choice(click.Choice):
+    """click's Choice, with a 'did you mean' for a near miss."""
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter as err:
+            hint = did_you_mean(value, self.choices)
+            if not hint:
+                raise
+            raise click.BadParameter(f"{err.message.rstrip('.')}{hint}", ctx, param) from None
+
+
 def written(ctx) -> str | None:
     """The --out or --plot of the command line, if any."""
     args = ctx.meta.get("medclf.args", [])
     return next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("--out", "--plot")), None)
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="medclf")
 def cli():
     """Medical image classification on MedMNIST: data, models, theory, reproduction."""
@@ -134,10 +154,18 @@ root_option = click.option(
     help="Data folder (default: $MEDCLF_DATA, else the per-user cache folder).",
 )  # fmt: skip
 size_option = click.option(
-    "--size", type=click.Choice(["28", "64", "128", "224"]), default="28", show_default=True,
+    "--size", type=Choice(["28", "64", "128", "224"]), default="28", show_default=True,
     callback=lambda ctx, param, value: int(value),
     help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+).",
 )  # fmt: skip
+
+data_size_option = click.option(
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    callback=lambda ctx, param, value: value and int(value),
+    help="Image side of a named dataset: 28 (default) or 64, 128, 224 (MedMNIST+); a file's "
+    "size is read from it.",
+)
 
 
 @data.command("list")
@@ -174,7 +202,7 @@ def download(names, root, mirror, retries, size):
 @click.argument("names", nargs=-1)
 @root_option
 @click.option(
-    "--size", type=click.Choice(["28", "64", "128", "224"]), default=None,
+    "--size", type=Choice(["28", "64", "128", "224"]), default=None,
     help="Image side to check [default: 28 for named datasets, every size otherwise].",
 )  # fmt: skip
 def verify(names, root, size):
@@ -198,7 +226,7 @@ def verify(names, root, size):
 @data.command()
 @click.argument("dataset")
 @root_option
-@size_option
+@data_size_option
 def info(dataset, root, size):
     """Splits, class counts and pixel statistics of a dataset name or .npz file."""
     from medclf.data.load import load_dataset, pixel_stats
@@ -227,10 +255,10 @@ def info(dataset, root, size):
 @data.command()
 @click.argument("dataset")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG to write.")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train")
+@click.option("--split", type=Choice(["train", "val", "test"]), default="train")
 @click.option("--per-class", default=8, show_default=True, type=click.IntRange(1, 32))
 @root_option
-@size_option
+@data_size_option
 def show(dataset, out, split, per_class, root, size):
     """Draw a grid of sample images, one row per class."""
     import textwrap
@@ -307,7 +335,7 @@ def interval(D, A, B, plot, markdown, as_json):
 
 
 backend_option = click.option(
-    "--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    "--backend", type=Choice(["local", "ray"]), default="local", show_default=True,
     help="Run on this machine's processes or on a Ray cluster (the ray extra).")
 address_option = click.option(
     "--address", default=None,
@@ -360,16 +388,17 @@ def number_option(key: str, text: str):
 
 
 @cli.command()
-@click.argument(
-    "model",
-    type=click.Choice(list(MODEL_NAMES)), required=False,
-)
+@click.argument("model", type=Choice(list(MODEL_NAMES)), required=False, metavar="[MODEL]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Start from the config in this JSON or YAML file (a run's config.json, "
                    "tune's best_config.json; MODEL may then be left out); flags override it.")
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
-@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
-              show_default=True, help="Image side of a named dataset (MedMNIST+ sizes).")
+@click.option(
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    callback=lambda ctx, param, value: value and int(value),
+    help="Image side of a named dataset (MedMNIST+ sizes; default 28); a file's is read from it.",
+)
 @click.option("--epochs", type=int,
               help=f"Passes over the training split ({per_model_default('epochs')}).")
 @number_option("lr", "Learning rate")
@@ -380,26 +409,26 @@ def number_option(key: str, text: str):
 @click.option("--layers", type=int,
               help=f"Number of hidden layers ({per_model_default('layers')}).")
 @number_option("dropout", "Probability of zeroing a hidden unit while training")
-@click.option("--activation", type=click.Choice(ACTIVATIONS),
+@click.option("--activation", type=Choice(ACTIVATIONS),
               help=f"Hidden activation ({per_model_default('activation')}).")
 @number_option("l2", "L2 penalty (weight decay)")
-@click.option("--optimizer", type=click.Choice(OPTIMIZERS),
+@click.option("--optimizer", type=Choice(OPTIMIZERS),
               help=f"({per_model_default('optimizer')}).")
 @click.option("--width", type=int,
               help=f"Channels of the first block ({per_model_default('width')}).")
-@click.option("--schedule", type=click.Choice(SCHEDULES),
+@click.option("--schedule", type=Choice(SCHEDULES),
               help=f"Learning-rate schedule ({per_model_default('schedule')}).")
-@click.option("--augment", type=click.Choice(AUGMENTS),
+@click.option("--augment", type=Choice(AUGMENTS),
               help="Training-batch augmentation; auto: the label-safe operations of the "
                    f"dataset ({per_model_default('augment')}).")
-@click.option("--dtype", type=click.Choice(DTYPES),
+@click.option("--dtype", type=Choice(DTYPES),
               help="NumPy models only (default float64).")
-@click.option("--test-split", type=click.Choice(TEST_SPLITS),
+@click.option("--test-split", type=Choice(TEST_SPLITS),
               help="auto (default): the study's 529-image subset for OCTMNIST, else the "
                    "official test split.")
 @click.option("--seed", type=int,
               help="Seeds every random generator (default 42).")
-@click.option("--select", type=click.Choice(SELECT),
+@click.option("--select", type=Choice(SELECT),
               default="val_auc", show_default=True,
               help="Keep the epoch with the best validation metric, or the last epoch.")
 @click.option("--patience", type=click.IntRange(0, 100_000), default=0, show_default=True,
@@ -436,18 +465,18 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
 
         ctx = click.get_current_context()
         model, base = read_config_file(config_file, model)
-        flags = {"size": int(size), **settings}
+        flags = {"size": size, **settings}
         given = {k: v for k, v in flags.items()
                  if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}  # fmt: skip
         config = make_config(model, **{**flags, **base, **given})
     elif model is None:
         raise ConfigError("give a MODEL (e.g. medclf train torch-ffn) or --config FILE")
     else:
-        config = make_config(model, size=int(size), **settings)
+        config = make_config(model, size=size, **settings)
     if (device or threads) and not {"device", "threads"} <= set(family_of(model).options):
         raise ConfigError("--device and --threads apply to torch-* models only")
     run = api.train(config=config, out=out, root=root, resume=resume, force=force, quiet=quiet,
-                    device=device, threads=threads)  # fmt: skip
+                    device=device, threads=threads, size=size)  # fmt: skip
     out = run.path
     click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
@@ -456,20 +485,27 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
 
 
 def run_summary(metrics: dict, out) -> str:
-    """One line: the selected epoch's test ACC and AUC, and where everything else is."""
+    """One line: the selected epoch's test ACC and AUC, and where everything else is (a key
+    missing from metrics.json reads as unknown: the line is informational)."""
 
     def num(key):
-        return "undefined" if metrics.get(key) is None else f"{metrics[key]:.4f}"
+        value = metrics.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return f"{value:.4f}" if ok else "undefined"
 
-    synthetic = ", synthetic" if metrics["synthetic"] else ""
+    def text(key):
+        return str(metrics.get(key, "?"))
+
+    synthetic = ", synthetic" if metrics.get("synthetic") is True else ""
     stopped = f"; {metrics['stopped']}" if metrics.get("stopped") else ""
     kept = "the last pass"
-    if metrics["select"] != "last":
-        kept = (f"pass {metrics['selected_epoch']} of {metrics['epochs_run']}, best "
-                f"{metrics['select']}")  # fmt: skip
-    return (f"test accuracy {num('test_acc')}, AUC {num('test_auc')} on the "
-            f"{metrics['test_split']} test split ({metrics['n_test']} images{synthetic}); "
-            f"model of {kept}{stopped}; run folder {out}")  # fmt: skip
+    if metrics.get("select", "last") != "last":
+        kept = f"pass {text('selected_epoch')} of {text('epochs_run')}, best {text('select')}"
+    return (
+        f"test accuracy {num('test_acc')}, AUC {num('test_auc')} on the {text('test_split')} "
+        f"test split ({text('n_test')} images{synthetic}); model of {kept}{stopped}; run folder "
+        f"{out}"
+    )
 
 
 @cli.command()
@@ -504,13 +540,13 @@ def predict(run_dir, inputs):
 @cli.command()
 @click.option("--dataset", "datasets", multiple=True, required=True,
               help="Dataset name or .npz path (repeatable).")
-@click.option("--model", "models", multiple=True, type=click.Choice(list(MODEL_NAMES)),
+@click.option("--model", "models", multiple=True, type=Choice(list(MODEL_NAMES)),
               help=f"Model (repeatable; default: {', '.join(BENCHMARK_MODELS)}).")
-@click.option("--preset", type=click.Choice(["fast", "paper"]), default="fast",
+@click.option("--preset", type=Choice(["fast", "paper"]), default="fast",
               show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Seeds 42, 43, ... per dataset and model.")
-@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
               show_default=True, help="Image side of named datasets.")
 @click.option("--out", default="benchmark", show_default=True, type=click.Path(file_okay=False))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
@@ -560,7 +596,7 @@ def evaluate(runs, split, as_json):
 @cli.command()
 @click.argument("top", default="runs", type=click.Path(file_okay=False))
 @click.option("--sort", default="run", show_default=True,
-              type=click.Choice(["run", "model", "dataset", "status", "val_acc", "val_auc",
+              type=Choice(["run", "model", "dataset", "status", "val_acc", "val_auc",
                                  "test_acc", "test_auc"]),
               help="Column to sort by (numbers: best first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
@@ -578,12 +614,18 @@ def runs(top, sort, as_json):
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
-@click.option("--workers", default=2, show_default=True, type=int, help="Parallel processes.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Parallel processes.",
+)
 @click.option(
     "--seeds",
     default=1,
     show_default=True,
-    type=int,
+    type=click.IntRange(1, 100),
     help="Repeat each run with K seeds (42, 43, ...); the report gives mean ± sd.",
 )
 @click.option("--quick", is_flag=True, help="A slice of the data and a few epochs (< 2 min).")
@@ -620,10 +662,10 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 
 @cli.command()
 @click.option("--dataset", required=True, help="Name or .npz path.")
-@click.option("--model", required=True, type=click.Choice(list(MODEL_NAMES)))
+@click.option("--model", required=True, type=Choice(list(MODEL_NAMES)))
 @click.option("--trials", default=20, show_default=True, type=click.IntRange(1, 100_000),
               help="Finished trials in all, counting those of an earlier, interrupted search.")
-@click.option("--metric", type=click.Choice(VALIDATION_METRICS),
+@click.option("--metric", type=Choice(VALIDATION_METRICS),
               default="val_auc", show_default=True, help="Validation metric to optimise.")
 @click.option("--storage", metavar="URL",
               help="Optuna storage (default: sqlite:///OUT/study.db; a killed search resumes).")
@@ -632,14 +674,14 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
               help="Seeds the sampler and every trial's run.")
 @click.option("--epochs", type=click.IntRange(1, 100_000),
               help="Epochs of every trial (default: the model's).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+@click.option("--backend", type=Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: one trial at a time, pruned per epoch; ray: --workers trials at a "
                    "time on a Ray cluster, unpruned.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
               help="Trials at a time on Ray.")
 @address_option
-@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), default="28",
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
               show_default=True, help="Image side of a named dataset.")
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
               help="Start no new trial after this many seconds.")

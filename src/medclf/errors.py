@@ -59,3 +59,15 @@ class ConfigError(MedclfError):
 
 class InputError(MedclfError):
     """Arrays given to a model have the wrong shape, values or labels."""
+
+
+class SettingError(ConfigError):
+    """A setting's value is out of its range or of the wrong type: a usage error (exit 2)."""
+
+
+def did_you_mean(value, choices) -> str:
+    """" (did you mean 'torch-ffn'?)" for a near miss among ``choices``, else ""."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -16,7 +17,7 @@ from medclf.errors import MedclfError
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that infer the format
     from it still work); rename it onto ``path`` if the block succeeds, delete it otherwise."""
-    path = Path(path)
+    path = check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # unique per writer (pid + random): two writers never share, nor rename, a half file
     tmp = path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.tmp{path.suffix}")
@@ -27,6 +28,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Refuse to replace anything but a regular file (a device, a FIFO, a folder, a symbolic
+    link): writing renames a new file onto the path, which would replace the thing itself."""
+    from medclf.errors import ConfigError
+
+    path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return path
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):  # a folder: the rename fails (EISDIR)
+        return path
+    kind = next((name for test, name in KINDS if test(mode)), "not a regular file")
+    raise ConfigError(
+        f"{path} is {kind}, which medclf never replaces; give the name of a new or regular file"
+    )
+
+
 def check_parent(path: str | os.PathLike) -> Path:
     """Refuse a single output file whose folder does not exist (an output folder, such as the
     ``--out`` of train or reproduce, is created instead): a typo must not create folders."""
@@ -35,7 +63,7 @@ def check_parent(path: str | os.PathLike) -> Path:
     path = Path(path)
     parent = path.parent
     if parent.is_dir():
-        return path
+        return check_target(path)
     if parent.exists():
         raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder; "
                           "choose another path")  # fmt: skip

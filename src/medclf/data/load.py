@@ -33,7 +33,9 @@ from medclf.errors import (
     LengthMismatchError,
     MissingKeyError,
     NotAZipError,
+    SettingError,
     ShapeError,
+    did_you_mean,
 )
 
 META_KEY = "medclf_meta"
@@ -87,16 +89,18 @@ class Dataset:
 
 
 def load_dataset(
-    name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, size: int = 28
+    name_or_path: str | os.PathLike, root: str | os.PathLike | None = None, size: int | None = None
 ) -> Dataset:
-    """Load a dataset from the cache by registry name (at image side ``size``), or from a local
-    ``.npz`` path (its size is read from the file).
+    """Load a dataset from the cache by registry name (at image side ``size``, default 28), or
+    from a local ``.npz`` path (its size is read from the file; a ``size`` that contradicts it
+    is refused).
 
     A name whose file is not cached yet is an error that says how to download it; loading never
     touches the network. A genuine file in MedMNIST's own cache (``~/.medmnist``) is used too.
     """
     text = str(name_or_path)
     if text.lower() in REGISTRY:
+        size = 28 if size is None else size
         info = get_info(text, size)
         path = find_cached(info, root)
         if path is not None:
@@ -122,10 +126,18 @@ def load_dataset(
     path = Path(text).expanduser()
     if not path.exists():
         raise DataError(
-            f"'{text}' is neither a dataset name nor an existing file; give one of "
+            f"'{text}' is neither a dataset name nor an existing file"
+            f"{did_you_mean(text.lower(), REGISTRY)}; give one of "
             f"{', '.join(REGISTRY)} or the path of a MedMNIST .npz"
         )
-    return read_npz(path)
+    dataset = read_npz(path)
+    side = dataset.info.size
+    if size is not None and size != side:
+        raise SettingError(
+            f"{path} holds {side}x{side} images, but the size given is {size}; drop --size (a "
+            "file's size is read from it) or give the matching file"
+        )
+    return dataset
 
 
 def _size_flag(size: int) -> str:

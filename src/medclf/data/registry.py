@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from medclf.errors import UnknownDatasetError
+from medclf.errors import UnknownDatasetError, did_you_mean
 
 ZENODO = "https://zenodo.org/records/10519652/files"
 LICENCE = "CC BY 4.0"
@@ -220,7 +220,8 @@ def get_info(name: str, size: int = 28) -> DatasetInfo:
     if name.lower() not in REGISTRY:
         known = ", ".join(REGISTRY)
         raise UnknownDatasetError(
-            f"unknown dataset '{name}'; choose one of {known}, or pass the path of a local .npz"
+            f"unknown dataset '{name}'{did_you_mean(name.lower(), REGISTRY)}; choose one of "
+            f"{known}, or pass the path of a local .npz"
         )
     if size not in SIZES:
         raise UnknownDatasetError(

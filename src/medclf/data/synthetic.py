@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
 from medclf.data.load import META_KEY
 from medclf.data.registry import SPLITS, DatasetInfo, get_info
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, SettingError
 from medclf.files import atomic_path
+from medclf.limits import MAX_SEED
 
 CHUNK_BYTES = 1 << 27
 
@@ -89,8 +91,11 @@ def synthesize(
     like: str, scale: float = 0.05, seed: int = 0, size: int = 28
 ) -> dict[str, np.ndarray]:
     """Arrays of a synthetic file in the MedMNIST layout of dataset ``like`` at side ``size``."""
-    if not 0 < scale <= 1:
-        raise ConfigError(f"scale == {scale}, must be in (0, 1]; 1 gives the real split sizes")
+    number = isinstance(scale, Real) and not isinstance(scale, bool)
+    if not (number and 0 < scale <= 1):
+        raise SettingError(f"scale == {scale!r}, must be in (0, 1]; 1 gives the real split sizes")
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed <= MAX_SEED:
+        raise SettingError(f"seed == {seed!r}, must be an integer in 0..{MAX_SEED}")
     info = get_info(like, size)
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}

@@ -41,11 +41,13 @@ from pathlib import Path
 import numpy as np
 
 from medclf.data.load import load_dataset
+from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
 from medclf.models.config import VALIDATION_METRICS, make_config
 from medclf.models.registry import MODELS, SEARCH_SPACES
 from medclf.run import folder
+from medclf.run.dataid import data_file, data_md5
 from medclf.run.folder import (
     HISTORY,
     read_json_or_none,
@@ -356,10 +358,14 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
     space = dict(SEARCH_SPACES[model])
     if epochs is not None:
         space.pop("epochs", None)
+    if str(dataset).lower() not in REGISTRY:  # one file under any spelling is one search
+        dataset = Path(dataset).resolve()
     base = {"dataset": str(dataset), "size": size, "seed": seed, "select": metric,
             "epochs": epochs}  # fmt: skip
     check_task(make_config(model, **base), data := load_dataset(str(dataset), root, size=size))
-    search = json.loads(json.dumps({"model": model, **base, "space": space}))
+    # the data's MD5 too: a file replaced in place is another search, not more of the same one
+    md5 = data_md5(path) if (path := data_file(str(dataset), root, size)) else None
+    search = json.loads(json.dumps({"model": model, **base, "space": space, "data_md5": md5}))
     # another storage is checked before --out is made, so that a refusal leaves no empty folder
     study = open_study(optuna, storage, search, pruner) if storage else None
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"

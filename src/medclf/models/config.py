@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, SettingError, did_you_mean
+from medclf.limits import MAX_SEED
 from medclf.models.registry import MODELS
 
 COMMON = {
@@ -53,21 +54,22 @@ AUGMENTS = ("none", "auto", "flip", "crop", "flip+crop")
 
 def make_config(model: str, **overrides) -> dict:
     """Full config of a run; ``None`` overrides keep the default. Checks every value."""
-    if model not in DEFAULTS:
-        raise ConfigError(f"unknown model '{model}'; choose one of {', '.join(MODELS)}")
+    if not isinstance(model, str) or model not in DEFAULTS:
+        raise SettingError(f"unknown model {model!r}{did_you_mean(model, MODELS)}; choose one of "
+                           f"{', '.join(MODELS)}")  # fmt: skip
     config = {"model": model, **COMMON, **DEFAULTS[model]}
     for key, value in overrides.items():
         if value is None:
             continue
         if key not in config:
-            raise ConfigError(f"{model} has no setting '{key}'; its settings are "
-                              f"{', '.join(k for k in config if k != 'model')}")  # fmt: skip
+            hint = did_you_mean(key, config)
+            names = ", ".join(k for k in config if k != "model")
+            raise SettingError(f"{model} has no setting {key!r}{hint}; its settings are {names}")
         config[key] = value
     check_config(config)
     return config
 
 
-MAX_SEED = 2**32 - 1  # numpy's seeding limit
 
 
 def _finite(v) -> bool:
@@ -93,12 +95,13 @@ def check_config(c: dict) -> None:
          f"must be an integer in 0..{MAX_SEED}"),
         ("activation", lambda v: v in ACTIVATIONS, f"must be one of {ACTIVATIONS}"),
         ("optimizer", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
-        ("size", lambda v: v in (28, 64, 128, 224), "must be 28, 64, 128 or 224"),
+        ("size", lambda v: _integer(v) and v in (28, 64, 128, 224), "must be 28, 64, 128 or 224"),
         ("width", lambda v: _integer(v) and 1 <= v <= 1024, "must be an integer in 1..1024"),
         ("schedule", lambda v: v in SCHEDULES, f"must be one of {SCHEDULES}"),
         ("augment", lambda v: v in AUGMENTS, f"must be one of {AUGMENTS}"),
         ("select", lambda v: v in SELECT, f"must be one of {SELECT}"),
-        ("patience", lambda v: isinstance(v, int) and v >= 0, "must be an integer >= 0"),
+        ("patience", lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
+        ("dataset", lambda v: isinstance(v, str) and v != "", "must be a dataset name or path"),
         ("dtype", lambda v: v in DTYPES, "must be float32 or float64"),
         # classic baselines (medclf.models.classic)
         ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
@@ -117,9 +120,9 @@ def check_config(c: dict) -> None:
     ]  # fmt: skip
     for key, ok, rule in rules:
         if key in c and not ok(c[key]):
-            raise ConfigError(f"{key} == {c[key]!r}, {rule}")
+            raise SettingError(f"{key} == {c[key]!r}, {rule}")
     if c.get("patience") and c.get("select") == "last":
-        raise ConfigError("patience needs a metric to watch, but select == 'last'; add "
+        raise SettingError("patience needs a metric to watch, but select == 'last'; add "
                           "--select val_auc (or val_acc, val_loss)")
 
 
@@ -162,8 +165,15 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold one object of settings, "
                           f"like {{\"model\": \"torch-ffn\", \"lr\": 0.1}}")  # fmt: skip
+    odd = next((k for k in data if not isinstance(k, str)), None)
+    if odd is not None:
+        raise SettingError(
+            f"config file {path}: the key {odd!r} is not a setting name; names are text, like lr"
+        )
     settings = dict(data)
     named = settings.pop("model", None)
+    if named is not None and not isinstance(named, str):
+        raise SettingError(f"config file {path}: model == {named!r}, must be one name (text)")
     if named is not None and model is not None and named != model:
         raise ConfigError(f"the MODEL argument is {model} but {path} holds a {named} config; "
                           "drop the argument or give a matching file")  # fmt: skip
@@ -173,5 +183,5 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     try:
         make_config(model, **settings)
     except ConfigError as err:
-        raise ConfigError(f"config file {path}: {err}") from None
+        raise type(err)(f"config file {path}: {err}") from None
     return model, settings

@@ -8,9 +8,9 @@ from pathlib import Path
 from medclf.errors import DataError, MedclfError
 from medclf.metrics import task_metrics
 from medclf.models.config import COMMON, DEFAULTS
+from medclf.run import folder
 from medclf.run.folder import (
     CONFIG,
-    METRICS,
     PREDICTIONS,
     is_unfinished,
     read_json_or_none,
@@ -22,34 +22,65 @@ from medclf.run.outputs import load_predictions
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 
 
-def evaluate_run(run_dir, split: str = "test") -> dict:
-    """Every metric of one saved split of a finished run, recomputed from its predictions."""
-    run_dir = Path(run_dir)
-    meta = read_metrics(run_dir)
-    if meta is not None and not {"task", "class_names", "dataset_name"} <= set(meta):
-        raise DataError(f"{run_dir / METRICS} lacks the task or class names (written by "
-                        "an older medclf, or damaged); train the run again")  # fmt: skip
-    if meta is None or not (run_dir / PREDICTIONS).is_file():
-        raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
-                        "folder of a run finished by 'medclf train' or 'medclf reproduce'")
+def read_predictions(run_dir) -> dict:
+    """predictions.npz of a run folder, every array a plain numeric one, or one DataError."""
+    path = Path(run_dir) / PREDICTIONS
+    if not path.is_file():
+        raise DataError(
+            f"{path} is missing; give the folder of a run finished by 'medclf train' "
+            "or 'medclf reproduce'"
+        )
     try:
         preds = load_predictions(run_dir)
     except Exception as err:  # not a zip, cut short, an object array: never trusted
         if isinstance(err, OSError) and err.errno is not None:
             raise  # an environment fault: the CLI names it
-        raise DataError(f"{run_dir / PREDICTIONS} cannot be read ({type(err).__name__}); "
-                        "train the run again") from err
+        raise DataError(
+            f"{path} cannot be read ({type(err).__name__}); train the run again"
+        ) from err
+    odd = next((k for k, v in preds.items() if v.dtype.kind not in "biuf"), None)
+    if odd is not None:
+        raise DataError(
+            f"{path}: '{odd}' holds {preds[odd].dtype} values, not numbers; train the run again"
+        )
+    return preds
+
+
+def _text(value, default: str = "") -> str:
+    return value if isinstance(value, str) else default
+
+
+def evaluate_run(run_dir, split: str = "test") -> dict:
+    """Every metric of one saved split of a finished run, recomputed from its predictions.
+    metrics.json gives the task and class names (checked); the rest of it only labels."""
+    run_dir = Path(run_dir)
+    meta = read_metrics(run_dir)
+    if meta is None or not (run_dir / PREDICTIONS).is_file():
+        raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
+                        "folder of a run finished by 'medclf train' or 'medclf reproduce'")
+    task, names = meta.get("task"), meta.get("class_names")
+    named = isinstance(names, list) and names and all(isinstance(n, str) for n in names)
+    if not isinstance(task, str) or not named:
+        raise DataError(f"{run_dir / folder.METRICS} lacks the task or class names (written by "
+                        "an older medclf, or damaged); train the run again")  # fmt: skip
+    preds = read_predictions(run_dir)
     saved = sorted(k.removesuffix("_scores") for k in preds if k.endswith("_scores"))
+    split = str(split)
     if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
         raise DataError(f"{run_dir} has no saved '{split}' split; it has {', '.join(saved)}")
     try:
-        metrics = task_metrics(meta["task"], preds[f"{split}_labels"], preds[f"{split}_scores"],
-                               meta["class_names"])  # fmt: skip
+        metrics = task_metrics(task, preds[f"{split}_labels"], preds[f"{split}_scores"], names)
     except MedclfError as err:
         raise DataError(f"{run_dir / PREDICTIONS}: {err}") from err
-    return {"run": str(run_dir), "split": split, "task": meta["task"],
-            "dataset": meta["dataset_name"], "synthetic": meta["synthetic"],
-            "title": meta.get("title", ""), **metrics}  # fmt: skip
+    return {
+        "run": str(run_dir),
+        "split": split,
+        "task": task,
+        "dataset": _text(meta.get("dataset_name"), "?"),
+        "synthetic": meta.get("synthetic") is True,
+        "title": _text(meta.get("title")),
+        **metrics,
+    }
 
 
 def fmt(value, width: int = 8) -> str:

@@ -19,6 +19,7 @@ from medclf.models.registry import MODELS, builder
 from medclf.run.family import Family, missing_model
 from medclf.run.folder import environment
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, output_info, serialise
+from medclf.run.selection import damaged_best
 
 
 def build_numpy_model(config: dict, n_classes: int):
@@ -44,6 +45,8 @@ class NumpyTrainer(Family):
 
     def resume(self, path: Path) -> None:
         self.model = load_model(path)
+        if (best := path.with_name(self.best_file)).exists():
+            self.load_best(best)  # refused now, not after the remaining epochs
 
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
         f = self.features
@@ -69,7 +72,10 @@ class NumpyTrainer(Family):
         self.model.save(path)
 
     def load_best(self, path: Path):
-        return load_model(path)
+        try:
+            return load_model(path)
+        except DataError:
+            raise damaged_best(path, self.checkpoint_file, "damaged or foreign") from None
 
     def save_model(self, model, path: Path) -> None:
         model.save(path)

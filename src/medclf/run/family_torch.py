@@ -28,7 +28,7 @@ from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
 from medclf.run.folder import CONFIG, damaged, environment
 from medclf.run.onnx_graph import OPSET
-from medclf.run.selection import finite_or_none
+from medclf.run.selection import damaged_best, finite_or_none
 
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
@@ -49,11 +49,21 @@ def save_atomic(path: Path, state) -> None:
         torch.save(state, tmp)
 
 
+def load_weights(path: Path):
+    """torch.load that never unpickles code (weights_only) and prints nothing: a foreign
+    pickle's protocol warning would add a second line to the one-line refusal."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, weights_only=True, map_location="cpu")
+
+
 def load_checkpoint(path: Path, config: dict) -> dict:
     """The state medclf saved after an epoch; anything else is refused in one line."""
     afresh = "delete it to start the run afresh"
     try:
-        state = torch.load(path, weights_only=True)
+        state = load_weights(path)
     except Exception as err:  # truncated, empty or foreign file
         raise ConfigError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
                           f"{afresh}") from err  # fmt: skip
@@ -117,6 +127,8 @@ class TorchTrainer(Family):
                               "; delete it to start the run afresh") from err  # fmt: skip
         engine.set_rng_states(state["rng"], self.generator)
         self.history = state["history"]
+        if (best := path.with_name(self.best_file)).exists():
+            self.load_best(best)  # refused now, not after the remaining epochs
 
     def lr_at(self, epoch: int) -> float:
         c = self.config
@@ -156,7 +168,14 @@ class TorchTrainer(Family):
 
     def load_best(self, path: Path):
         best = copy.deepcopy(self.model)
-        best.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            best.load_state_dict(load_weights(path))
+        except OSError as err:
+            if err.errno is not None:
+                raise  # an environment fault: the CLI names it
+            raise damaged_best(path, self.checkpoint_file, type(err).__name__) from None
+        except Exception as err:  # cut short, a pickle, weights of another model
+            raise damaged_best(path, self.checkpoint_file, type(err).__name__) from None
         return best
 
     def save_model(self, model, path: Path) -> None:
@@ -192,7 +211,7 @@ def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
     if not path.is_file():
         raise missing_model(run_dir, TorchTrainer.model_file)
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")  # never unpickles code
+        state = load_weights(path)  # never unpickles code
     except OSError as err:
         if err.errno is not None:
             raise  # an environment fault: the CLI names it

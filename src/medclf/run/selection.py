@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from medclf.errors import InputError
+from medclf.errors import ConfigError, InputError
 
 
 def finite_or_none(value):
@@ -72,3 +72,11 @@ def stop_reason(history: list[dict], selector: Selector) -> str | None:
         return (f"early stop at epoch {last['epoch']}: no better {selector.metric} for "
                 f"{selector.patience} epochs")  # fmt: skip
     return None
+
+
+def damaged_best(path, checkpoint_file: str, why: str) -> ConfigError:
+    """The best epoch's weights cannot be read: the run cannot finish as it began."""
+    return ConfigError(
+        f"{path} is not a file medclf wrote for this run ({why}); delete it and "
+        f"{path.with_name(checkpoint_file)} to start the run afresh, or choose another --out"
+    )

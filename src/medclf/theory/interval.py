@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
-from medclf.errors import ConfigError, MedclfError
+from medclf.errors import ConfigError, MedclfError, SettingError
 from medclf.theory.check import check_witness
 
 EXHAUSTIVE_MAX_D = 20  # up to here verify() enumerates all 2^D inputs
@@ -44,14 +44,14 @@ class CertificateError(MedclfError):
 def check_params(D, A, B) -> None:
     for name, value in (("D", D), ("A", A), ("B", B)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise ConfigError(f"{name} == {value!r}, must be an integer")
+            raise SettingError(f"{name} == {value!r}, must be an integer")
     if D < 1:
-        raise ConfigError(f"D == {D}, must be >= 1")
+        raise SettingError(f"D == {D}, must be >= 1")
     if D > MAX_D:
-        raise ConfigError(f"D == {D} is above the largest supported D ({MAX_D}, where answers "
-                          f"and their checks take seconds); use D <= {MAX_D}")  # fmt: skip
+        raise SettingError(f"D == {D} is above the largest supported D ({MAX_D}, where answers "
+                           f"and their checks take seconds); use D <= {MAX_D}")  # fmt: skip
     if not -D <= A <= B <= D:
-        raise ConfigError(f"need -D <= A <= B <= D, got D={D}, A={A}, B={B}; adjust A or B")
+        raise SettingError(f"need -D <= A <= B <= D, got D={D}, A={A}, B={B}; adjust A or B")
 
 
 @functools.lru_cache(maxsize=2)  # verify() asks twice per answer, once per network

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import time
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -36,9 +38,28 @@ class ModelInputError(InputError, ValueError):
     """Bad X or y: one line for the CLI (InputError), a ValueError for scikit-learn."""
 
 
+class ModelParamError(ConfigError, InvalidParameterError):
+    """A bad hyperparameter: one line for the CLI (ConfigError), scikit-learn's error type."""
+
+
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+POSITIVE = Interval(Real, 0, None, closed="neither")  # finite: inf and NaN are refused
+NON_NEGATIVE = Interval(Real, 0, None, closed="left")
+FINITE = Interval(Real, None, None, closed="neither")
+
+
 class NumpyClassifier(ClassifierMixin, BaseEstimator):
     kind = "numpy-model"
     has_proba = False
+    # checked by fit, as scikit-learn's own estimators do (BaseEstimator._validate_params)
+    _parameter_constraints: dict = {
+        "epochs": [POSITIVE_INT],
+        "warm_start": ["boolean"],
+        "n_classes": [Interval(Integral, 1, None, closed="left"), None],
+        "dtype": [StrOptions(set(DTYPES))],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        "engine": [StrOptions(set(ENGINES))],
+    }
 
     def __init__(self, *, epochs=20, warm_start=False, n_classes=None, dtype="float64", seed=42,
                  engine="numba"):  # fmt: skip
@@ -52,15 +73,16 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
     # --- hyperparameters and inputs --------------------------------------------------------
 
     def _check_params(self):
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype == {self.dtype!r}, must be one of {list(DTYPES)}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine == {self.engine!r}, must be one of {list(ENGINES)}")
-        lr = getattr(self, "lr", 1.0)
-        if not lr > 0:
-            raise ConfigError(f"lr == {lr}, must be > 0")
-        if getattr(self, "batch_size", 1) < 1:
-            raise ConfigError(f"batch_size == {self.batch_size}, must be >= 1")
+        """Every hyperparameter against ``_parameter_constraints``; bool is not an int here."""
+        try:
+            self._validate_params()
+        except InvalidParameterError as err:
+            raise ModelParamError(str(err)) from None
+        for name, rules in self._parameter_constraints.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) and "boolean" not in rules:
+                model = type(self).__name__
+                raise ModelParamError(f"The {name!r} parameter of {model} is a number, not {value}")
 
     @property
     def np_dtype(self):
@@ -149,9 +171,10 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         ``train_acc=False`` measures training accuracy after the last epoch only (a pass over
         the whole training split costs a quarter of an MLP epoch).
         """
+        self._check_params()
         epochs = self.epochs if epochs is None else epochs
-        if int(epochs) < 1:
-            raise ConfigError(f"epochs == {epochs}, must be >= 1")
+        if isinstance(epochs, bool) or not isinstance(epochs, Integral) or epochs < 1:
+            raise ModelParamError(f"epochs == {epochs!r}, must be an integer >= 1")
         if not (self.warm_start and self.__sklearn_is_fitted__()):
             self._start(X, y, y_val)
         return self._train(X, y, int(epochs), X_val, y_val, callback, progress, train_acc)
@@ -159,6 +182,7 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
     def partial_fit(self, X, y, classes=None):
         """One more epoch (shuffled as ``fit`` shuffles): k calls train as ``fit`` with
         ``epochs=k`` does. ``classes``: every label, on the first call, if ``y`` lacks some."""
+        self._check_params()
         if not self.__sklearn_is_fitted__():
             self._start(X, y, classes=classes)
         return self._train(X, y, 1, None, None, None, None, True)

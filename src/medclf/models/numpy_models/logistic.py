@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from medclf.models.numpy_models import _kernels
-from medclf.models.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
+from medclf.models.numpy_models.base import (
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    NumpyClassifier,
+    log_sum_exp,
+    softmax,
+)
 
 
 class LogisticRegression(NumpyClassifier):
@@ -17,6 +24,12 @@ class LogisticRegression(NumpyClassifier):
 
     kind = "numpy-logreg"
     has_proba = True
+    _parameter_constraints = {
+        **NumpyClassifier._parameter_constraints,
+        "lr": [POSITIVE],
+        "batch_size": [POSITIVE_INT],
+        "init_std": [NON_NEGATIVE],
+    }
 
     def __init__(self, *, lr=0.01, batch_size=1, init_std=0.0, epochs=20, warm_start=False,
                  n_classes=None, dtype="float64", seed=42, engine="numba"):  # fmt: skip

@@ -7,12 +7,22 @@ d_{l-1} = (W_l^T d_l) * [z_{l-1} > 0]   (using W_l before its update).
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 from numba.typed import List
 
-from medclf.errors import ConfigError
 from medclf.models.numpy_models import _kernels
-from medclf.models.numpy_models.base import NumpyClassifier, log_sum_exp, softmax
+from medclf.models.numpy_models.base import (
+    FINITE,
+    NON_NEGATIVE,
+    POSITIVE,
+    POSITIVE_INT,
+    ModelParamError,
+    NumpyClassifier,
+    log_sum_exp,
+    softmax,
+)
 
 
 class MLP(NumpyClassifier):
@@ -20,6 +30,14 @@ class MLP(NumpyClassifier):
 
     kind = "numpy-mlp"
     has_proba = True
+    _parameter_constraints = {
+        **NumpyClassifier._parameter_constraints,
+        "hidden_sizes": ["array-like"],  # each size an int >= 1: checked by _init_params
+        "lr": [POSITIVE],
+        "batch_size": [POSITIVE_INT],
+        "init_mean": [FINITE],
+        "init_std": [NON_NEGATIVE],
+    }
 
     def __init__(self, *, hidden_sizes=(200,), lr=0.001, batch_size=1, init_mean=0.1,
                  init_std=0.1, epochs=20, warm_start=False, n_classes=None, dtype="float64",
@@ -32,10 +50,16 @@ class MLP(NumpyClassifier):
         self.init_mean = init_mean
         self.init_std = init_std
 
+    def _check_params(self):
+        super()._check_params()
+        sizes = list(self.hidden_sizes)
+        whole = all(isinstance(h, Integral) and not isinstance(h, bool) and h >= 1 for h in sizes)
+        if not sizes or not whole:
+            rule = "must be one or more integers >= 1"
+            raise ModelParamError(f"hidden_sizes == {self.hidden_sizes!r}, {rule}")
+
     def _init_params(self, rng):
         hidden = [int(h) for h in self.hidden_sizes]
-        if not hidden or min(hidden) < 1:
-            raise ConfigError(f"hidden_sizes == {self.hidden_sizes}, need at least one size >= 1")
         sizes = [self.n_features_, *hidden, self.n_classes_]
         self.weights_ = [rng.normal(self.init_mean, self.init_std, (out, inp)).astype(self.np_dtype)
                          for inp, out in zip(sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
