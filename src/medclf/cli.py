@@ -535,8 +535,8 @@ def predict(run_dir, inputs):
               show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Seeds 42, 43, ... per dataset and model.")
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
-              show_default=True, help="Image side of named datasets.")
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
+              help="Image side of named datasets (default 28; a file's size is read from it).")
 @click.option("--out", default="benchmark", show_default=True, type=click.Path(file_okay=False))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Parallel processes.")
@@ -551,7 +551,7 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
     from medclf.experiments.benchmark import benchmark as run
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
-                  int(size), root, backend=backend, address=address)  # fmt: skip
+                  size and int(size), root, backend=backend, address=address)  # fmt: skip
     failed = [r for r in summary["rows"] if r["status"] not in ("done", "diverged")]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
                f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
@@ -670,8 +670,8 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
               help="Trials at a time on Ray.")
 @address_option
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
-              show_default=True, help="Image side of a named dataset.")
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
+              help="Image side of a named dataset (default 28; a file's size is read from it).")
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
               help="Start no new trial after this many seconds.")
 @root_option
@@ -684,7 +684,7 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, wo
     from medclf.experiments.tune import tune as search
 
     result = search(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
-                    epochs=epochs, size=int(size), root=root, timeout=timeout,
+                    epochs=epochs, size=size and int(size), root=root, timeout=timeout,
                     backend=backend, workers=workers, address=address,
                     echo=click.echo)  # fmt: skip
     click.echo(trials_table(result["rows"], metric))
