@@ -567,13 +567,33 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
               help="Saved split: val, test, test_official (OCTMNIST's 1,000 images), or "
                    "last_val/last_test (the last epoch where another was selected).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate(runs, split, as_json):
-    """Every metric of finished runs, recomputed from their saved predictions."""
+@click.option("--compare", is_flag=True,
+              help="Two runs on the same images: paired tests of their difference (DeLong's "
+                   "for binary AUC, McNemar's for ACC, a paired bootstrap for both).")
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(0, 100_000),
+              help="Bootstrap resamples of the split's images for the 95 % intervals (0: none).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the bootstrap resampling.")
+def evaluate(runs, split, as_json, compare, resamples, seed):
+    """Every metric of finished runs, recomputed from their saved predictions, with 95 %
+    bootstrap intervals of ACC and AUC."""
     import json
 
-    from medclf.report.evaluate import comparison_text, evaluate_run, single_run_text
+    from medclf.report.evaluate import (
+        compare_text,
+        comparison_text,
+        evaluate_run,
+        paired_comparison,
+        single_run_text,
+    )
 
-    results = [evaluate_run(run, split) for run in runs]
+    if compare and len(runs) != 2:
+        raise click.UsageError(f"--compare takes exactly two runs, not {len(runs)}")
+    if compare:
+        paired = paired_comparison(*runs, split=split, seed=seed, resamples=resamples or 1000)
+        click.echo(json.dumps(paired, indent=2) if as_json else compare_text(paired))
+        return
+    results = [evaluate_run(run, split, resamples, seed) for run in runs]
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     elif len(results) == 1:
