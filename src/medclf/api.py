@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medclf.errors import ConfigError
+from medclf.errors import ConfigError, DataError
 
 
 class Run:
@@ -49,7 +49,15 @@ class Run:
 
     @cached_property
     def history(self) -> list[dict]:
-        return json.loads((self.path / "history.json").read_text())
+        path = self.path / "history.json"
+        try:
+            history = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError) as err:  # missing, cut, nested too deeply
+            why = type(err).__name__
+            raise DataError(f"{path} cannot be read ({why}); train the run again") from err
+        if not isinstance(history, list):
+            raise DataError(f"{path} is not a list of epochs; train the run again")
+        return history
 
     @property
     def predictions(self) -> dict[str, np.ndarray]:

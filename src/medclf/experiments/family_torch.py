@@ -162,7 +162,13 @@ class TorchTrainer:
 
     def load_best(self, path: Path):
         best = copy.deepcopy(self.model)
-        best.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            best.load_state_dict(torch.load(path, weights_only=True))
+        except Exception as err:  # cut short, foreign, a pickle payload (never executed)
+            raise ConfigError(
+                f"{path} is not a model that medclf saved ({type(err).__name__}); delete it and "
+                "the checkpoint to start the run afresh"
+            ) from err
         return best
 
     def save_model(self, model, path: Path) -> None:

@@ -17,7 +17,7 @@ def read_metrics(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "metrics.json"
     try:
         obj = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -34,13 +34,7 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     if meta is None or not (run_dir / PREDICTIONS).is_file():
         raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
                         "folder of a run finished by 'medclf train' or 'medclf reproduce'")
-    try:
-        preds = load_predictions(run_dir)
-    except Exception as err:  # not a zip, cut short, an object array: never trusted
-        if isinstance(err, OSError) and err.errno is not None:
-            raise  # an environment fault: the CLI names it
-        raise DataError(f"{run_dir / PREDICTIONS} cannot be read ({type(err).__name__}); "
-                        "train the run again") from err
+    preds = load_predictions(run_dir)  # refuses a file medclf did not write
     saved = sorted(k.removesuffix("_scores") for k in preds if k.endswith("_scores"))
     if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
         raise DataError(f"{run_dir} has no saved '{split}' split; it has {', '.join(saved)}")
@@ -136,7 +130,7 @@ def run_row(run_dir: Path, top: Path) -> dict:
     path = run_dir / "config.json"
     try:
         config = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         config = {}
     config = config if isinstance(config, dict) else {}
     metrics = read_metrics(run_dir)
