@@ -8,6 +8,7 @@ run folder (or the --out) as it was.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import shutil
@@ -50,6 +51,9 @@ def snapshot(folder: Path) -> dict:
 
 
 # --- payloads --------------------------------------------------------------------------------
+
+
+NESTED = "[" * 100_000 + "]" * 100_000  # JSON runs no code, but this overflows its parser
 
 
 def code(marker: Path) -> str:
@@ -404,7 +408,7 @@ def test_a_hostile_json_file_is_refused_in_one_line(trained, tmp_path, name):
     which is not a ValueError."""
     folder = copy_run(trained, "numpy", tmp_path)
     path = folder / name
-    path.write_text("[" * 100_000 + "]" * 100_000)
+    path.write_text(NESTED)
     before = snapshot(folder)
     if name != "history.json":
         refused(run("predict", folder, trained[2]), str(path))
@@ -428,4 +432,26 @@ def test_a_hostile_json_file_is_refused_in_one_line(trained, tmp_path, name):
         )
     with pytest.raises(MedclfError, match=str(path)):
         getattr(medclf.open_run(folder), name.split(".")[0])
+    if importlib.util.find_spec("mlflow") is not None:
+        mlruns = tmp_path / "mlruns"
+        refused(run("export", "mlflow", folder, "--uri", mlruns.as_uri()), str(path))
     assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_deeply_nested_config_file_is_refused_in_one_line(tmp_path, suffix):
+    path = tmp_path / f"config{suffix}"
+    path.write_text(NESTED if suffix == ".json" else f"model: {NESTED}")
+    out = tmp_path / "run"
+    refused(run("train", "--config", path, "--quiet", "--out", out), str(path))
+    assert not out.exists()
+
+
+def test_a_dataset_with_deeply_nested_meta_is_refused_in_one_line(synth_file, tmp_path):
+    with np.load(synth_file, allow_pickle=False) as npz:
+        arrays = dict(npz)
+    path = tmp_path / "octmnist.npz"
+    np.savez(path, **{**arrays, "medclf_meta": np.array(NESTED)})
+    refused(run("data", "info", path), str(path))
+    with pytest.raises(MedclfError, match=str(path)):
+        medclf.load_dataset(path)

@@ -131,6 +131,8 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
             where = getattr(err, "problem_mark", None)
             at = f" at line {where.line + 1}" if where else ""
             raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+        except RecursionError:  # nested too deeply to be a config
+            raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         if isinstance(data, dict):  # YAML 1.1 reads 1e-3 (no dot) as a string
             sci = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
             data = {k: float(v) if isinstance(v, str) and sci.fullmatch(v) else v
@@ -138,7 +140,7 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     else:
         try:
             data = json.loads(text)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
             raise ConfigError(f"config file {path} is not valid JSON ({err}); YAML files must "
                               "end in .yaml or .yml") from None  # fmt: skip
     if not isinstance(data, dict):
