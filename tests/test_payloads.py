@@ -244,6 +244,17 @@ def test_the_exact_allow_list_refuses_a_builtin_callable(tmp_path, marker):
     with pytest.raises(MedclfError, match=r"holds types medclf never writes \(builtins\.exec\)"):
         load_model_file(tmp_path / "model.skops")
     assert not marker.exists()
+    # A trusted type alone is no model: a KD-tree built from a reduce node is refused too.
+    kd_tree = {
+        **exec_node(marker),
+        "__class__": "KDTree",
+        "__module__": "sklearn.neighbors._kd_tree",
+    }
+    kd_tree["content"]["content"][0]["content"] = "[[1.0, 2.0]]"
+    with zipfile.ZipFile(tmp_path / "tree.skops", "w") as z:
+        z.writestr("schema.json", json.dumps({**kd_tree, "protocol": 2}))
+    with pytest.raises(MedclfError, match="holds a KDTree, not a scikit-learn model"):
+        load_model_file(tmp_path / "tree.skops")
 
 
 # --- checkpoints and best models: train --resume -------------------------------------------

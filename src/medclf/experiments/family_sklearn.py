@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from medclf import classic
 from medclf.data.features import inputs_of, make_features
@@ -42,12 +43,17 @@ def load_model_file(path: Path):
             raise DataError(
                 f"{path} holds types medclf never writes ({names}); train the run again"
             )
-        return sio.load(path, trusted=list(TRUSTED_TYPES))
+        model = sio.load(path, trusted=list(TRUSTED_TYPES))
     except DataError:
         raise
     except Exception as err:  # not a zip, cut short, not skops
         raise DataError(f"{path} is not a model file that medclf wrote ({type(err).__name__}); "
                         "train the run again") from err  # fmt: skip
+    if not isinstance(model, BaseEstimator):  # a trusted part alone, such as a KD-tree
+        raise DataError(
+            f"{path} holds a {type(model).__name__}, not a scikit-learn model; train the run again"
+        )
+    return model
 
 
 class SklearnTrainer:
