@@ -465,6 +465,17 @@ def test_a_deeply_nested_config_file_is_refused_in_one_line(tmp_path, suffix):
     assert not out.exists()
 
 
+def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path):
+    """Eight aliases deep, lr stands for 9**8 strings: the message shows a short excerpt."""
+    lines = ["model: torch-ffn", "lr:", '  - &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for name, prev in zip("bcdefgh", "abcdefg", strict=True):
+        lines.append(f"  - &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    line = refused(run("train", "--config", path, "--quiet", "--out", tmp_path / "run"), "lr ==")
+    assert len(line) < 300 and not (tmp_path / "run").exists()
+
+
 def test_a_dataset_with_deeply_nested_meta_is_refused_in_one_line(synth_file, tmp_path):
     with np.load(synth_file, allow_pickle=False) as npz:
         arrays = dict(npz)

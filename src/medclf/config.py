@@ -8,6 +8,7 @@ runner keys runs by a hash of it).
 from __future__ import annotations
 
 import math
+import reprlib
 
 from medclf.errors import ConfigError
 from medclf.model_registry import MODELS as MODELS_REGISTRY
@@ -31,6 +32,11 @@ ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "paper", "cosine")
 AUGMENTS = ("none", "auto", "flip", "crop", "flip+crop")
+
+
+# A refused value is shown in short: YAML aliases can make one of millions of items.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 4, 80
 
 
 def make_config(model: str, **overrides) -> dict:
@@ -99,7 +105,7 @@ def check_config(c: dict) -> None:
     ]  # fmt: skip
     for key, ok, rule in rules:
         if key in c and not ok(c[key]):
-            raise ConfigError(f"{key} == {c[key]!r}, {rule}")
+            raise ConfigError(f"{key} == {_SHORT.repr(c[key])}, {rule}")
     if c.get("patience") and c.get("select") == "last":
         raise ConfigError("patience needs a metric to watch, but select == 'last'; add "
                           "--select val_auc (or val_acc, val_loss)")
