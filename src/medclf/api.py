@@ -55,7 +55,7 @@ class Run:
             raise DataError(f"{path} is missing; train the run again with 'medclf train'")
         try:
             history = json.loads(path.read_text())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             history = None
         if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
             raise DataError(f"{path} is damaged (not a JSON list of epochs); train the run again")

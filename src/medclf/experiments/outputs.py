@@ -10,6 +10,7 @@ import numpy as np
 
 from medclf.data.features import select_test
 from medclf.data.load import Dataset
+from medclf.errors import DataError
 from medclf.files import atomic_path
 
 PREDICTIONS = "predictions.npz"
@@ -80,8 +81,17 @@ def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
 
 
 def load_predictions(run_dir: Path) -> dict:
-    with np.load(Path(run_dir) / PREDICTIONS, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    """predictions.npz's arrays; a file medclf did not write is refused in one line."""
+    path = Path(run_dir) / PREDICTIONS
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as err:  # not a zip, cut short, an object array: never unpickled
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # an environment fault: the CLI names it
+        raise DataError(
+            f"{path} cannot be read ({type(err).__name__}); train the run again"
+        ) from err
 
 
 def summary(metrics: dict, split: str) -> dict:

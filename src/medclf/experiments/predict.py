@@ -136,7 +136,7 @@ def _read_json(path: Path) -> dict:
                         "train the run again with 'medclf train'")  # fmt: skip
     try:
         obj = json.loads(path.read_text())
-    except ValueError as err:  # not JSON, or not text
+    except (ValueError, RecursionError) as err:  # not JSON, not text, nested too deeply
         raise _damaged(path, "not valid JSON") from err
     if not isinstance(obj, dict):
         raise _damaged(path, "not a JSON object")

@@ -53,7 +53,11 @@ def write_json(path: Path, obj) -> Path:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    """A JSON file; ValueError where it is not JSON, nested too deeply to parse included."""
+    try:
+        return json.loads(Path(path).read_text())
+    except RecursionError as err:
+        raise ValueError(f"{path} is nested too deeply to be a file medclf wrote") from err
 
 
 def history_csv(history: list[dict]) -> str:

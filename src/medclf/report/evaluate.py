@@ -20,7 +20,7 @@ def read_metrics(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "metrics.json"
     try:
         obj = json.loads(path.read_text()) if path.is_file() else None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -33,14 +33,7 @@ def read_predictions(run_dir) -> dict:
             f"{path} is missing; give the folder of a run finished by 'medclf train' "
             "or 'medclf reproduce'"
         )
-    try:
-        preds = load_predictions(run_dir)
-    except Exception as err:  # not a zip, cut short, an object array: never trusted
-        if isinstance(err, OSError) and err.errno is not None:
-            raise  # an environment fault: the CLI names it
-        raise DataError(
-            f"{path} cannot be read ({type(err).__name__}); train the run again"
-        ) from err
+    preds = load_predictions(run_dir)  # refuses, in one line, a file medclf did not write
     odd = next((k for k, v in preds.items() if v.dtype.kind not in "biuf"), None)
     if odd is not None:
         raise DataError(
@@ -236,7 +229,7 @@ def run_row(run_dir: Path, top: Path) -> dict:
     path = run_dir / "config.json"
     try:
         config = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         config = {}
     config = config if isinstance(config, dict) else {}
     metrics = read_metrics(run_dir)
