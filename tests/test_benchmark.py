@@ -244,3 +244,27 @@ def test_a_row_is_one_data_file_whatever_its_spelling(tmp_path, monkeypatch):
     md = (tmp_path / "out" / "benchmark.md").read_text()
     for label in labels:
         assert f"## breastmnist — {label} — synthetic" in md
+
+
+def test_a_file_of_another_size_runs_at_its_own_size(tmp_path):
+    """The size is in the data: a 64x64 file by path needs no --size, and a contradicting one
+    is refused in one line (benchmark and tune alike)."""
+    from medclf.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "b64.npz", "breastmnist", 0.05, 0, size=64)
+    out = tmp_path / "bench"
+    args = ["--dataset", str(data), "--model", "sklearn-logreg", "--seeds", "1"]
+    result = CliRunner().invoke(cli, ["benchmark", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (config,) = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
+    assert config["size"] == 64
+    for command in (["benchmark", *args, "--out", str(tmp_path / "b2")],
+                    ["tune", "--dataset", str(data), "--model", "sklearn-logreg", "--trials",
+                     "1", "--out", str(tmp_path / "t2")]):  # fmt: skip
+        bad = CliRunner().invoke(cli, [*command, "--size", "28"])
+        assert bad.exit_code == 2 and "64x64" in bad.output, bad.output
+        assert "Traceback" not in bad.output
+    tuned = CliRunner().invoke(cli, ["tune", "--dataset", str(data), "--model", "sklearn-logreg",
+                                     "--trials", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+    assert json.loads((tmp_path / "t" / "best_config.json").read_text())["size"] == 64

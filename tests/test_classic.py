@@ -22,6 +22,7 @@ from medclf.models.classic import (
     classic_scores,
     fit_classic,
 )
+from medclf.models.registry import ALL_TASKS
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Smaller than the defaults so that every model fits in about a second.
@@ -171,3 +172,50 @@ def test_defaults_are_json_and_hgb_keeps_every_iteration():
     hgb = build_classic("sklearn-hgb", {}, 0, threads=2)
     assert hgb.get_params()["early_stopping"] is False  # selection uses the given val split
     assert build_classic("sklearn-rf", {}, 0, threads=2).n_jobs == 2
+
+
+# Each task's tiny synthetic file; kNN also with few PCA components (sklearn then builds a
+# KD-tree, which writes types of its own), on raw pixels and with its default.
+TASK_FILES = {
+    "binary-class": ("pneumoniamnist", 0.02),
+    "multi-class": ("octmnist", 0.003),
+    "ordinal-regression": ("retinamnist", 0.2),
+    "multi-label, binary-class": ("chestmnist", 0.003),
+}
+WRITTEN_SETTINGS = {
+    "sklearn-logreg": [{"max_iter": 50}],
+    "sklearn-rf": [{"n_estimators": 5}],
+    "sklearn-hgb": [{"max_iter": 3}],
+    "sklearn-knn": [{"pca_components": 5}, {"pca_components": 0}, {}],
+    "sklearn-svm": [{"gamma": "scale"}, {"gamma": "auto"}],
+}
+
+
+def test_every_type_medclf_writes_is_on_the_exact_allow_list(tmp_path):
+    """Every model file medclf writes (each sklearn model, each task it supports) holds only
+    types skops trusts by default or family_sklearn.TRUSTED_TYPES names: a new scikit-learn that
+    writes new types fails here instead of being trusted silently. No entry is a prefix or a
+    builtin, and each is still written by some model."""
+    import skops.io as sio
+    from medclf.run.family_sklearn import TRUSTED_TYPES
+
+    import medclf
+
+    assert set(WRITTEN_SETTINGS) == set(CLASSIC)  # a new sklearn model needs its settings here
+    assert not [t for t in TRUSTED_TYPES if t.startswith("builtins.") or t.endswith(".")]
+    files = {
+        task: write_synthetic(tmp_path / f"{like}.npz", like, scale, 0)
+        for task, (like, scale) in TASK_FILES.items()
+    }
+    written = set()
+    for name in CLASSIC:
+        for task in CLASSIC_TASKS[name]:
+            for i, settings in enumerate(WRITTEN_SETTINGS[name]):
+                out = tmp_path / f"{name}-{ALL_TASKS.index(task)}-{i}"
+                run = medclf.train(name, dataset=str(files[task]), out=out, **settings)
+                untrusted = set(sio.get_untrusted_types(file=out / "model.skops"))
+                assert untrusted <= set(TRUSTED_TYPES), (name, task, settings, untrusted)
+                written |= untrusted
+                images = load_dataset(files[task]).test.images[:3]
+                assert run.predict(images).shape[0] == 3  # medclf's loader takes its own file
+    assert written == set(TRUSTED_TYPES)

@@ -57,7 +57,7 @@ class Run:
         if not path.is_file():
             raise DataError(f"{path} is missing; train the run again with 'medclf train'")
         try:
-            history = folder.read_json(path)
+            history = folder.read_json(path)  # RecursionError: a ValueError there
         except (ValueError, UnicodeDecodeError):
             history = None
         if not (isinstance(history, list) and all(isinstance(r, dict) for r in history)):
@@ -197,7 +197,7 @@ def benchmark(
     seeds=3,
     out="benchmark",
     workers=1,
-    size=28,
+    size=None,
     root=None,
     progress=True,
     backend="local",

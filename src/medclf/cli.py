@@ -546,8 +546,8 @@ def predict(run_dir, inputs):
               show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
 @click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
               help="Seeds 42, 43, ... per dataset and model.")
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
-              show_default=True, help="Image side of named datasets.")
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
+              help="Image side of named datasets (default 28; a file's size is read from it).")
 @click.option("--out", default="benchmark", show_default=True, type=click.Path(file_okay=False))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Parallel processes.")
@@ -562,7 +562,7 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
     from medclf.api import benchmark as run
 
     summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
-                  int(size), root, backend=backend, address=address)  # fmt: skip
+                  size and int(size), root, backend=backend, address=address)  # fmt: skip
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
                f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
@@ -578,13 +578,33 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
               help="Saved split: val, test, test_official (OCTMNIST's 1,000 images), or "
                    "last_val/last_test (the last epoch where another was selected).")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-def evaluate(runs, split, as_json):
-    """Every metric of finished runs, recomputed from their saved predictions."""
+@click.option("--compare", is_flag=True,
+              help="Two runs on the same images: paired tests of their difference (DeLong's "
+                   "for binary AUC, McNemar's for ACC, a paired bootstrap for both).")
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(0, 100_000),
+              help="Bootstrap resamples of the split's images for the 95 % intervals (0: none).")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
+              help="Seed of the bootstrap resampling.")
+def evaluate(runs, split, as_json, compare, resamples, seed):
+    """Every metric of finished runs, recomputed from their saved predictions, with 95 %
+    bootstrap intervals of ACC and AUC."""
     import json
 
-    from medclf.report.evaluate import comparison_text, evaluate_run, single_run_text
+    from medclf.report.evaluate import (
+        compare_text,
+        comparison_text,
+        evaluate_run,
+        paired_comparison,
+        single_run_text,
+    )
 
-    results = [evaluate_run(run, split) for run in runs]
+    if compare and len(runs) != 2:
+        raise click.UsageError(f"--compare takes exactly two runs, not {len(runs)}")
+    if compare:
+        paired = paired_comparison(*runs, split=split, seed=seed, resamples=resamples or 1000)
+        click.echo(json.dumps(paired, indent=2) if as_json else compare_text(paired))
+        return
+    results = [evaluate_run(run, split, resamples, seed) for run in runs]
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     elif len(results) == 1:
@@ -681,8 +701,8 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
               help="Trials at a time on Ray.")
 @address_option
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default="28",
-              show_default=True, help="Image side of a named dataset.")
+@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
+              help="Image side of a named dataset (default 28; a file's size is read from it).")
 @click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
               help="Start no new trial after this many seconds.")
 @root_option
@@ -695,7 +715,7 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, wo
     from medclf.experiments.tune import tune as search
 
     result = search(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
-                    epochs=epochs, size=int(size), root=root, timeout=timeout,
+                    epochs=epochs, size=size and int(size), root=root, timeout=timeout,
                     backend=backend, workers=workers, address=address,
                     echo=click.echo)  # fmt: skip
     click.echo(trials_table(result["rows"], metric))

@@ -104,10 +104,15 @@ def mcnemar_test(labels: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> 
     return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p}
 
 
-def compare_runs(task: str, labels, scores_a, scores_b, *, seed: int = 0) -> dict:
+def compare_runs(
+    task: str, labels, scores_a, scores_b, *, seed: int = 0, resamples: int = RESAMPLES
+) -> dict:
     """Every paired comparison that applies to the task, keyed by metric."""
     labels, a, b = np.asarray(labels), np.asarray(scores_a), np.asarray(scores_b)
-    out = {m: {"bootstrap": paired_bootstrap(task, labels, a, b, m, seed=seed)} for m in METRICS}
+    out = {
+        m: {"bootstrap": paired_bootstrap(task, labels, a, b, m, seed=seed, resamples=resamples)}
+        for m in METRICS
+    }
     if task == "binary-class":
         out["auc"]["delong"] = delong_test(labels, a[:, -1], b[:, -1])
     if task != MULTI_LABEL:

@@ -231,7 +231,7 @@ def _meta(arrays: dict, path: Path) -> dict:
     raw = arrays.pop(META_KEY)
     try:
         meta = json.loads(str(raw[()])) if raw.shape == () and raw.dtype.kind == "U" else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply
         meta = None
     if not isinstance(meta, dict):
         raise MetaError(

@@ -21,9 +21,10 @@ RESULT_KEYS = ("status", "val_acc", "val_auc", "test_acc", "test_auc", "seconds"
                "selected_epoch", "error")  # fmt: skip
 
 
-def grid(datasets, models, preset: str, seeds: int, size: int = 28, files=None) -> list[dict]:
+def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> list[dict]:
     """One runner entry per dataset x model x seed (seeds 42, 43, ...). ``files``: what
-    data_files says of each dataset (its name, file label, MD5), added to its entries."""
+    data_files says of each dataset (its name, file label, MD5, image size), added to its
+    entries; ``size`` (default 28) serves a dataset data_files did not see."""
     if preset not in PRESETS:
         raise ConfigError(f"preset '{preset}' is unknown; choose one of {', '.join(PRESETS)}")
     unknown = [m for m in models if m not in MODELS]
@@ -34,11 +35,12 @@ def grid(datasets, models, preset: str, seeds: int, size: int = 28, files=None) 
         raise ConfigError(f"seeds == {seeds}, must be >= 1")
     entries = []
     for dataset in datasets:
+        about = (files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem}
+        side = about.get("size", size or 28)
         for model in models:
             for seed in range(42, 42 + seeds):
-                config = make_config(model, dataset=str(dataset), size=size, seed=seed,
+                config = make_config(model, dataset=str(dataset), size=side, seed=seed,
                                      **preset_settings(preset, model))  # fmt: skip
-                about = (files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem}
                 label = about.get("file", about["dataset"])
                 entries.append({"key": run_key(config), "config": config,
                                 "questions": [f"{label}/{model}"], **about, "model": model,
@@ -46,11 +48,12 @@ def grid(datasets, models, preset: str, seeds: int, size: int = 28, files=None) 
     return entries
 
 
-def data_files(datasets, models, size: int, root) -> dict[str, dict]:
+def data_files(datasets, models, size, root) -> dict[str, dict]:
     """Each data file once, by its resolved path (``oct.npz``, ``./oct.npz`` and a symlink to
     it are one file), keyed by how its configs name it (a registry name stays a name, a path
     becomes absolute): the dataset's name, whether synthetic, the file, its MD5 and a label
-    (``file``) that tells it from the other files. Every dataset loads and every model can
+    (``file``) that tells it from the other files, and its image size (read from a file;
+    ``size``, default 28, for a registry name). Every dataset loads and every model can
     learn its task, before anything trains."""
     files, seen = {}, set()
     for dataset in datasets:
@@ -60,11 +63,18 @@ def data_files(datasets, models, size: int, root) -> dict[str, dict]:
             continue
         seen.add(path)
         name = dataset if dataset.lower() in REGISTRY else str(path)
+        side = data.info.size
         for model in models:
             if model in MODELS:
-                check_task(make_config(model, dataset=name, size=size), data)
-        files[name] = {"dataset": data.name, "synthetic": data.synthetic, "file": path.name,
-                       "data_file": str(path), "data_md5": data_md5(path)}  # fmt: skip
+                check_task(make_config(model, dataset=name, size=side), data)
+        files[name] = {
+            "dataset": data.name,
+            "synthetic": data.synthetic,
+            "file": path.name,
+            "data_file": str(path),
+            "data_md5": data_md5(path),
+            "size": side,
+        }
     # two files of one name: the MD5's start tells them apart, else (the same bytes) the path
     for tell_apart in (lambda f: f"{f['file']} (MD5 {f['data_md5'][:8]})",
                        lambda f: f["data_file"]):  # fmt: skip
@@ -84,9 +94,9 @@ def result_row(result: dict) -> dict:
 
 
 def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
-                  workers=1, size=28, root=None, progress=True, backend="local",
+                  workers=1, size=None, root=None, progress=True, backend="local",
                   address=None) -> list[dict]:  # fmt: skip
-    """Run the grid; return one result row per run (result_row).
+    """Run the grid; return one result row per run (result_row). ``size``: see data_files.
     ``backend``/``address``: see medclf.experiments.runner.run_all."""
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")

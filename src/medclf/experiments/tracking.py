@@ -211,6 +211,6 @@ def _read(path: Path, default=None):
         if default is not None:
             return default
         raise DataError(f"{path} is missing; this is not a complete run folder") from None
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
         raise DataError(f"{path} cannot be read as JSON ({err}); repair or remove that run "
                         "folder") from None  # fmt: skip

@@ -340,7 +340,7 @@ def trials_table(rows: list[dict], metric: str) -> str:
 
 
 def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage=None,
-         seed: int = 42, epochs: int | None = None, size: int = 28, root=None,
+         seed: int = 42, epochs: int | None = None, size: int | None = None, root=None,
          timeout: float | None = None, backend: str = "local", echo=print,
          pruner=None, workers: int = 2, address: str | None = None) -> dict:  # fmt: skip
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
@@ -360,11 +360,12 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
         space.pop("epochs", None)
     if str(dataset).lower() not in REGISTRY:  # one file under any spelling is one search
         dataset = Path(dataset).resolve()
-    base = {"dataset": str(dataset), "size": size, "seed": seed, "select": metric,
+    data = load_dataset(str(dataset), root, size=size)  # a file's size is read from it
+    base = {"dataset": str(dataset), "size": data.info.size, "seed": seed, "select": metric,
             "epochs": epochs}  # fmt: skip
-    check_task(make_config(model, **base), data := load_dataset(str(dataset), root, size=size))
+    check_task(make_config(model, **base), data)
     # the data's MD5 too: a file replaced in place is another search, not more of the same one
-    md5 = data_md5(path) if (path := data_file(str(dataset), root, size)) else None
+    md5 = data_md5(path) if (path := data_file(str(dataset), root, data.info.size)) else None
     search = json.loads(json.dumps({"model": model, **base, "space": space, "data_md5": md5}))
     # another storage is checked before --out is made, so that a refusal leaves no empty folder
     study = open_study(optuna, storage, search, pruner) if storage else None

@@ -9,6 +9,7 @@ runner keys runs by a hash of it).
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 
 from medclf.errors import ConfigError, SettingError, did_you_mean
@@ -50,6 +51,11 @@ ACTIVATIONS = ("relu", "tanh")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "paper", "cosine")
 AUGMENTS = ("none", "auto", "flip", "crop", "flip+crop")
+
+
+# A refused value is shown in short: YAML aliases can make one of millions of items.
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 4, 80
 
 
 def make_config(model: str, **overrides) -> dict:
@@ -120,7 +126,7 @@ def check_config(c: dict) -> None:
     ]  # fmt: skip
     for key, ok, rule in rules:
         if key in c and not ok(c[key]):
-            raise SettingError(f"{key} == {c[key]!r}, {rule}")
+            raise SettingError(f"{key} == {_SHORT.repr(c[key])}, {rule}")
     if c.get("patience") and c.get("select") == "last":
         raise SettingError("patience needs a metric to watch, but select == 'last'; add "
                           "--select val_auc (or val_acc, val_loss)")
@@ -152,6 +158,8 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
             where = getattr(err, "problem_mark", None)
             at = f" at line {where.line + 1}" if where else ""
             raise ConfigError(f"config file {path} is not valid YAML{at}") from None
+        except RecursionError:  # nested too deeply to be a config
+            raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         if isinstance(data, dict):  # YAML 1.1 reads 1e-3 (no dot) as a string
             sci = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
             data = {k: float(v) if isinstance(v, str) and sci.fullmatch(v) else v
@@ -159,7 +167,7 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     else:
         try:
             data = json.loads(text)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
             raise ConfigError(f"config file {path} is not valid JSON ({err}); YAML files must "
                               "end in .yaml or .yml") from None  # fmt: skip
     if not isinstance(data, dict):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from medclf.errors import DataError, MedclfError
 from medclf.metrics import task_metrics
 from medclf.models.config import COMMON, DEFAULTS
@@ -18,6 +20,7 @@ from medclf.run.folder import (
     run_folders_below,
 )
 from medclf.run.outputs import load_predictions
+from medclf.stats import METRICS, RESAMPLES, bootstrap_interval, compare_runs
 
 HEADLINE = ("acc", "auc", "balanced_acc", "macro_f1", "ece", "mae", "qwk")
 
@@ -30,14 +33,7 @@ def read_predictions(run_dir) -> dict:
             f"{path} is missing; give the folder of a run finished by 'medclf train' "
             "or 'medclf reproduce'"
         )
-    try:
-        preds = load_predictions(run_dir)
-    except Exception as err:  # not a zip, cut short, an object array: never trusted
-        if isinstance(err, OSError) and err.errno is not None:
-            raise  # an environment fault: the CLI names it
-        raise DataError(
-            f"{path} cannot be read ({type(err).__name__}); train the run again"
-        ) from err
+    preds = load_predictions(run_dir)  # refuses, in one line, a file medclf did not write
     odd = next((k for k, v in preds.items() if v.dtype.kind not in "biuf"), None)
     if odd is not None:
         raise DataError(
@@ -50,9 +46,8 @@ def _text(value, default: str = "") -> str:
     return value if isinstance(value, str) else default
 
 
-def evaluate_run(run_dir, split: str = "test") -> dict:
-    """Every metric of one saved split of a finished run, recomputed from its predictions.
-    metrics.json gives the task and class names (checked); the rest of it only labels."""
+def saved_split(run_dir, split: str = "test") -> tuple[dict, np.ndarray, np.ndarray]:
+    """metrics.json (its task and class names checked) and one saved split's labels and scores."""
     run_dir = Path(run_dir)
     meta = read_metrics(run_dir)
     if meta is None or not (run_dir / PREDICTIONS).is_file():
@@ -68,19 +63,84 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     split = str(split)
     if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
         raise DataError(f"{run_dir} has no saved '{split}' split; it has {', '.join(saved)}")
+    return meta, preds[f"{split}_labels"], preds[f"{split}_scores"]
+
+
+def evaluate_run(run_dir, split: str = "test", resamples: int = RESAMPLES, seed: int = 0) -> dict:
+    """Every metric of one saved split of a finished run, recomputed from its predictions, with
+    95 % bootstrap intervals of ACC and AUC over its images (``resamples`` 0: none).
+    metrics.json gives the task and class names (checked); the rest of it only labels."""
+
+    meta, labels, scores = saved_split(run_dir, split)
+    task = meta["task"]
     try:
-        metrics = task_metrics(task, preds[f"{split}_labels"], preds[f"{split}_scores"], names)
+        metrics = task_metrics(task, labels, scores, meta["class_names"])
+        ci = intervals(task, labels, scores, resamples, seed) if resamples else {}
     except MedclfError as err:
-        raise DataError(f"{run_dir / PREDICTIONS}: {err}") from err
+        raise DataError(f"{Path(run_dir) / PREDICTIONS}: {err}") from err
     return {
         "run": str(run_dir),
-        "split": split,
+        "split": str(split),
         "task": task,
         "dataset": _text(meta.get("dataset_name"), "?"),
         "synthetic": meta.get("synthetic") is True,
         "title": _text(meta.get("title")),
         **metrics,
+        "intervals": ci,
     }
+
+
+def intervals(task: str, labels, scores, resamples: int, seed: int) -> dict:
+    """ACC's and AUC's bootstrap intervals over the split's images."""
+    return {
+        m: bootstrap_interval(task, labels, scores, m, seed=seed, resamples=resamples)
+        for m in METRICS
+    }
+
+
+def paired_comparison(
+    run_a, run_b, split: str = "test", seed: int = 0, resamples: int = RESAMPLES
+) -> dict:
+    """The paired tests of two runs scored on the same images (same task, split and labels)."""
+    (meta_a, labels, a), (meta_b, labels_b, b) = (saved_split(r, split) for r in (run_a, run_b))
+    if meta_a["task"] != meta_b["task"] or not np.array_equal(labels, labels_b):
+        raise DataError(
+            f"{run_a} and {run_b} were not scored on the same {split} images (another task, "
+            "labels or image count); compare runs of the same dataset file"
+        )
+    try:
+        tests = compare_runs(meta_a["task"], labels, a, b, seed=seed, resamples=resamples)
+    except MedclfError as err:
+        raise DataError(f"{run_a} vs {run_b}: {err}") from err
+    return {"a": str(run_a), "b": str(run_b), "split": str(split), "n": int(len(labels)),
+            "tests": tests}  # fmt: skip
+
+
+def interval_text(result: dict, key: str) -> str:
+    value = fmt(result.get(key), 0).strip()
+    ci = result.get("intervals", {}).get(key)
+    if not ci or ci["low"] is None:
+        return f"{key} {value}"
+    return f"{key} {value} [{ci['low']:.4f}, {ci['high']:.4f}]"
+
+
+def compare_text(c: dict) -> str:
+    """Two runs' paired tests as lines a reader can check."""
+    lines = [f"A = {c['a']}", f"B = {c['b']}", f"{c['split']} split, {c['n']:,} images, paired:"]
+    for metric, tests in c["tests"].items():
+        boot = tests["bootstrap"]
+        span = "undefined" if boot["low"] is None else f"[{boot['low']:+.4f}, {boot['high']:+.4f}]"
+        lines.append(f"  {metric} A - B {boot['difference']:+.4f}, 95 % paired bootstrap {span}")
+        if "delong" in tests:
+            d = tests["delong"]
+            lines.append(f"    DeLong: z {d['z']:+.3f}, p {d['p_value']:.4g}")
+        if "mcnemar" in tests:
+            m = tests["mcnemar"]
+            lines.append(f"    McNemar (exact): only A right {m['only_a_right']}, only B right "
+                         f"{m['only_b_right']}, p {m['p_value']:.4g}")  # fmt: skip
+    lines.append("A p-value above 0.05, or an interval that holds 0, means the two runs cannot be "
+                 "told apart on these images.")  # fmt: skip
+    return "\n".join(lines)
 
 
 def fmt(value, width: int = 8) -> str:
@@ -94,10 +154,13 @@ def single_run_text(result: dict) -> str:
     data = f"{result['dataset']}{' (synthetic)' if result['synthetic'] else ''}"
     lines = [f"{result['run']}: {result['title']}",
              f"{result['split']} split of {data}, {result['n']:,} images, task {result['task']}",
-             "  ".join(f"{k} {fmt(result.get(k), 0).strip()}" for k in HEADLINE
-                       if k in result)]  # fmt: skip
+             "  ".join(interval_text(result, k) for k in HEADLINE if k in result)]  # fmt: skip
     for name, reason in result.get("undefined", {}).items():
         lines.append(f"  {name} undefined: {reason}")
+    if result.get("intervals"):
+        ci = result["intervals"]["acc"]
+        lines.append(f"  [..]: {ci['confidence']:.0%} {ci['method']}, {ci['resamples']} "
+                     f"resamples, seed {ci['seed']}")  # fmt: skip
     width = max(len(c["name"]) for c in result["per_class"]) + 2
     lines.append(f"\n{'class':{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c in result["per_class"]:

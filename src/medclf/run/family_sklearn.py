@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from medclf.data.features import inputs_of, make_features
 from medclf.errors import ConfigError, DataError
@@ -23,8 +24,15 @@ from medclf.run.family import Family, missing_model
 from medclf.run.folder import environment
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, need, output_info, serialise
 
-# The only non-default types a medclf classic model file may hold (checked before loading).
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+# Every type beyond skops's own defaults that medclf's sklearn models write (each model, each
+# task it supports; tests/test_classic.py checks the list against freshly written files). Full
+# names only: a prefix such as "builtins." would trust exec, eval and getattr too.
+TRUSTED_TYPES = (
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",  # sklearn-hgb
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",  # sklearn-knn on few PCA components
+    "sklearn.neighbors._kd_tree.KDTree",  # sklearn-knn on few PCA components
+    "sklearn.tree._tree.Tree",  # sklearn-rf
+)
 # skl2onnx 1.20 converts these within 1e-6 (single-label tasks). Not the others: kNN with distance
 # weights differs by ~0.02 in probability, HGB fails to convert (scikit-learn 1.9), the SVM's
 # softmax of decision values has no skl2onnx graph, and multi-label forests give per-label lists.
@@ -32,21 +40,27 @@ SKLEARN_MODELS = ("sklearn-logreg", "sklearn-rf")
 
 
 def load_model_file(path: Path):
-    """A skops file medclf wrote; a file with any type outside scikit-learn/NumPy is refused."""
+    """A skops file medclf wrote; a file holding any other type is refused before it loads."""
     import skops.io as sio
 
     try:
-        untrusted = sio.get_untrusted_types(file=path)
-        foreign = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        foreign = sorted(set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES))
         if foreign:
-            raise DataError(f"{path} holds types medclf never writes ({', '.join(foreign)}); "
-                            "train the run again")  # fmt: skip
-        return sio.load(path, trusted=untrusted)
+            names = ascii(", ".join(foreign))[1:-1][:300]  # a name in a hostile file may hold \n
+            raise DataError(
+                f"{path} holds types medclf never writes ({names}); train the run again"
+            )
+        model = sio.load(path, trusted=list(TRUSTED_TYPES))
     except DataError:
         raise
     except Exception as err:  # not a zip, cut short, not skops
         raise DataError(f"{path} is not a model file that medclf wrote ({type(err).__name__}); "
                         "train the run again") from err  # fmt: skip
+    if not isinstance(model, BaseEstimator):  # a trusted part alone, such as a KD-tree
+        raise DataError(
+            f"{path} holds a {type(model).__name__}, not a scikit-learn model; train the run again"
+        )
+    return model
 
 
 class SklearnTrainer(Family):

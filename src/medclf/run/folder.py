@@ -76,7 +76,11 @@ def write_json(path: Path, obj) -> Path:
 
 
 def read_json(path: Path):
-    return json.loads(Path(path).read_text())
+    """A JSON file; ValueError where it is not JSON, nested too deeply to parse included."""
+    try:
+        return json.loads(Path(path).read_text())
+    except RecursionError as err:
+        raise ValueError(f"{path} is nested too deeply to be a file medclf wrote") from err
 
 
 def read_json_or_none(path: Path):
@@ -99,7 +103,7 @@ def read_object(path: Path) -> dict:
                         "train the run again with 'medclf train'")  # fmt: skip
     try:
         obj = json.loads(path.read_text())
-    except ValueError as err:  # not JSON, or not text
+    except (ValueError, RecursionError) as err:  # not JSON, not text, nested too deeply
         raise damaged(path, "not valid JSON") from err
     if not isinstance(obj, dict):
         raise damaged(path, "not a JSON object")
@@ -190,9 +194,16 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 
 def load_arrays(path: Path) -> dict:
-    """Every array of an .npz, pickle-free."""
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k] for k in npz.files}
+    """Every array of an .npz medclf wrote, pickle-free; any other file is one DataError."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception as err:  # not a zip, cut short, an object array: never unpickled
+        if isinstance(err, OSError) and err.errno is not None:
+            raise  # an environment fault: the CLI names it
+        raise DataError(
+            f"{path} cannot be read ({type(err).__name__}); train the run again"
+        ) from err
 
 
 def read_files(folder: Path, names=None) -> dict[str, bytes]:

@@ -90,6 +90,7 @@ def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
 
 
 def load_predictions(run_dir: Path) -> dict:
+    """predictions.npz's arrays; a file medclf did not write is refused in one line."""
     return load_arrays(Path(run_dir) / PREDICTIONS)
 
 
