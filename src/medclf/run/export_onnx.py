@@ -25,6 +25,7 @@ from medclf.errors import DataError
 from medclf.files import atomic_path, check_parent
 from medclf.models.numpy_models.base import softmax
 from medclf.run.families import family_of
+from medclf.run.folder import MODEL_ONNX, PREDICTIONS
 from medclf.run.onnx_graph import need
 from medclf.run.outputs import load_predictions
 from medclf.run.predict import check_run, predict_run
@@ -40,7 +41,7 @@ def export_onnx(run_dir, out=None) -> dict:
         need(module)
     run_dir = Path(run_dir)
     config, metrics = check_run(run_dir)
-    out = check_parent(Path(out) if out else run_dir / "model.onnx")
+    out = check_parent(Path(out) if out else run_dir / MODEL_ONNX)
     model_bytes = family_of(config["model"]).onnx_graph(run_dir, config, metrics)
     images, expected, checked_on = reference(run_dir, config, metrics)
     got = run_onnx(model_bytes, images)
@@ -79,7 +80,7 @@ def reference(run_dir: Path, config: dict, metrics: dict):
         preds = load_predictions(run_dir)
         scores, labels = preds["test_scores"], preds["test_labels"]
     except Exception as err:  # missing, cut short, no such key
-        raise DataError(f"{run_dir}/predictions.npz is missing or damaged; train the run again "
+        raise DataError(f"{run_dir / PREDICTIONS} is missing or damaged; train the run again "
                         "with 'medclf train'") from err  # fmt: skip
     if not np.isfinite(scores).all():
         raise DataError(f"{run_dir} holds a diverged model (non-finite scores); train it again "

@@ -17,7 +17,7 @@ from medclf.models.numpy_models import MLP, load_model
 from medclf.models.numpy_models.base import softmax
 from medclf.models.registry import MODELS, builder
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import environment
+from medclf.run.folder import BEST_NPZ, CHECKPOINT_NPZ, MODEL_NPZ, environment
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, output_info, serialise
 from medclf.run.selection import damaged_best
 
@@ -28,7 +28,7 @@ def build_numpy_model(config: dict, n_classes: int):
 
 
 class NumpyTrainer(Family):
-    checkpoint_file, model_file, best_file = "checkpoint.npz", "model.npz", "best.npz"
+    checkpoint_file, model_file, best_file = CHECKPOINT_NPZ, MODEL_NPZ, BEST_NPZ
 
     def __init__(self, config: dict, dataset):
         self.config = config

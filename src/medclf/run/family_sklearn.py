@@ -21,7 +21,7 @@ from medclf.metrics import MULTI_LABEL, medmnist_acc
 from medclf.models import classic
 from medclf.models.training.history import record
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import environment
+from medclf.run.folder import MODEL_SKOPS, environment
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, need, output_info, serialise
 
 # Every type beyond skops's own defaults that medclf's sklearn models write (each model, each
@@ -64,7 +64,7 @@ def load_model_file(path: Path):
 
 
 class SklearnTrainer(Family):
-    checkpoint_file, model_file, best_file = None, "model.skops", None
+    checkpoint_file, model_file, best_file = None, MODEL_SKOPS, None
     options = ("threads",)
 
     def __init__(self, config: dict, dataset, threads: int | None = None):

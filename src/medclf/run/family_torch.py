@@ -26,7 +26,7 @@ from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import CONFIG, damaged, environment
+from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged, environment
 from medclf.run.onnx_graph import OPSET
 from medclf.run.selection import damaged_best, finite_or_none
 
@@ -86,7 +86,7 @@ def augmentation(config: dict, dataset_name: str, generator):
 
 
 class TorchTrainer(Family):
-    checkpoint_file, model_file, best_file = "checkpoint.pt", "model.pt", "best.pt"
+    checkpoint_file, model_file, best_file = CHECKPOINT_PT, MODEL_PT, BEST_PT
     options = ("device", "threads")
 
     def __init__(self, config: dict, dataset, device: str | None = None,

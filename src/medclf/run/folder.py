@@ -41,9 +41,10 @@ __all__ = ["RunLockedError", "run_lock"]  # the lock, re-exported: a run folder'
 
 CONFIG, ENV, HISTORY, HISTORY_CSV = "config.json", "env.json", "history.json", "history.csv"
 METRICS, PREDICTIONS = "metrics.json", "predictions.npz"
-MODEL_FILES = ("model.npz", "model.pt", "model.skops")
-CHECKPOINTS = ("checkpoint.npz", "checkpoint.pt")  # the last epoch of an unfinished run
-BESTS = ("best.npz", "best.pt")  # its best epoch so far
+MODEL_FILES = MODEL_NPZ, MODEL_PT, MODEL_SKOPS = ("model.npz", "model.pt", "model.skops")
+CHECKPOINTS = CHECKPOINT_NPZ, CHECKPOINT_PT = ("checkpoint.npz", "checkpoint.pt")  # last epoch
+BESTS = BEST_NPZ, BEST_PT = ("best.npz", "best.pt")  # an unfinished run's best epoch so far
+MODEL_ONNX = "model.onnx"  # medclf export onnx's default output (not the run's: never cleared)
 LEFTOVERS = (*CHECKPOINTS, *BESTS)  # removed once a run has finished (or was pruned)
 PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to continue it
 FIGURES = ("accuracy.png", "loss.png", "confusion.png")
