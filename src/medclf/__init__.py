@@ -9,7 +9,21 @@ parts until they are used:
 
 from medclf.version import __version__
 
-API = ("Run", "open_run", "load_dataset", "make_config", "train", "reproduce", "benchmark")
+API = (
+    "Run",
+    "open_run",
+    "load_dataset",
+    "make_config",
+    "train",
+    "reproduce",
+    "benchmark",
+    "evaluate",
+    "compare",
+    "list_runs",
+    "tune",
+    "export_onnx",
+    "export_mlflow",
+)
 NUMPY_MODELS = ("Perceptron", "LogisticRegression", "MLP")
 __all__ = ["__version__", *API, *NUMPY_MODELS]
 

@@ -7,6 +7,13 @@
     run.metrics["test_auc"], run.history[-1], run.evaluate("val")["balanced_acc"]
     run.predict_proba(ds.test.images[:8])                    # uint8 images -> probabilities
     medclf.open_run("runs/cnn").predict(ds.test.images[:8])  # a saved run, ready to predict
+    medclf.evaluate(["runs/cnn"], "test")[0]["auc"]          # metrics recomputed, with intervals
+    medclf.tune("pneumoniamnist.npz", "torch-cnn", trials=20, out="tune")["best_config"]
+    medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
+
+Every command of the CLI does its work through one function here (the CLI only parses and
+prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
+benchmark, tune, export_onnx, export_mlflow.
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
 sentence that names the problem and the fix.
@@ -85,6 +92,21 @@ class Run:
             raise ConfigError(f"{self.config.get('model')} gives classes, not probabilities; use "
                               "predict()")  # fmt: skip
         return proba
+
+    def log_to_mlflow(self, uri: str, experiment: str = "medclf") -> str:
+        """Log this finished run to the MLflow store ``uri``; its MLflow run id."""
+        from medclf.experiments.tracking import log_run_folder
+
+        return log_run_folder(self.path, uri, experiment)
+
+    def predict_files(self, paths) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """(a name per image, predicted classes or label rows, probabilities or None) for PNG
+        images or .npz files of images, each file checked against the run's image shape."""
+        from medclf.run.predict import read_images
+
+        images, names = read_images(paths, self.metrics["image_shape"])
+        classes, proba = self._predict(images)
+        return names, classes, proba
 
     def predict(self, images) -> np.ndarray:
         """Class indices (n,), or 0/1 label rows (n, L) for a multi-label run."""
@@ -218,3 +240,63 @@ def benchmark(
     paths = write_benchmark_report(rows, out)
     return {"rows": rows, "seconds": time.perf_counter() - start, **paths,
             "csv": out / "results.csv"}
+
+
+def evaluate(runs, split: str = "test", resamples: int = 1000, seed: int = 0) -> list[dict]:
+    """Every metric of one saved split of each finished run, recomputed from its saved
+    predictions, with 95 % bootstrap intervals of ACC and AUC (``resamples`` 0: none)."""
+    from medclf.report.evaluate import evaluate_run
+
+    return [evaluate_run(run, split, resamples, seed) for run in runs]
+
+
+def compare(run_a, run_b, split: str = "test", seed: int = 0, resamples: int = 1000) -> dict:
+    """Paired tests of two runs scored on the same images: DeLong's (binary AUC), McNemar's
+    (ACC) and a paired bootstrap of the difference."""
+    from medclf.report.evaluate import paired_comparison
+
+    return paired_comparison(run_a, run_b, split=split, seed=seed, resamples=resamples)
+
+
+def list_runs(top="runs", sort: str = "run") -> list[dict]:
+    """One row per run folder under ``top`` (model, dataset, settings, status, numbers)."""
+    from medclf.report.evaluate import list_runs as rows
+
+    return rows(top, sort)
+
+
+def tune(dataset, model: str, trials: int, out="tune", **options) -> dict:
+    """Search ``model``'s hyperparameters with Optuna (medclf.experiments.tune.tune: metric,
+    storage, seed, epochs, size, root, timeout, backend, workers, address, echo, pruner);
+    returns the trials' rows, the best trial and the paths of trials.csv and best_config.json."""
+    from medclf.experiments.tune import tune as search
+
+    return search(dataset, model, trials, out, **options)
+
+
+def export_onnx(run, out=None) -> dict:
+    """Write the run's model as ONNX (default RUN/model.onnx) once onnxruntime matches
+    medclf's probabilities; returns the path, the largest difference and what was checked."""
+    from medclf.run.export_onnx import export_onnx as export
+
+    return export(run, out)
+
+
+def check_mlflow(uri: str) -> None:
+    """Refuse, before anything trains, an MLflow store that cannot be opened."""
+    from medclf.experiments.tracking import check_store
+
+    check_store(uri)
+
+
+def export_mlflow(paths, uri: str, experiment: str = "medclf", on_each=None) -> list:
+    """Log every finished run folder at or below ``paths`` to the MLflow store ``uri``;
+    returns (folder, MLflow run id) for each; ``on_each(folder, run_id)`` as each is logged."""
+    from medclf.experiments.tracking import log_run_folder, run_folders
+
+    logged = []
+    for run_dir in run_folders(paths):
+        logged.append((run_dir, log_run_folder(run_dir, uri, experiment)))
+        if on_each is not None:
+            on_each(*logged[-1])
+    return logged

@@ -12,17 +12,20 @@ from pathlib import Path
 import click
 import numpy as np
 
-from medclf import __version__
-from medclf.errors import MedclfError, SettingError, did_you_mean
+from medclf import __version__, api
+from medclf.errors import ConfigError, MedclfError, SettingError, did_you_mean
 from medclf.models.config import (
     ACTIVATIONS,
     AUGMENTS,
+    DEFAULTS,
     DTYPES,
     OPTIMIZERS,
     SCHEDULES,
     SELECT,
     TEST_SPLITS,
     VALIDATION_METRICS,
+    make_config,
+    read_config_file,
 )
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.models.registry import MODELS as MODEL_NAMES
@@ -312,7 +315,6 @@ def interval(D, A, B, plot, markdown, as_json):
     """Decide, construct and verify networks for f(x) = +1 iff A <= sum(x) <= B."""
     import json
 
-    from medclf.errors import ConfigError
     from medclf.theory.explain import figure18, json_answer, markdown_proof, text_report
     from medclf.theory.interval import check_params
 
@@ -349,20 +351,14 @@ mlflow_option = click.option(
 def check_mlflow(uri: str | None) -> None:
     """Refuse a store MLflow could not open before any training starts."""
     if uri:
-        from medclf.experiments.tracking import check_store
-
-        check_store(uri)
+        api.check_mlflow(uri)
 
 
 def log_to_mlflow(folder, uri: str | None) -> None:
-    """Log each finished run folder under ``folder`` to MLflow (medclf.experiments.tracking)."""
+    """Log each finished run folder under ``folder`` to MLflow (medclf.api.export_mlflow)."""
     if not uri:
         return
-    from medclf.experiments.tracking import log_run_folder, run_folders
-
-    runs = run_folders([folder])
-    for run_dir in runs:
-        log_run_folder(run_dir, uri)
+    runs = api.export_mlflow([folder], uri)
     click.echo(f"logged {len(runs)} run folder(s) to MLflow at {uri}")
 
 
@@ -370,8 +366,6 @@ def per_model_default(key: str) -> str:
     """'default 20; torch-cnn 30; torch-resnet18, torch-resnet50 100' from the model registry:
     the most common value first, then the models that differ."""
     from collections import Counter
-
-    from medclf.models.config import DEFAULTS
 
     values = {model: d[key] for model, d in DEFAULTS.items() if key in d}
     common = Counter(map(str, values.values())).most_common(1)[0][0]
@@ -454,14 +448,8 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
           **settings):  # fmt: skip
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
     check_mlflow(mlflow_uri)
-    from medclf import api
-    from medclf.errors import ConfigError
-    from medclf.models.config import make_config
-
     if config_file:  # the flags' defaults < the file < the flags given on the command line
         from click.core import ParameterSource
-
-        from medclf.models.config import read_config_file
 
         ctx = click.get_current_context()
         model, base = read_config_file(config_file, model)
@@ -480,8 +468,7 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
     out = run.path
     click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
-        from medclf.experiments.tracking import log_run_folder
-        click.echo(f"MLflow run {log_run_folder(out, mlflow_uri)} in {mlflow_uri}")
+        click.echo(f"MLflow run {run.log_to_mlflow(mlflow_uri)} in {mlflow_uri}")
 
 
 def run_summary(metrics: dict, out) -> str:
@@ -513,11 +500,9 @@ def run_summary(metrics: dict, out) -> str:
 @click.argument("inputs", nargs=-1, required=True)
 def predict(run_dir, inputs):
     """Class probabilities for PNG images or .npz files of images, from a run folder."""
-    from medclf.run.predict import check_run, predict_run, read_images
-
-    _, metrics = check_run(run_dir)
-    images, names = read_images(inputs, metrics["image_shape"])
-    classes, proba = predict_run(run_dir, images)
+    run = api.open_run(run_dir)
+    names, classes, proba = run.predict_files(inputs)
+    metrics = run.metrics
     labels = metrics["class_names"]
     head = ["image", "predicted", *(labels if proba is not None else [])]
     rows = [head]
@@ -559,9 +544,7 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
               mlflow_uri):  # fmt: skip
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
-    from medclf.api import benchmark as run
-
-    summary = run(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
+    summary = api.benchmark(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
                   size and int(size), root, backend=backend, address=address)  # fmt: skip
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
@@ -590,21 +573,15 @@ def evaluate(runs, split, as_json, compare, resamples, seed):
     bootstrap intervals of ACC and AUC."""
     import json
 
-    from medclf.report.evaluate import (
-        compare_text,
-        comparison_text,
-        evaluate_run,
-        paired_comparison,
-        single_run_text,
-    )
+    from medclf.report.evaluate import compare_text, comparison_text, single_run_text
 
     if compare and len(runs) != 2:
         raise click.UsageError(f"--compare takes exactly two runs, not {len(runs)}")
     if compare:
-        paired = paired_comparison(*runs, split=split, seed=seed, resamples=resamples or 1000)
+        paired = api.compare(*runs, split=split, seed=seed, resamples=resamples or 1000)
         click.echo(json.dumps(paired, indent=2) if as_json else compare_text(paired))
         return
-    results = [evaluate_run(run, split, resamples, seed) for run in runs]
+    results = api.evaluate(runs, split, resamples, seed)
     if as_json:
         click.echo(json.dumps(results[0] if len(results) == 1 else results, indent=2))
     elif len(results) == 1:
@@ -624,9 +601,9 @@ def runs(top, sort, as_json):
     """List the run folders under TOP (default: runs) as one table."""
     import json
 
-    from medclf.report.evaluate import list_runs, runs_text
+    from medclf.report.evaluate import runs_text
 
-    rows = list_runs(top, sort)
+    rows = api.list_runs(top, sort)
     click.echo(json.dumps(rows, indent=2) if as_json else runs_text(rows))
 
 
@@ -656,9 +633,7 @@ def runs(top, sort, as_json):
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     check_mlflow(mlflow_uri)
-    from medclf.api import reproduce as run
-
-    summary = run(
+    summary = api.reproduce(
         dataset,
         out,
         only=only,
@@ -712,9 +687,8 @@ def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, wo
     """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
     check_mlflow(mlflow_uri)
     from medclf.experiments.tune import trials_table
-    from medclf.experiments.tune import tune as search
 
-    result = search(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
+    result = api.tune(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
                     epochs=epochs, size=size and int(size), root=root, timeout=timeout,
                     backend=backend, workers=workers, address=address,
                     echo=click.echo)  # fmt: skip
@@ -774,14 +748,13 @@ def export():
 @click.option("--experiment", default="medclf", show_default=True, help="MLflow experiment.")
 def export_mlflow(dirs, uri, experiment):
     """Log finished run folders (each DIR or every run folder below it) to MLflow."""
-    from medclf.experiments.tracking import log_run_folder, run_folders
+    def said(run_dir, run_id):
+        click.echo(f"{run_dir}: MLflow run {run_id}")
 
-    folders = run_folders(dirs)
-    if not folders:
+    logged = api.export_mlflow(dirs, uri, experiment, on_each=said)
+    if not logged:
         raise click.UsageError(f"no finished run folder (with metrics.json) in {', '.join(dirs)}")
-    for folder in folders:
-        click.echo(f"{folder}: MLflow run {log_run_folder(folder, uri, experiment)}")
-    click.echo(f"{len(folders)} run(s) in {uri}, experiment {experiment}")
+    click.echo(f"{len(logged)} run(s) in {uri}, experiment {experiment}")
 
 
 @export.command("onnx")
@@ -791,9 +764,7 @@ def export_mlflow(dirs, uri, experiment):
 def export_onnx(run_dir, out):
     """Write a run's model as ONNX: uint8 images in, probabilities out, checked against
     onnxruntime on the run's test split before the file is written."""
-    from medclf.run.export_onnx import export_onnx as run
-
-    done = run(run_dir, out)
+    done = api.export_onnx(run_dir, out)
     shape = " x ".join(map(str, done["input_shape"]))
     click.echo(f"wrote {done['path']}: uint8 images ({shape}) -> probabilities (n x "
                f"{done['outputs']}); onnxruntime matches medclf within {done['max_delta']:.1e} "

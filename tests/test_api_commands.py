@@ -1,0 +1,61 @@
+"""The API does each command's work: the CLI's output is the API's result, printed."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import medclf
+from medclf.cli import cli
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, synth_file):
+    top = tmp_path_factory.mktemp("runs")
+    settings = {"dataset": str(synth_file), "epochs": 1, "train_fraction": 0.3}
+    a = medclf.train("numpy-logreg", out=top / "a", **settings)
+    b = medclf.train("numpy-logreg", out=top / "b", lr=0.001, **settings)
+    return top, a, b
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_evaluate_json_is_the_api_result(two_runs):
+    _, a, _ = two_runs
+    [result] = medclf.evaluate([a.path], "val", resamples=50, seed=3)
+    printed = json.loads(
+        invoke("evaluate", a.path, "--split", "val", "--json", "--resamples", 50, "--seed", 3)
+    )
+    assert printed["acc"] == result["acc"] and printed["intervals"] == result["intervals"]
+    saved = np.load(a.path / "predictions.npz")  # the oracle: counted here
+    hits = saved["val_scores"].argmax(axis=1) == saved["val_labels"].ravel()
+    assert result["acc"] == pytest.approx(hits.mean())
+
+
+def test_runs_and_compare_go_through_the_api(two_runs):
+    top, a, b = two_runs
+    rows = medclf.list_runs(top, "run")
+    assert [r["run"] for r in rows] == ["a", "b"]
+    assert json.loads(invoke("runs", top, "--json")) == rows
+    paired = medclf.compare(a.path, b.path, "test", resamples=50)
+    printed = json.loads(
+        invoke("evaluate", a.path, b.path, "--compare", "--json", "--resamples", 50)
+    )
+    assert printed == json.loads(json.dumps(paired))
+
+
+def test_predict_files_and_export_onnx(two_runs, tmp_path):
+    _, a, _ = two_runs
+    images = medclf.load_dataset(a.config["dataset"]).test.images[:3]
+    np.savez(tmp_path / "three.npz", images=images)
+    names, classes, proba = a.predict_files([tmp_path / "three.npz"])
+    assert len(names) == 3 and (classes == a.predict(images)).all()
+    np.testing.assert_allclose(proba, a.predict_proba(images))
+    pytest.importorskip("onnxruntime", reason="onnxruntime is missing: pip install -e '.[onnx]'")
+    done = medclf.export_onnx(a.path, tmp_path / "a.onnx")
+    assert done["path"] == str(tmp_path / "a.onnx") and done["max_delta"] <= 1e-5
