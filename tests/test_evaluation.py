@@ -347,3 +347,69 @@ def test_evaluate_and_runs_survive_damaged_files(tmp_path, synth_file):
     rows = json.loads(listed.output)
     assert [r["test_auc"] for r in rows] == [None, None]  # "high" is no number
     assert {r["status"] for r in rows} == {"done", "no metrics"}
+
+
+@pytest.fixture(scope="module")
+def binary_runs(tmp_path_factory):
+    """Two runs of different models on one binary file, and one on another file."""
+    from medclf.data.synthetic import write_synthetic
+
+    top = tmp_path_factory.mktemp("paired")
+    data = write_synthetic(top / "b.npz", "breastmnist", 0.3, 0)
+    other = write_synthetic(top / "p.npz", "pneumoniamnist", 0.02, 0)
+    runs = {}
+    for name, model, file in [("a", "sklearn-logreg", data), ("b", "torch-logreg", data),
+                              ("c", "sklearn-logreg", other)]:  # fmt: skip
+        runs[name] = top / name
+        epochs = ["--epochs", 2] if model.startswith("torch") else []
+        result = medclf("train", model, "--dataset", file, *epochs, "--quiet", "--out", runs[name])
+        assert result.exit_code == 0, result.output
+    return runs
+
+
+def test_evaluate_gives_seeded_bootstrap_intervals(binary_runs):
+    shown = json.loads(medclf("evaluate", binary_runs["a"], "--json", "--resamples", 300).output)
+    y, p = saved(binary_runs["a"])
+    acc = accuracy_score(y, (p[:, 1] > 0.5).astype(int))
+    ci = shown["intervals"]["acc"]
+    assert ci["low"] < acc < ci["high"] and ci["resamples"] == 300 and ci["seed"] == 0
+    width = ci["high"] - ci["low"]  # about 4 binomial standard errors
+    assert 2.5 < width / np.sqrt(acc * (1 - acc) / len(y)) < 5.5
+    again = json.loads(medclf("evaluate", binary_runs["a"], "--json", "--resamples", 300).output)
+    assert again["intervals"] == shown["intervals"]
+    other = medclf("evaluate", binary_runs["a"], "--json", "--resamples", 300, "--seed", 1)
+    assert json.loads(other.output)["intervals"] != shown["intervals"]
+    none = json.loads(medclf("evaluate", binary_runs["a"], "--json", "--resamples", 0).output)
+    assert none["intervals"] == {}
+    text = medclf("evaluate", binary_runs["a"], "--resamples", 300).output
+    assert f"[{shown['intervals']['auc']['low']:.4f}, " in text and "bootstrap" in text
+
+
+def test_evaluate_compare_pairs_two_runs_on_the_same_images(binary_runs):
+    result = medclf("evaluate", binary_runs["a"], binary_runs["b"], "--compare", "--json")
+    assert result.exit_code == 0, result.output
+    tests = json.loads(result.output)["tests"]
+    y, pa = saved(binary_runs["a"])
+    _, pb = saved(binary_runs["b"])
+    right_a, right_b = (pa[:, 1] > 0.5) == y, (pb[:, 1] > 0.5) == y  # counted here, directly
+    assert tests["acc"]["mcnemar"]["only_a_right"] == int(np.sum(right_a & ~right_b))
+    assert tests["acc"]["mcnemar"]["only_b_right"] == int(np.sum(right_b & ~right_a))
+    delong = tests["auc"]["delong"]
+    assert delong["auc_a"] == pytest.approx(roc_auc_score(y, pa[:, 1]))
+    assert delong["auc_b"] == pytest.approx(roc_auc_score(y, pb[:, 1]))
+    assert 0 <= delong["p_value"] <= 1
+    boot = tests["auc"]["bootstrap"]
+    assert boot["low"] <= delong["auc_a"] - delong["auc_b"] <= boot["high"]
+    text = medclf("evaluate", binary_runs["a"], binary_runs["b"], "--compare").output
+    assert "DeLong" in text and "McNemar" in text
+
+
+@pytest.mark.parametrize("args, code, says", [
+    (["a", "c"], 1, "not scored on the same test images"),
+    (["a"], 2, "exactly two runs"),
+    (["a", "b", "c"], 2, "exactly two runs"),
+])  # fmt: skip
+def test_evaluate_compare_refuses_in_one_line(binary_runs, args, code, says):
+    result = medclf("evaluate", *[binary_runs[a] for a in args], "--compare")
+    assert result.exit_code == code and says in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
