@@ -197,9 +197,9 @@ def test_every_type_medclf_writes_is_on_the_exact_allow_list(tmp_path):
     writes new types fails here instead of being trusted silently. No entry is a prefix or a
     builtin, and each is still written by some model."""
     import skops.io as sio
-    from medclf.run.family_sklearn import TRUSTED_TYPES
 
     import medclf
+    from medclf.run.family_sklearn import TRUSTED_TYPES
 
     assert set(WRITTEN_SETTINGS) == set(CLASSIC)  # a new sklearn model needs its settings here
     assert not [t for t in TRUSTED_TYPES if t.startswith("builtins.") or t.endswith(".")]

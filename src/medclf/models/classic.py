@@ -52,7 +52,8 @@ SVM_CACHE_MB = 1000
 def build_classic(name: str, settings: dict, seed: int, threads: int = 1) -> BaseEstimator:
     """An unfitted estimator for ``name`` with ``settings`` over its defaults (its registry
     entry's builder, one of the functions below)."""
-    return builder(name)(_settings(name, settings), seed, threads)
+    s = _settings(name, settings)  # an unknown name or setting: one line, first
+    return builder(name)(s, seed, threads)
 
 
 def logistic_regression(s: dict, seed: int, threads: int) -> BaseEstimator:
