@@ -195,3 +195,59 @@ def test_two_files_of_one_dataset_are_two_groups_each_named(tmp_path):
     assert len([line for line in every.splitlines() if "| quarter.npz |" in line]) == 1
     assert len([line for line in every.splitlines() if "| breastmnist.npz |" in line]) == 2
     assert len(list(csv.DictReader(io.StringIO(results_csv(rows))))) == 3
+
+
+def test_the_verdict_reads_the_interval_against_the_published_number():
+    from medclf.report.benchmark import verdict
+    from medclf.report.medmnist_v2 import BASELINE, published
+
+    base = published("breastmnist")[BASELINE]  # 0.863 / 0.901
+
+    def stats(acc, auc):
+        pair = ("low", "high")
+        acc, auc = dict(zip(pair, acc, strict=True)), dict(zip(pair, auc, strict=True))
+        return {"intervals": {"test_acc": acc, "test_auc": auc}}
+
+    assert verdict(stats((0.87, 0.93), (0.85, 0.95)), base) == "ACC above, AUC within noise"
+    assert verdict(stats((0.70, 0.80), (0.902, 0.95)), base) == "ACC below, AUC above"
+    assert verdict(stats((None, None), (0.9, 0.95)), base) == "—"
+    assert verdict({"intervals": None}, base) == "—"
+
+
+REAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not (REAL / "breastmnist.npz").exists(),
+                    reason="the genuine MedMNIST files in ../shared/data are absent")  # fmt: skip
+def test_the_report_gives_image_intervals_of_the_seeds_mean_on_real_data(tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+    from sklearn.metrics import roc_auc_score
+
+    from medclf.cli import cli
+    from medclf.stats import bootstrap_interval
+
+    out = tmp_path / "bench"
+    args = ["benchmark", "--dataset", str(REAL / "breastmnist.npz"), "--model", "sklearn-logreg",
+            "--model", "sklearn-knn", "--seeds", "2", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    text = (out / "benchmark.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| sklearn-logreg"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    low, high = map(float, cells[6].strip("[]").split(", "))  # the test AUC's interval
+    runs = sorted(out.glob("runs/*"))
+    logreg = [r for r in runs if json.loads((r / "config.json").read_text())["model"]
+              == "sklearn-logreg"]  # fmt: skip
+    aucs = []
+    for run in logreg:
+        with np.load(run / "predictions.npz") as npz:
+            y, p = npz["test_labels"], npz["test_scores"]
+        aucs.append(roc_auc_score(y, p[:, 1]))
+    assert low < np.mean(aucs) < high
+    # the seeds of logistic regression give the same scores: the mean's interval is one run's
+    single = bootstrap_interval("binary-class", y, p, "auc")
+    assert (low, high) == (round(single["low"], 3), round(single["high"], 3))
+    assert re.search(r"(ACC|AUC) (above|below|within noise)", row)

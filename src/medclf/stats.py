@@ -42,8 +42,28 @@ def bootstrap_interval(
     confidence: float = CONFIDENCE,
 ) -> dict:
     """The metric's percentile bootstrap interval over images: {"low", "high", "method", ...}."""
-    labels, scores = np.asarray(labels), np.asarray(scores)
-    values = _resampled(_on_images(task, labels, scores, metric), len(labels), seed, resamples)
+    return mean_interval(
+        task, labels, [scores], metric, seed=seed, resamples=resamples, confidence=confidence
+    )
+
+
+def mean_interval(
+    task: str,
+    labels: np.ndarray,
+    runs: list[np.ndarray],
+    metric: str,
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    confidence: float = CONFIDENCE,
+) -> dict:
+    """Interval of the mean metric of several runs (seeds) scored on the same images: each
+    resample draws images once and scores every run on them, so the interval is the image
+    sampling's uncertainty of the mean a benchmark reports."""
+    labels = np.asarray(labels)
+    _same_images(labels, *runs)
+    on = [_on_images(task, labels, np.asarray(s), metric) for s in runs]
+    values = _resampled(lambda idx: sum(f(idx) for f in on) / len(on), len(labels), seed, resamples)
     return _percentiles(values, confidence, seed, resamples)
 
 
