@@ -48,8 +48,8 @@ MODEL_ONNX = "model.onnx"  # medclf export onnx's default output (not the run's:
 LEFTOVERS = (*CHECKPOINTS, *BESTS)  # removed once a run has finished (or was pruned)
 PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to continue it
 FIGURES = ("accuracy.png", "loss.png", "confusion.png")
-RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, *MODEL_FILES, PREDICTIONS, *LEFTOVERS,
-             *FIGURES)  # fmt: skip
+RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, PREDICTIONS)  # every run's
+RUN_FILES += (*MODEL_FILES, *LEFTOVERS, *FIGURES)  # by family, while unfinished, drawn
 FINISHED = ("done", "diverged")  # statuses of a finished run: it is not trained again
 RUNS, TRIALS = "runs", "trials"
 
