@@ -59,3 +59,25 @@ def test_predict_files_and_export_onnx(two_runs, tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime is missing: pip install -e '.[onnx]'")
     done = medclf.export_onnx(a.path, tmp_path / "a.onnx")
     assert done["path"] == str(tmp_path / "a.onnx") and done["max_delta"] <= 1e-5
+
+
+def test_data_commands_are_the_api(tmp_path):
+    path = medclf.synthesize("breastmnist", tmp_path / "api.npz", scale=0.02, seed=5)
+    invoke(
+        "data",
+        "synth",
+        "--like",
+        "breastmnist",
+        "--out",
+        tmp_path / "cli.npz",
+        "--scale",
+        0.02,
+        "--seed",
+        5,
+    )
+    api, cli_file = np.load(path), np.load(tmp_path / "cli.npz")
+    assert sorted(api.files) == sorted(cli_file.files)
+    assert all(np.array_equal(api[k], cli_file[k]) for k in api.files)
+    figure = medclf.sample_figure(str(path), "val", per_class=2)
+    assert len(figure.axes) == 2 * len(medclf.load_dataset(str(path)).class_names)
+    assert medclf.verify(["breastmnist"], root=tmp_path) == {"breastmnist": "missing"}

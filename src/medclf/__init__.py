@@ -23,6 +23,10 @@ API = (
     "tune",
     "export_onnx",
     "export_mlflow",
+    "download",
+    "verify",
+    "synthesize",
+    "sample_figure",
 )
 NUMPY_MODELS = ("Perceptron", "LogisticRegression", "MLP")
 __all__ = ["__version__", *API, *NUMPY_MODELS]

@@ -13,7 +13,8 @@
 
 Every command of the CLI does its work through one function here (the CLI only parses and
 prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
-benchmark, tune, export_onnx, export_mlflow.
+benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
+synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
 sentence that names the problem and the fix.
@@ -300,3 +301,46 @@ def export_mlflow(paths, uri: str, experiment: str = "medclf", on_each=None) -> 
         if on_each is not None:
             on_each(*logged[-1])
     return logged
+
+
+def download(names, root=None, mirror=None, retries: int = 3, size: int = 28) -> dict:
+    """Download registry datasets into the cache (MD5 checked); {name: path}."""
+    from medclf.data.fetch import download as fetch
+
+    return {n: fetch(n, root=root, mirror=mirror, retries=retries, size=size) for n in names}
+
+
+def verify(names=(), root=None, size: int | None = None) -> dict[str, str]:
+    """The MD5 check of cached files, {name: state}: ``names`` at ``size`` (default 28), or
+    with no names every known dataset at every size (the ones not cached left out)."""
+    from medclf.data.fetch import verify as check
+    from medclf.data.registry import REGISTRY, SIZES
+
+    status = {}
+    for side in [size] if size else [28] if names else SIZES:
+        status.update(check(list(names) or list(REGISTRY), root, side))
+    return status if names else {k: v for k, v in status.items() if v != "missing"}
+
+
+def synthesize(like: str, out, scale: float = 0.05, seed: int = 0, size: int = 28) -> Path:
+    """Write a synthetic .npz in the MedMNIST layout, imitating ``like``; its path."""
+    from medclf.data.synthetic import write_synthetic
+    from medclf.files import check_parent
+
+    return write_synthetic(check_parent(out), like, scale, seed, size)
+
+
+def sample_figure(dataset, split: str = "train", per_class: int = 8, root=None, size=None):
+    """A grid of sample images of a dataset's split, one row per class (a matplotlib Figure;
+    save it with medclf.plots.save_figure)."""
+    import textwrap
+
+    from medclf.plots import sample_grid
+
+    ds = load_dataset(dataset, root, size)
+    s = ds.split(split)
+    labels = s.labels if s.labels.ndim == 1 else s.labels.argmax(axis=1)
+    fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
+    for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
+        fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
+    return fig

@@ -194,10 +194,8 @@ def data_list():
 @size_option
 def download(names, root, mirror, retries, size):
     """Download datasets into the cache, checking their MD5."""
-    from medclf.data.fetch import download as fetch
-
     for name in names:
-        path = fetch(name, root=root, mirror=mirror, retries=retries, size=size)
+        path = api.download([name], root=root, mirror=mirror, retries=retries, size=size)[name]
         click.echo(f"{name}: {path}")
 
 
@@ -211,13 +209,8 @@ def download(names, root, mirror, retries, size):
 def verify(names, root, size):
     """Check the MD5 of cached files (all known datasets and sizes when no NAME is given)."""
     from medclf.data.fetch import cache_root
-    from medclf.data.fetch import verify as check
-    from medclf.data.registry import REGISTRY, SIZES
 
-    status = {}
-    for side in [int(size)] if size else [28] if names else SIZES:
-        status.update(check(list(names) or list(REGISTRY), root, side))
-    shown = status if names else {k: v for k, v in status.items() if v != "missing"}
+    shown = api.verify(names, root, size and int(size))
     for name, state in shown.items():
         click.echo(f"{name:19} {state}")
     if not shown:
@@ -232,9 +225,9 @@ def verify(names, root, size):
 @data_size_option
 def info(dataset, root, size):
     """Splits, class counts and pixel statistics of a dataset name or .npz file."""
-    from medclf.data.load import load_dataset, pixel_stats
+    from medclf.data.load import pixel_stats
 
-    ds = load_dataset(dataset, root, size)
+    ds = api.load_dataset(dataset, root, size)
     licence = "none (synthetic data made by medclf)" if ds.synthetic else ds.info.licence
     click.echo(f"dataset  {ds.display_name}   task {ds.info.task}   licence {licence}")
     click.echo(f"source   {ds.source}")
@@ -264,17 +257,9 @@ def info(dataset, root, size):
 @data_size_option
 def show(dataset, out, split, per_class, root, size):
     """Draw a grid of sample images, one row per class."""
-    import textwrap
+    from medclf.plots import save_figure
 
-    from medclf.data.load import load_dataset
-    from medclf.plots import sample_grid, save_figure
-
-    ds = load_dataset(dataset, root, size)
-    s = ds.split(split)
-    labels = s.labels if s.labels.ndim == 1 else s.labels.argmax(axis=1)
-    fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
-    for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
-        fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
+    fig = api.sample_figure(dataset, split, per_class, root, size)
     click.echo(f"wrote {save_figure(fig, out)}")
 
 
@@ -292,10 +277,7 @@ def show(dataset, out, split, per_class, root, size):
 @size_option
 def synth(like, out, scale, seed, size):
     """Write a synthetic .npz in the MedMNIST layout (learnable, not trivial)."""
-    from medclf.data.synthetic import write_synthetic
-    from medclf.files import check_parent
-
-    path = write_synthetic(check_parent(out), like, scale, seed, size)
+    path = api.synthesize(like, out, scale, seed, size)
     click.echo(f"wrote {path} (synthetic, like {like}, size {size}, scale {scale}, seed {seed})")
 
 
