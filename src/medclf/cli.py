@@ -71,7 +71,7 @@ class Group(click.Group):
         ctx.meta["medclf.args"] = list(args)  # to name --out when an OSError names no file
         name = args[0] if args else None
         if name and name not in self.commands and not name.startswith("-"):
-            ctx.fail(f"no such command '{name}'{did_you_mean(name, self.commands)}")
+            ctx.fail(f"No such command '{name}'{did_you_mean(name, self.commands)}")
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx):
