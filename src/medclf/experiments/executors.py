@@ -10,8 +10,7 @@ writes them under OUT, each file atomically, metrics.json last. Where a node see
 OUT (a shared filesystem: the task finds the driver's marker file), the task also copies each
 epoch's checkpoint there, so a run interrupted mid-way resumes from its last epoch on a rerun,
 on any node. A task that fails or whose worker or node is lost fails that run only (no retry);
-a rerun redoes it. An ``after_epoch`` hook runs in the driver's process only: Ray tasks do not
-call it (a worker cannot reach the driver).
+a rerun redoes it.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from medclf.errors import ConfigError
 from medclf.experiments.worker import claim, failed, run_one, threads_for, watch_parent
@@ -146,6 +145,7 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
             ray.shutdown()
 
 
+@runtime_checkable
 class Executor(Protocol):
     """Runs ``todo`` (runner entries not yet finished) with results in OUT; calls
     ``collect(result)`` for each as it ends."""
@@ -158,10 +158,10 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """This machine: ``workers`` spawned processes (one run at a time in this process where
-    there is one worker or one run; ``after_epoch`` is called there only)."""
+    there is one worker or one run)."""
 
-    def __init__(self, workers: int = 1, after_epoch=None):
-        self.workers, self.after_epoch = workers, after_epoch
+    def __init__(self, workers: int = 1):
+        self.workers = workers
 
     def check(self) -> None:
         pass
@@ -170,7 +170,7 @@ class LocalExecutor:
         if self.workers <= 1 or len(todo) <= 1:
             for entry in todo:
                 threads = threads_for(entry["config"], 1)
-                collect(run_one(entry, str(out), threads, root, self.after_epoch))
+                collect(run_one(entry, str(out), threads, root))
             return
         context = multiprocessing.get_context("spawn")  # no forked torch/numba state
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=watch_parent,
@@ -196,12 +196,10 @@ class RayExecutor:
             run_ray(todo, out, workers, root, self.address, collect)
 
 
-def executor(
-    backend: str, workers: int = 1, address: str | None = None, after_epoch=None
-) -> Executor:
-    """The executor of ``backend`` ("local" or "ray"); ``after_epoch``: local runs only."""
+def executor(backend: str, workers: int = 1, address: str | None = None) -> Executor:
+    """The executor of ``backend``: "local" (this machine) or "ray" (a cluster at ``address``)."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend '{backend}' is unknown; choose local or ray")
     if backend == "ray":
         return RayExecutor(workers, address)
-    return LocalExecutor(workers, after_epoch)
+    return LocalExecutor(workers)

@@ -111,13 +111,11 @@ def run_all(
     progress: bool = True,
     backend: str = "local",
     address: str | None = None,
-    after_epoch=None,
 ) -> list[dict]:
     """Run every entry not yet finished; return one result per entry, in entry order.
     ``backend``: "local" (this machine's processes) or "ray" (a Ray cluster at ``address``;
-    None starts a local one); see medclf.experiments.executors. ``after_epoch(record)``: called
-    after each epoch of a run trained in this process (see run_job)."""
-    run = executor(backend, workers, address, after_epoch)
+    None starts a local one); see medclf.experiments.executors."""
+    run = executor(backend, workers, address)
     run.check()  # a missing extra or dead address is said before anything runs
     out = Path(out)
     results: dict[str, dict] = {}
