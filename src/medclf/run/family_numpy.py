@@ -60,7 +60,7 @@ class NumpyTrainer(Family):
         return inputs_of(images, self.input_kind, self.dtype)
 
     def scores(self, model, X) -> np.ndarray:
-        return softmax(model._scores(X))
+        return softmax(model.class_scores(X))
 
     def accuracy(self, model, X, y) -> float:
         return model.score(X, y)
@@ -89,7 +89,8 @@ class NumpyTrainer(Family):
     @classmethod
     def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
         model, bias = saved_model(run_dir, config, len(metrics["class_names"]), images.shape[1:])
-        logits = model._scores(to_features(images, model.np_dtype, bias=bias)).astype(np.float64)
+        X = to_features(images, model.np_dtype, bias=bias)
+        logits = model.class_scores(X).astype(np.float64)
         return ("logits" if model.has_proba else "decision"), logits
 
     @classmethod

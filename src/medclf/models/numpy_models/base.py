@@ -253,9 +253,12 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
                                for i in range(0, max(len(X), 1), CHUNK)])  # fmt: skip
 
     def _scores(self, X) -> np.ndarray:
-        """One score per class, (n, n_classes_): what the run lifecycle and predict read."""
         check_is_fitted(self)
         return self._scores_checked(self._check_X(X))
+
+    def class_scores(self, X) -> np.ndarray:
+        """One score per class, (n, n_classes_): what the run family and predict read."""
+        return self._scores(X)
 
     def decision_function(self, X) -> np.ndarray:
         """scikit-learn's shape: (n,) for two classes (> 0 means ``classes_[1]``), else
