@@ -33,9 +33,9 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def refused(result, *words) -> str:
-    """Exit 1 with exactly one 'Error: ...' line holding ``words``, no traceback."""
-    assert result.exit_code == 1, result.output
+def refused(result, *words, code: int = 1) -> str:
+    """Exit ``code`` with exactly one 'Error: ...' line holding ``words``, no traceback."""
+    assert result.exit_code == code, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception
     )
@@ -472,7 +472,8 @@ def test_a_yaml_alias_bomb_is_refused_in_one_short_line(tmp_path):
         lines.append(f"  - &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     path = tmp_path / "bomb.yaml"
     path.write_text("\n".join(lines) + "\n")
-    line = refused(run("train", "--config", path, "--quiet", "--out", tmp_path / "run"), "lr ==")
+    result = run("train", "--config", path, "--quiet", "--out", tmp_path / "run")
+    line = refused(result, "lr ==", code=2)  # a bad value is a usage error
     assert len(line) < 300 and not (tmp_path / "run").exists()
 
 
