@@ -118,8 +118,9 @@ def versus_standard(name, images, labels, X, y, threads, repeats):
     return statistics.median(times["engine"]), statistics.median(times["standard"]), times
 
 
-def engine_variant(name, X, y, threads, repeats, channels_last=False, autocast=False,
-                   compile_=False):  # fmt: skip
+def engine_variant(
+    name, X, y, threads, repeats, channels_last=False, autocast=False, compile_=False
+):
     torch.set_num_threads(threads)
     engine.CHANNELS_LAST = channels_last  # the engine's default since this benchmark: True
     model = build(name, channels_last)
@@ -160,8 +161,7 @@ def eval_modes(name, X, repeats):
     assert torch.equal(a, b)
     t = {"no_grad": [], "inference_mode": []}
     for r in range(repeats):
-        for key in (("no_grad", "inference_mode") if r % 2 == 0 else ("inference_mode",
-                                                                        "no_grad")):  # fmt: skip
+        for key in ("no_grad", "inference_mode") if r % 2 == 0 else ("inference_mode", "no_grad"):
             ctx = torch.no_grad if key == "no_grad" else torch.inference_mode
             t[key].append(timed(lambda c=ctx: run(c)))
     return {k: statistics.median(v) for k, v in t.items()}
@@ -205,8 +205,11 @@ def main():
         threads_list = (2, 1) if name == "torch-cnn" else map(int, args.resnet_threads.split(","))
         for threads in threads_list:
             ours, theirs, all_t = versus_standard(name, images, labels, X, y, threads, reps)
-            print(f"| {name} | {threads} | {ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f}× |"
-                  f"  <!-- {all_t} -->", flush=True)  # fmt: skip
+            print(
+                f"| {name} | {threads} | {ours:.2f} s | {theirs:.2f} s | {theirs / ours:.2f}× |"
+                f"  <!-- {all_t} -->",
+                flush=True,
+            )
     if args.only_versus:
         return
     print()

@@ -86,20 +86,56 @@ def main():
     def sk(est, data, n, repeats=3):
         return scaled(lambda k: est.fit(data[:k], y[:k]), n, repeats)
 
-    sgd = SGDClassifier(loss="log_loss", max_iter=1, tol=None, shuffle=False,
-                        learning_rate="constant", eta0=0.01, alpha=0.0)  # fmt: skip
-    mlp_sk = MLPClassifier((200,), solver="sgd", batch_size=1, learning_rate_init=0.001,
-                           max_iter=1, shuffle=False, momentum=0.0)  # fmt: skip
-    rows.append(("perceptron", ours(lambda: Perceptron(), Xb, y, order),
-                 textbook(textbook_perceptron, Xb, 20_000),
-                 sk(SkPerceptron(max_iter=1, tol=None, shuffle=False), X, N_TRAIN)))  # fmt: skip
-    rows.append(("logistic regression, batch 1",
-                 ours(lambda: LogisticRegression(lr=0.01), Xb, y, order),
-                 textbook(textbook_logreg, Xb, 20_000), sk(sgd, X, N_TRAIN)))  # fmt: skip
-    rows.append(("MLP 200 hidden, batch 1 (float64)", ours(lambda: MLP(lr=0.001), X, y, order),
-                 textbook(textbook_mlp, X, 5_000), sk(mlp_sk, X, 2_000, repeats=1)))  # fmt: skip
-    rows.append(("MLP 200 hidden, batch 1 (float32)",
-                 ours(lambda: MLP(lr=0.001, dtype="float32"), X32, y, order), None, None))
+    sgd = SGDClassifier(
+        loss="log_loss",
+        max_iter=1,
+        tol=None,
+        shuffle=False,
+        learning_rate="constant",
+        eta0=0.01,
+        alpha=0.0,
+    )
+    mlp_sk = MLPClassifier(
+        (200,),
+        solver="sgd",
+        batch_size=1,
+        learning_rate_init=0.001,
+        max_iter=1,
+        shuffle=False,
+        momentum=0.0,
+    )
+    rows.append(
+        (
+            "perceptron",
+            ours(lambda: Perceptron(), Xb, y, order),
+            textbook(textbook_perceptron, Xb, 20_000),
+            sk(SkPerceptron(max_iter=1, tol=None, shuffle=False), X, N_TRAIN),
+        )
+    )
+    rows.append(
+        (
+            "logistic regression, batch 1",
+            ours(lambda: LogisticRegression(lr=0.01), Xb, y, order),
+            textbook(textbook_logreg, Xb, 20_000),
+            sk(sgd, X, N_TRAIN),
+        )
+    )
+    rows.append(
+        (
+            "MLP 200 hidden, batch 1 (float64)",
+            ours(lambda: MLP(lr=0.001), X, y, order),
+            textbook(textbook_mlp, X, 5_000),
+            sk(mlp_sk, X, 2_000, repeats=1),
+        )
+    )
+    rows.append(
+        (
+            "MLP 200 hidden, batch 1 (float32)",
+            ours(lambda: MLP(lr=0.001, dtype="float32"), X32, y, order),
+            None,
+            None,
+        )
+    )
 
     print(f"machine: {machine()}, one thread")
     print(

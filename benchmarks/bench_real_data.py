@@ -55,12 +55,16 @@ def main() -> int:
             for seed in SEEDS:
                 config = make_config(model, dataset=str(path), seed=seed, select="val_auc")
                 start = time.perf_counter()
-                metrics = run_job(config, dataset, Path(args.out) / f"{name}-{model}-{seed}",
-                                  quiet=True)  # fmt: skip
+                metrics = run_job(
+                    config, dataset, Path(args.out) / f"{name}-{model}-{seed}", quiet=True
+                )
                 results.append({**metrics, "wall": time.perf_counter() - start})
             rows.append({"dataset": name, "model": model, "runs": results})
-            print(f"{name:15} {model:17} ACC {mean_sd(r['test_acc'] for r in results)}  "
-                  f"AUC {mean_sd(r['test_auc'] for r in results)}", flush=True)
+            print(
+                f"{name:15} {model:17} ACC {mean_sd(r['test_acc'] for r in results)}  "
+                f"AUC {mean_sd(r['test_auc'] for r in results)}",
+                flush=True,
+            )
     print(f"\nmachine: {machine()}\n")
     print("| dataset | model | test ACC | test AUC | selected epoch | s / run |")
     print("|---|---|---|---|---|---|")
@@ -71,8 +75,10 @@ def main() -> int:
             runs = row["runs"]
             epochs = "/".join(str(r["selected_epoch"]) for r in runs)
             wall = statistics.mean(r["wall"] for r in runs)
-            print(f"| {name} | {row['model']} | {mean_sd(r['test_acc'] for r in runs)} | "
-                  f"{mean_sd(r['test_auc'] for r in runs)} | {epochs} | {wall:.1f} |")
+            print(
+                f"| {name} | {row['model']} | {mean_sd(r['test_acc'] for r in runs)} | "
+                f"{mean_sd(r['test_auc'] for r in runs)} | {epochs} | {wall:.1f} |"
+            )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "summary.json").write_text(json.dumps(rows, indent=1))
     return 0

@@ -57,8 +57,11 @@ def main():
         best = engine.default_threads(batch)
         torch.set_num_threads(best)
         n = N_TRAIN if batch >= 256 else 30_000  # per-example cost: scale a prefix
-        base = median_time(lambda b=batch, n=n: dataloader_epoch(model, opt, X, y, b, n),
-                           repeats=2) * N_TRAIN / n  # fmt: skip
+        base = (
+            median_time(lambda b=batch, n=n: dataloader_epoch(model, opt, X, y, b, n), repeats=2)
+            * N_TRAIN
+            / n
+        )
         ours = threads[best]
         print(
             f"| batch {batch} | {base:.2f} s | {ours:.2f} s | {base / ours:.1f}× | "

@@ -39,15 +39,29 @@ def main() -> int:
         path = Path(args.data) / f"{name}.npz"
         dataset = load_dataset(path)
         for seed in args.seeds:
-            config = make_config(args.model, dataset=str(path), seed=seed,
-                                 **preset_settings("paper", args.model))  # fmt: skip
+            config = make_config(
+                args.model, dataset=str(path), seed=seed, **preset_settings("paper", args.model)
+            )
             start = time.perf_counter()
-            m = run_job(config, dataset, Path(args.out) / "runs" / f"{name}-{seed}", quiet=True,
-                        device=args.device)  # fmt: skip
-            rows.append({"dataset": name, "seed": seed, "device": device,
-                         "wall_s": time.perf_counter() - start, "test_acc": m["test_acc"],
-                         "test_auc": m["test_auc"], "val_auc": m["val_auc"],
-                         "selected_epoch": m["selected_epoch"]})  # fmt: skip
+            m = run_job(
+                config,
+                dataset,
+                Path(args.out) / "runs" / f"{name}-{seed}",
+                quiet=True,
+                device=args.device,
+            )
+            rows.append(
+                {
+                    "dataset": name,
+                    "seed": seed,
+                    "device": device,
+                    "wall_s": time.perf_counter() - start,
+                    "test_acc": m["test_acc"],
+                    "test_auc": m["test_auc"],
+                    "val_auc": m["val_auc"],
+                    "selected_epoch": m["selected_epoch"],
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     for name in args.datasets:
         runs = [r for r in rows if r["dataset"] == name]

@@ -35,8 +35,9 @@ print(json.dumps({
 
 
 def test_api_trains_reopens_and_predicts_in_a_fresh_interpreter(tmp_path):
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True,
-                         text=True, timeout=300)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["same_scores"] < 1e-6  # the reopened model gives the saved test scores
@@ -48,7 +49,9 @@ def test_api_trains_reopens_and_predicts_in_a_fresh_interpreter(tmp_path):
 
 
 def test_import_medclf_loads_nothing_heavy():
-    code = ("import sys, medclf; heavy = [m for m in ('torch', 'numba', 'sklearn', "
-            "'matplotlib', 'numpy') if m in sys.modules]; print(heavy, medclf.__version__)")
+    code = (
+        "import sys, medclf; heavy = [m for m in ('torch', 'numba', 'sklearn', "
+        "'matplotlib', 'numpy') if m in sys.modules]; print(heavy, medclf.__version__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("[] "), out.stdout + out.stderr

@@ -25,16 +25,17 @@ def tiny_files(tmp_path_factory):
     from medclf.data.synthetic import write_synthetic
 
     folder = tmp_path_factory.mktemp("bench-data")
-    return (write_synthetic(folder / "breastmnist.npz", "breastmnist", 0.1, 0),
-            write_synthetic(folder / "chestmnist.npz", "chestmnist", 0.005, 1))  # fmt: skip
+    return (
+        write_synthetic(folder / "breastmnist.npz", "breastmnist", 0.1, 0),
+        write_synthetic(folder / "chestmnist.npz", "chestmnist", 0.005, 1),
+    )
 
 
 def rows_of(out: Path) -> list[dict]:
     return list(csv.DictReader((out / "results.csv").open()))
 
 
-def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files,
-                                                                  monkeypatch):
+def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_files, monkeypatch):
     from medclf.run import family_torch
 
     def boom(self, *args, **kwargs):
@@ -42,13 +43,34 @@ def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_
 
     monkeypatch.setattr(family_torch.TorchTrainer, "fit", boom)  # every torch run fails
     out = tmp_path / "bench"
-    args = ["benchmark", "--out", out, "--seeds", 2, "--model", "torch-logreg", "--model",
-            "numpy-logreg", "--dataset", tiny_files[0]]  # fmt: skip
+    args = [
+        "benchmark",
+        "--out",
+        out,
+        "--seeds",
+        2,
+        "--model",
+        "torch-logreg",
+        "--model",
+        "numpy-logreg",
+        "--dataset",
+        tiny_files[0],
+    ]
     result = CliRunner().invoke(cli, [str(a) for a in args])
     assert result.exit_code == 1, result.output  # failed runs: a non-zero exit
     rows = rows_of(out)
-    assert list(rows[0])[:10] == ["dataset", "model", "preset", "seed", "status", "val_acc",
-                                  "val_auc", "test_acc", "test_auc", "seconds"]  # fmt: skip
+    assert list(rows[0])[:10] == [
+        "dataset",
+        "model",
+        "preset",
+        "seed",
+        "status",
+        "val_acc",
+        "val_auc",
+        "test_acc",
+        "test_auc",
+        "seconds",
+    ]
     assert len(rows) == 4
     failed = [r for r in rows if r["status"] == "failed"]
     assert {r["model"] for r in failed} == {"torch-logreg"} and len(failed) == 2
@@ -66,10 +88,23 @@ def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_
 
 def test_a_killed_benchmark_resumes_without_redoing_finished_runs(tmp_path, tiny_files):
     out = tmp_path / "bench"
-    cmd = [sys.executable, "-m", "medclf.cli", "benchmark", "--out", str(out), "--seeds", "3",
-           "--model", "torch-ffn", "--dataset", str(tiny_files[0])]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medclf.cli",
+        "benchmark",
+        "--out",
+        str(out),
+        "--seeds",
+        "3",
+        "--model",
+        "torch-ffn",
+        "--dataset",
+        str(tiny_files[0]),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while not list(out.glob("runs/*/metrics.json")) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -109,14 +144,18 @@ def test_the_progress_bar_counts_a_model_without_epochs_as_one(tmp_path):
         bar.close()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--model", "nope"], "'nope' is not one of"),
-    (["--preset", "slow"], "'slow' is not one of"),
-    (["--seeds", "0"], "0 is not in the range"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "nope"], "'nope' is not one of"),
+        (["--preset", "slow"], "'slow' is not one of"),
+        (["--seeds", "0"], "0 is not in the range"),
+    ],
+)
 def test_bad_benchmark_options_are_one_line(tmp_path, tiny_files, args, message):
-    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--out",
-                                      str(tmp_path / "b"), *args])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["benchmark", "--dataset", str(tiny_files[0]), "--out", str(tmp_path / "b"), *args]
+    )
     assert result.exit_code != 0 and message in result.output
     assert "Traceback" not in result.output
 
@@ -126,9 +165,22 @@ def test_benchmark_logs_its_runs_to_mlflow(tmp_path, tiny_files):
     from mlflow.tracking import MlflowClient
 
     store = f"sqlite:///{tmp_path / 'ml.db'}"
-    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--model",
-                                      "numpy-logreg", "--seeds", "2", "--out",
-                                      str(tmp_path / "b"), "--mlflow", store])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "benchmark",
+            "--dataset",
+            str(tiny_files[0]),
+            "--model",
+            "numpy-logreg",
+            "--seeds",
+            "2",
+            "--out",
+            str(tmp_path / "b"),
+            "--mlflow",
+            store,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "logged 2 run folder(s) to MLflow" in result.output
     client = MlflowClient(tracking_uri=store)
@@ -137,18 +189,30 @@ def test_benchmark_logs_its_runs_to_mlflow(tmp_path, tiny_files):
     assert keys == {row["key"] for row in rows_of(tmp_path / "b")}
 
 
-def test_a_dataset_named_twice_runs_once_and_bad_grids_fail_before_training(tmp_path,
-                                                                           tiny_files):
+def test_a_dataset_named_twice_runs_once_and_bad_grids_fail_before_training(tmp_path, tiny_files):
     out = tmp_path / "twice"
-    result = CliRunner().invoke(cli, ["benchmark", "--dataset", str(tiny_files[0]), "--dataset",
-                                      str(tiny_files[0]), "--model", "numpy-logreg", "--seeds",
-                                      "1", "--out", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        [
+            "benchmark",
+            "--dataset",
+            str(tiny_files[0]),
+            "--dataset",
+            str(tiny_files[0]),
+            "--model",
+            "numpy-logreg",
+            "--seeds",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(rows_of(out)) == 1
     for args, message in (
         (["--dataset", str(tmp_path / "missing.npz")], "is neither a dataset name nor"),
         (["--dataset", str(tiny_files[1]), "--model", "numpy-logreg"], "cannot learn"),
-    ):  # fmt: skip
+    ):
         bad = CliRunner().invoke(cli, ["benchmark", *args, "--out", str(tmp_path / "bad")])
         assert bad.exit_code == 1 and message in bad.output and "Traceback" not in bad.output
         assert len(bad.output.strip().splitlines()) == 1
@@ -230,8 +294,9 @@ def test_a_row_is_one_data_file_whatever_its_spelling(tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()
     namesake = write_synthetic(tmp_path / "other" / "breast.npz", "breastmnist", 0.2, 3)
     (tmp_path / "link.npz").symlink_to(whole)
-    result = bench(tmp_path / "out", "breast.npz", "./breast.npz", whole, "link.npz", quarter,
-                   namesake)  # fmt: skip
+    result = bench(
+        tmp_path / "out", "breast.npz", "./breast.npz", whole, "link.npz", quarter, namesake
+    )
     assert result.exit_code == 0, result.output
     rows = rows_of(tmp_path / "out")
     assert len(rows) == 3 and len({r["key"] for r in rows}) == 3  # one row per file
@@ -239,8 +304,11 @@ def test_a_row_is_one_data_file_whatever_its_spelling(tmp_path, monkeypatch):
     assert [r["data_file"] for r in rows] == [str(whole), str(quarter), str(namesake)]
     labels = [r["file"] for r in rows]
     assert len(set(labels)) == 3 and labels[1] == "quarter.npz"
-    assert all(r["data_md5"][:8] in label for r, label in zip(rows, labels, strict=True)
-               if label.startswith("breast.npz"))  # fmt: skip
+    assert all(
+        r["data_md5"][:8] in label
+        for r, label in zip(rows, labels, strict=True)
+        if label.startswith("breast.npz")
+    )
     md = (tmp_path / "out" / "benchmark.md").read_text()
     for label in labels:
         assert f"## breastmnist — {label} — synthetic" in md
@@ -258,13 +326,36 @@ def test_a_file_of_another_size_runs_at_its_own_size(tmp_path):
     assert result.exit_code == 0, result.output
     (config,) = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
     assert config["size"] == 64
-    for command in (["benchmark", *args, "--out", str(tmp_path / "b2")],
-                    ["tune", "--dataset", str(data), "--model", "sklearn-logreg", "--trials",
-                     "1", "--out", str(tmp_path / "t2")]):  # fmt: skip
+    for command in (
+        ["benchmark", *args, "--out", str(tmp_path / "b2")],
+        [
+            "tune",
+            "--dataset",
+            str(data),
+            "--model",
+            "sklearn-logreg",
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "t2"),
+        ],
+    ):
         bad = CliRunner().invoke(cli, [*command, "--size", "28"])
         assert bad.exit_code == 2 and "64x64" in bad.output, bad.output
         assert "Traceback" not in bad.output
-    tuned = CliRunner().invoke(cli, ["tune", "--dataset", str(data), "--model", "sklearn-logreg",
-                                     "--trials", "1", "--out", str(tmp_path / "t")])  # fmt: skip
+    tuned = CliRunner().invoke(
+        cli,
+        [
+            "tune",
+            "--dataset",
+            str(data),
+            "--model",
+            "sklearn-logreg",
+            "--trials",
+            "1",
+            "--out",
+            str(tmp_path / "t"),
+        ],
+    )
     assert tuned.exit_code == 0, tuned.output
     assert json.loads((tmp_path / "t" / "best_config.json").read_text())["size"] == 64

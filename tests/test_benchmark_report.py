@@ -12,24 +12,50 @@ from medclf.report.benchmark import COLUMNS, results_csv, write_benchmark_report
 from medclf.report.medmnist_v2 import MEDMNIST_V2, METHODS, NAMES
 from medclf.report.published import MEDMNIST_BASELINES
 
-DATASETS = ["pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
-            "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist",
-            "organsmnist"]  # fmt: skip
+DATASETS = [
+    "pathmnist",
+    "chestmnist",
+    "dermamnist",
+    "octmnist",
+    "pneumoniamnist",
+    "retinamnist",
+    "breastmnist",
+    "bloodmnist",
+    "tissuemnist",
+    "organamnist",
+    "organcmnist",
+    "organsmnist",
+]
 # (test ACC, test AUC), typed in from shared/data/README.md, independently of medmnist_v2.py
 ANCHORS = {
-    "breastmnist": {"ResNet-18 (28)": (0.863, 0.901), "ResNet-50 (28)": (0.812, 0.857),
-                    "auto-sklearn": (0.803, 0.836), "AutoKeras": (0.831, 0.871),
-                    "Google AutoML Vision": (0.861, 0.919)},
-    "pneumoniamnist": {"ResNet-18 (28)": (0.854, 0.944), "ResNet-50 (28)": (0.854, 0.948),
-                       "auto-sklearn": (0.855, 0.942), "AutoKeras": (0.878, 0.947),
-                       "Google AutoML Vision": (0.946, 0.991)},
-}  # fmt: skip
+    "breastmnist": {
+        "ResNet-18 (28)": (0.863, 0.901),
+        "ResNet-50 (28)": (0.812, 0.857),
+        "auto-sklearn": (0.803, 0.836),
+        "AutoKeras": (0.831, 0.871),
+        "Google AutoML Vision": (0.861, 0.919),
+    },
+    "pneumoniamnist": {
+        "ResNet-18 (28)": (0.854, 0.944),
+        "ResNet-50 (28)": (0.854, 0.948),
+        "auto-sklearn": (0.855, 0.942),
+        "AutoKeras": (0.878, 0.947),
+        "Google AutoML Vision": (0.946, 0.991),
+    },
+}
 
 
 def test_published_table_has_every_2d_dataset_and_method():
     assert sorted(MEDMNIST_V2) == sorted(DATASETS) == sorted(NAMES)
-    assert METHODS == ("ResNet-18 (28)", "ResNet-18 (224)", "ResNet-50 (28)", "ResNet-50 (224)",
-                       "auto-sklearn", "AutoKeras", "Google AutoML Vision")  # fmt: skip
+    assert METHODS == (
+        "ResNet-18 (28)",
+        "ResNet-18 (224)",
+        "ResNet-50 (28)",
+        "ResNet-50 (224)",
+        "auto-sklearn",
+        "AutoKeras",
+        "Google AutoML Vision",
+    )
     for scores in MEDMNIST_V2.values():
         assert list(scores) == list(METHODS)
         assert all(0.4 < s.acc <= 1 and 0.6 < s.auc <= 1 for s in scores.values())
@@ -44,9 +70,20 @@ def test_published_anchors_and_the_reproduction_report_agree():
 
 
 def run(dataset, model, seed, acc, auc, status="done", synthetic=False):
-    return {"dataset": dataset, "model": model, "preset": "fast", "seed": seed, "status": status,
-            "val_acc": acc - 0.01, "val_auc": auc - 0.01, "test_acc": acc, "test_auc": auc,
-            "seconds": 12.5, "synthetic": synthetic, "run_dir": f"runs/{dataset}-{model}-{seed}"}
+    return {
+        "dataset": dataset,
+        "model": model,
+        "preset": "fast",
+        "seed": seed,
+        "status": status,
+        "val_acc": acc - 0.01,
+        "val_auc": auc - 0.01,
+        "test_acc": acc,
+        "test_auc": auc,
+        "seconds": 12.5,
+        "synthetic": synthetic,
+        "run_dir": f"runs/{dataset}-{model}-{seed}",
+    }
 
 
 # two real datasets, two models, three seeds; one failed run with numbers that would move the
@@ -66,8 +103,16 @@ def results():
     for (dataset, model), scores in TEST.items():
         for seed, (acc, auc) in zip((42, 43, 44), scores, strict=True):
             failed = (dataset, model, seed) == FAILED
-            rows.append(run(dataset, model, seed, 0.1 if failed else acc, 0.2 if failed else auc,
-                            status="failed" if failed else "done"))  # fmt: skip
+            rows.append(
+                run(
+                    dataset,
+                    model,
+                    seed,
+                    0.1 if failed else acc,
+                    0.2 if failed else auc,
+                    status="failed" if failed else "done",
+                )
+            )
     rows += [run("dermamnist", "torch-cnn", s, 0.99, 0.999, synthetic=True) for s in (42, 43)]
     return rows
 
@@ -83,14 +128,20 @@ def row(section: str, first_cell: str) -> str:
 def test_report_means_failures_best_and_separation(results, tmp_path):
     paths = write_benchmark_report(results, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "benchmark.html", "benchmark.md", "benchmark.png"]  # atomic: no temporary file left
+        "benchmark.html",
+        "benchmark.md",
+        "benchmark.png",
+    ]  # atomic: no temporary file left
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = paths["markdown"].read_text()
     parts = sections(text)
 
     for (dataset, model), scores in TEST.items():
-        kept = [s for seed, s in zip((42, 43, 44), scores, strict=True)
-                if (dataset, model, seed) != FAILED]  # fmt: skip
+        kept = [
+            s
+            for seed, s in zip((42, 43, 44), scores, strict=True)
+            if (dataset, model, seed) != FAILED
+        ]
         line = row(parts[NAMES[dataset]], f"{model} (fast)")
         for i in (0, 1):
             values = [s[i] for s in kept]
@@ -162,7 +213,7 @@ def test_html_is_self_contained(results, tmp_path):
     assert "script" not in names and "link" not in names and names.count("table") == 5
     images = [attrs["src"] for tag, attrs in parser.tags if tag == "img"]
     assert len(images) == 1 and images[0].startswith("data:image/png;base64,")
-    style = html[html.index("<style>"):html.index("</style>")]
+    style = html[html.index("<style>") : html.index("</style>")]
     assert "http" not in style and "@import" not in style
     assert "synthetic — not comparable" in html
 
@@ -171,7 +222,7 @@ def test_results_csv_parses_back(results):
     results[0]["val_acc"] = None
     rows = list(csv.DictReader(io.StringIO(results_csv(results))))
     assert list(rows[0])[: len(COLUMNS)] == list(COLUMNS)
-    assert list(rows[0])[len(COLUMNS):] == ["synthetic", "run_dir"]
+    assert list(rows[0])[len(COLUMNS) :] == ["synthetic", "run_dir"]
     assert len(rows) == len(results)
     assert rows[0]["val_acc"] == "" and float(rows[1]["test_auc"]) == results[1]["test_auc"]
     assert rows[-1]["synthetic"] == "True" and rows[-1]["dataset"] == "dermamnist"
@@ -180,9 +231,16 @@ def test_results_csv_parses_back(results):
 def test_two_files_of_one_dataset_are_two_groups_each_named(tmp_path):
     # BreastMNIST and a quarter of it: one dataset name, two files, never one merged row
     scores = {"breastmnist.npz": [(0.80, 0.85), (0.82, 0.87)], "quarter.npz": [(0.60, 0.65)]}
-    rows = [{**run("breastmnist", "torch-cnn", 42 + i, acc, auc), "file": name,
-             "data_file": f"/data/{name}", "data_md5": f"{len(name):032x}"}
-            for name, pairs in scores.items() for i, (acc, auc) in enumerate(pairs)]  # fmt: skip
+    rows = [
+        {
+            **run("breastmnist", "torch-cnn", 42 + i, acc, auc),
+            "file": name,
+            "data_file": f"/data/{name}",
+            "data_md5": f"{len(name):032x}",
+        }
+        for name, pairs in scores.items()
+        for i, (acc, auc) in enumerate(pairs)
+    ]
     text = write_benchmark_report(rows, tmp_path)["markdown"].read_text()
     parts = sections(text)
     for name, pairs in scores.items():
@@ -217,8 +275,10 @@ def test_the_verdict_reads_the_interval_against_the_published_number():
 REAL = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-@pytest.mark.skipif(not (REAL / "breastmnist.npz").exists(),
-                    reason="the genuine MedMNIST files in ../shared/data are absent")  # fmt: skip
+@pytest.mark.skipif(
+    not (REAL / "breastmnist.npz").exists(),
+    reason="the genuine MedMNIST files in ../shared/data are absent",
+)
 def test_the_report_gives_image_intervals_of_the_seeds_mean_on_real_data(tmp_path):
     import json
 
@@ -230,8 +290,19 @@ def test_the_report_gives_image_intervals_of_the_seeds_mean_on_real_data(tmp_pat
     from medclf.stats import bootstrap_interval
 
     out = tmp_path / "bench"
-    args = ["benchmark", "--dataset", str(REAL / "breastmnist.npz"), "--model", "sklearn-logreg",
-            "--model", "sklearn-knn", "--seeds", "2", "--out", str(out)]  # fmt: skip
+    args = [
+        "benchmark",
+        "--dataset",
+        str(REAL / "breastmnist.npz"),
+        "--model",
+        "sklearn-logreg",
+        "--model",
+        "sklearn-knn",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     text = (out / "benchmark.md").read_text()
@@ -239,8 +310,9 @@ def test_the_report_gives_image_intervals_of_the_seeds_mean_on_real_data(tmp_pat
     cells = [c.strip() for c in row.strip("|").split("|")]
     low, high = map(float, cells[6].strip("[]").split(", "))  # the test AUC's interval
     runs = sorted(out.glob("runs/*"))
-    logreg = [r for r in runs if json.loads((r / "config.json").read_text())["model"]
-              == "sklearn-logreg"]  # fmt: skip
+    logreg = [
+        r for r in runs if json.loads((r / "config.json").read_text())["model"] == "sklearn-logreg"
+    ]
     aucs = []
     for run in logreg:
         with np.load(run / "predictions.npz") as npz:

@@ -92,8 +92,18 @@ def test_a_damaged_or_missing_config_means_unfinished(tmp_path):
 
 
 def reproduce_cmd(data: Path, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "medclf.cli", "reproduce", "--dataset", str(data), "--out",
-            str(out), "--quick", *args]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "medclf.cli",
+        "reproduce",
+        "--dataset",
+        str(data),
+        "--out",
+        str(out),
+        "--quick",
+        *args,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +136,15 @@ def whole(path: Path) -> bool:
 def test_two_reproductions_on_one_out_run_every_run_exactly_once(tmp_path, bigger_synth):
     out = tmp_path / "out"
     only = ["--only", "Q2.2b", "--only", "Q2.1", "--workers", "1"]
-    procs = [subprocess.Popen(reproduce_cmd(bigger_synth, out, *only), stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            reproduce_cmd(bigger_synth, out, *only),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     trained = []  # one key per run a process trained (not skipped, not found finished)
@@ -170,8 +187,11 @@ def running(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_workers_exit_when_reproduce_is_killed(tmp_path, bigger_synth):
     out = tmp_path / "out"
-    main = subprocess.Popen(reproduce_cmd(bigger_synth, out, "--only", "Q2.2b", "--workers", "2"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    main = subprocess.Popen(
+        reproduce_cmd(bigger_synth, out, "--only", "Q2.2b", "--workers", "2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(out.glob("runs/*/.lock")):  # a worker is training
@@ -192,8 +212,12 @@ def test_workers_exit_when_reproduce_is_killed(tmp_path, bigger_synth):
         main.kill()
         main.wait()
     # the next reproduction takes over the dead workers' locks and finishes every run
-    rerun = subprocess.run(reproduce_cmd(bigger_synth, out, "--only", "Q2.2b", "--workers", "1"),
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    rerun = subprocess.run(
+        reproduce_cmd(bigger_synth, out, "--only", "Q2.2b", "--workers", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert len(list(out.glob("runs/*/metrics.json"))) == 4
     assert not list(out.glob("runs/*/.lock"))

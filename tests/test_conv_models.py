@@ -230,8 +230,12 @@ def test_crop():
     padded = F.pad(x, (3, 3, 3, 3))
     offsets = set()
     for o, p in zip(out, padded, strict=True):  # each image is one 28x28 window of its padding
-        hits = [(i, j) for i in range(7) for j in range(7)
-                if torch.equal(o, p[:, i:i + 28, j:j + 28])]  # fmt: skip
+        hits = [
+            (i, j)
+            for i in range(7)
+            for j in range(7)
+            if torch.equal(o, p[:, i : i + 28, j : j + 28])
+        ]
         assert hits
         offsets.add(hits[0])
     assert len(offsets) > 1

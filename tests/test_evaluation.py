@@ -19,8 +19,10 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_sco
 from medclf.cli import cli
 
 REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-real_data = pytest.mark.skipif(not (REAL / "pneumoniamnist.npz").exists(),
-                               reason="the genuine MedMNIST files in ../shared/data are absent")
+real_data = pytest.mark.skipif(
+    not (REAL / "pneumoniamnist.npz").exists(),
+    reason="the genuine MedMNIST files in ../shared/data are absent",
+)
 
 
 def medclf(*args):
@@ -30,6 +32,7 @@ def medclf(*args):
 
 def strict_json(path):
     """metrics.json must be valid JSON: NaN or Infinity are refused here."""
+
     def refuse(name):
         raise AssertionError(f"{path} holds {name}, which is not JSON")
 
@@ -52,14 +55,24 @@ def chest_file(tmp_path_factory):
 def retina_file(tmp_path_factory):
     from medclf.data.synthetic import write_synthetic
 
-    return write_synthetic(tmp_path_factory.mktemp("retina") / "retina.npz", "retinamnist", 0.2,
-                           0)  # fmt: skip
+    return write_synthetic(tmp_path_factory.mktemp("retina") / "retina.npz", "retinamnist", 0.2, 0)
 
 
 def test_saved_predictions_give_the_recorded_metrics(tmp_path, synth_file):
     out = tmp_path / "run"
-    result = medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 2,
-                    "--test-split", "official", "--quiet", "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "torch-logreg",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        2,
+        "--test-split",
+        "official",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     y, p = saved(out)
@@ -83,8 +96,9 @@ def test_evaluate_recomputes_from_predictions_and_compares_runs(tmp_path, synth_
     runs = []
     for model in ("torch-logreg", "numpy-perceptron"):
         runs.append(tmp_path / model)
-        result = medclf("train", model, "--dataset", synth_file, "--epochs", 2, "--quiet",
-                        "--out", runs[-1])  # fmt: skip
+        result = medclf(
+            "train", model, "--dataset", synth_file, "--epochs", 2, "--quiet", "--out", runs[-1]
+        )
         assert result.exit_code == 0, result.output
     result = medclf("evaluate", runs[0], "--json")
     assert result.exit_code == 0, result.output
@@ -112,8 +126,19 @@ def test_evaluate_recomputes_from_predictions_and_compares_runs(tmp_path, synth_
 
 def test_runs_lists_every_folder_sorted(tmp_path, synth_file):
     for lr in (0.001, 0.1):
-        result = medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1,
-                        "--lr", lr, "--quiet", "--out", tmp_path / f"lr{lr}")  # fmt: skip
+        result = medclf(
+            "train",
+            "torch-logreg",
+            "--dataset",
+            synth_file,
+            "--epochs",
+            1,
+            "--lr",
+            lr,
+            "--quiet",
+            "--out",
+            tmp_path / f"lr{lr}",
+        )
         assert result.exit_code == 0, result.output
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.json").write_text("{not json")
@@ -128,9 +153,23 @@ def test_runs_lists_every_folder_sorted(tmp_path, synth_file):
 
 def test_selection_keeps_the_best_epoch_and_reports_the_last(tmp_path, synth_file):
     out = tmp_path / "sel"
-    result = medclf("train", "torch-ffn", "--dataset", synth_file, "--epochs", 6, "--lr",
-                    1.5, "--hidden-size", 32, "--select", "val_acc", "--quiet",
-                    "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "torch-ffn",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        6,
+        "--lr",
+        1.5,
+        "--hidden-size",
+        32,
+        "--select",
+        "val_acc",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     history = json.loads((out / "history.json").read_text())
@@ -147,9 +186,23 @@ def test_selection_keeps_the_best_epoch_and_reports_the_last(tmp_path, synth_fil
 
 def test_patience_stops_early_and_resume_respects_it(tmp_path, synth_file):
     out = tmp_path / "pat"
-    result = medclf("train", "numpy-logreg", "--dataset", synth_file, "--epochs", 40, "--lr",
-                    0.5, "--select", "val_loss", "--patience", 1, "--quiet",
-                    "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "numpy-logreg",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        40,
+        "--lr",
+        0.5,
+        "--select",
+        "val_loss",
+        "--patience",
+        1,
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     history = json.loads((out / "history.json").read_text())
@@ -157,15 +210,38 @@ def test_patience_stops_early_and_resume_respects_it(tmp_path, synth_file):
     assert len(history) == metrics["selected_epoch"] + 1
     losses = [r["val_loss"] for r in history]
     assert losses[metrics["selected_epoch"] - 1] == min(losses)
-    bad = medclf("train", "numpy-logreg", "--dataset", synth_file, "--patience", 2,
-                 "--select", "last", "--out", tmp_path / "x")  # fmt: skip
+    bad = medclf(
+        "train",
+        "numpy-logreg",
+        "--dataset",
+        synth_file,
+        "--patience",
+        2,
+        "--select",
+        "last",
+        "--out",
+        tmp_path / "x",
+    )
     assert bad.exit_code == 2 and "patience needs a metric" in bad.output  # a usage error
 
 
 def test_diverged_run_is_marked_and_its_json_stays_valid(tmp_path, synth_file):
     out = tmp_path / "div"
-    result = medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 5, "--lr",
-                    1e38, "--select", "last", "--quiet", "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "torch-logreg",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        5,
+        "--lr",
+        1e38,
+        "--select",
+        "last",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     assert metrics["status"] == "diverged" and metrics["stopped"].startswith("diverged")
@@ -175,8 +251,19 @@ def test_diverged_run_is_marked_and_its_json_stays_valid(tmp_path, synth_file):
 
 def test_multi_label_trains_and_evaluates_end_to_end(tmp_path, chest_file):
     out = tmp_path / "chest"
-    result = medclf("train", "torch-ffn", "--dataset", chest_file, "--epochs", 2,
-                    "--batch-size", 64, "--quiet", "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "torch-ffn",
+        "--dataset",
+        chest_file,
+        "--epochs",
+        2,
+        "--batch-size",
+        64,
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     y, p = saved(out)
@@ -193,8 +280,9 @@ def test_ordinal_task_gets_mae_and_kappa(tmp_path, retina_file):
     from sklearn.metrics import cohen_kappa_score, mean_absolute_error
 
     out = tmp_path / "retina"
-    result = medclf("train", "torch-logreg", "--dataset", retina_file, "--epochs", 2,
-                    "--quiet", "--out", out)  # fmt: skip
+    result = medclf(
+        "train", "torch-logreg", "--dataset", retina_file, "--epochs", 2, "--quiet", "--out", out
+    )
     assert result.exit_code == 0, result.output
     test = strict_json(out / "metrics.json")["metrics"]["test"]
     y, p = saved(out)
@@ -204,14 +292,29 @@ def test_ordinal_task_gets_mae_and_kappa(tmp_path, retina_file):
 
 def test_a_finished_run_of_another_config_needs_force(tmp_path, synth_file):
     out = tmp_path / "run"
-    assert medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                  "--out", out).exit_code == 0  # fmt: skip
-    other = medclf("train", "numpy-perceptron", "--dataset", synth_file, "--epochs", 1,
-                   "--quiet", "--out", out)  # fmt: skip
+    assert (
+        medclf(
+            "train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        ).exit_code
+        == 0
+    )
+    other = medclf(
+        "train", "numpy-perceptron", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+    )
     assert other.exit_code == 1 and "--force" in other.output
     assert not (out / "model.npz").exists()
-    forced = medclf("train", "numpy-perceptron", "--dataset", synth_file, "--epochs", 1,
-                    "--quiet", "--force", "--out", out)  # fmt: skip
+    forced = medclf(
+        "train",
+        "numpy-perceptron",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        1,
+        "--quiet",
+        "--force",
+        "--out",
+        out,
+    )
     assert forced.exit_code == 0, forced.output
     assert (out / "model.npz").exists() and not (out / "model.pt").exists()
 
@@ -239,8 +342,21 @@ def test_genuine_files_verify_and_train_well_above_chance(tmp_path, name):
     assert verified.exit_code == 0 and "ok" in verified.output
     torch.manual_seed(0)
     out = tmp_path / "run"
-    result = medclf("train", "torch-logreg", "--dataset", name, "--root", tmp_path, "--epochs",
-                    4, "--batch-size", 32, "--quiet", "--out", out)  # fmt: skip
+    result = medclf(
+        "train",
+        "torch-logreg",
+        "--dataset",
+        name,
+        "--root",
+        tmp_path,
+        "--epochs",
+        4,
+        "--batch-size",
+        32,
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     metrics = strict_json(out / "metrics.json")
     assert not metrics["synthetic"] and metrics["n_test"] in (624, 156)
@@ -285,30 +401,41 @@ def test_a_model_file_with_foreign_types_is_refused(tmp_path, synth_file):
 
 
 def test_a_size_that_does_not_match_the_file_is_refused(tmp_path, synth_file):
-    result = medclf("train", "torch-ffn", "--dataset", synth_file, "--size", 64,
-                    "--out", tmp_path / "x")  # fmt: skip
+    result = medclf(
+        "train", "torch-ffn", "--dataset", synth_file, "--size", 64, "--out", tmp_path / "x"
+    )
     assert result.exit_code == 2 and "holds 28x28 images, but the size given is 64" in (
-        result.output)
+        result.output
+    )
     assert not (tmp_path / "x" / "metrics.json").exists()
 
 
-@pytest.mark.parametrize(("metric", "best"), [("val_auc", 3), ("val_acc", 2), ("val_loss", 4),
-                                              ("last", 5)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("metric", "best"), [("val_auc", 3), ("val_acc", 2), ("val_loss", 4), ("last", 5)]
+)
 def test_selector_picks_the_right_epoch_on_a_crafted_history(metric, best):
     from medclf.run.selection import Selector, stop_reason
 
-    rows = [(0.70, 0.60, 0.9), (0.80, 0.61, 0.8), (0.75, 0.90, 0.7), (0.74, None, 0.5),
-            (0.10, 0.20, float("nan"))]  # epoch 5 diverged: its NaN loss is never the best
-    history = [{"epoch": e, "val_acc": acc, "val_auc": auc, "val_loss": loss}
-               for e, (acc, auc, loss) in enumerate(rows, 1)]  # fmt: skip
+    rows = [
+        (0.70, 0.60, 0.9),
+        (0.80, 0.61, 0.8),
+        (0.75, 0.90, 0.7),
+        (0.74, None, 0.5),
+        (0.10, 0.20, float("nan")),
+    ]  # epoch 5 diverged: its NaN loss is never the best
+    history = [
+        {"epoch": e, "val_acc": acc, "val_auc": auc, "val_loss": loss}
+        for e, (acc, auc, loss) in enumerate(rows, 1)
+    ]
     assert Selector(metric, 0, history).best_epoch == best
     patient = Selector("val_acc", 2, history[:4])  # best at 2, no better at 3 and 4: stop
     assert stop_reason(history[:4], patient).startswith("early stop at epoch 4")
     assert stop_reason(history, Selector("val_auc", 0, history)).startswith("diverged at epoch 5")
 
 
-def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_path, synth_file,
-                                                                          monkeypatch):
+def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(
+    tmp_path, synth_file, monkeypatch
+):
     import os
 
     from medclf.data.load import load_dataset
@@ -326,16 +453,19 @@ def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(tmp_pa
 
 def test_evaluate_and_runs_survive_damaged_files(tmp_path, synth_file):
     out = tmp_path / "runs" / "a"
-    assert medclf("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                  "--out", out).exit_code == 0  # fmt: skip
+    assert (
+        medclf(
+            "train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        ).exit_code
+        == 0
+    )
     good = (out / "predictions.npz").read_bytes()
     (out / "predictions.npz").write_bytes(good[:300])
     cut = medclf("evaluate", out)
     assert cut.exit_code == 1 and "predictions.npz cannot be read" in cut.output
     (out / "predictions.npz").write_bytes(good)
     metrics = json.loads((out / "metrics.json").read_text())
-    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items()
-                                                  if k != "task"}))  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps({k: v for k, v in metrics.items() if k != "task"}))
     older = medclf("evaluate", out)
     assert older.exit_code == 1 and "lacks the task or class names" in older.output
     (out / "metrics.json").write_text(json.dumps({**metrics, "test_auc": "high"}))
@@ -358,8 +488,11 @@ def binary_runs(tmp_path_factory):
     data = write_synthetic(top / "b.npz", "breastmnist", 0.3, 0)
     other = write_synthetic(top / "p.npz", "pneumoniamnist", 0.02, 0)
     runs = {}
-    for name, model, file in [("a", "sklearn-logreg", data), ("b", "torch-logreg", data),
-                              ("c", "sklearn-logreg", other)]:  # fmt: skip
+    for name, model, file in [
+        ("a", "sklearn-logreg", data),
+        ("b", "torch-logreg", data),
+        ("c", "sklearn-logreg", other),
+    ]:
         runs[name] = top / name
         epochs = ["--epochs", 2] if model.startswith("torch") else []
         result = medclf("train", model, "--dataset", file, *epochs, "--quiet", "--out", runs[name])
@@ -404,11 +537,14 @@ def test_evaluate_compare_pairs_two_runs_on_the_same_images(binary_runs):
     assert "DeLong" in text and "McNemar" in text
 
 
-@pytest.mark.parametrize("args, code, says", [
-    (["a", "c"], 1, "not scored on the same test images"),
-    (["a"], 2, "exactly two runs"),
-    (["a", "b", "c"], 2, "exactly two runs"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, code, says",
+    [
+        (["a", "c"], 1, "not scored on the same test images"),
+        (["a"], 2, "exactly two runs"),
+        (["a", "b", "c"], 2, "exactly two runs"),
+    ],
+)
 def test_evaluate_compare_refuses_in_one_line(binary_runs, args, code, says):
     result = medclf("evaluate", *[binary_runs[a] for a in args], "--compare")
     assert result.exit_code == code and says in result.output, result.output

@@ -48,8 +48,9 @@ def tmpfs(tmp_path):
     def mount(options="size=64k"):
         where = tmp_path / f"mnt{len(mounted)}"
         where.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
-                              capture_output=True)  # fmt: skip
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+        )
         if done.returncode != 0:
             pytest.skip("mounting a tmpfs is not permitted here (needs root)")
         mounted.append(where)
@@ -67,16 +68,23 @@ def tmpfs(tmp_path):
 
 def test_full_disk(tmpfs):
     disk = tmpfs("size=64k")
-    one_line(run("data", "synth", "--scale", "0.01", "--out", disk / "s.npz"),
-             f"disk full while writing {disk / 's.npz'}", "free some space")  # fmt: skip
+    one_line(
+        run("data", "synth", "--scale", "0.01", "--out", disk / "s.npz"),
+        f"disk full while writing {disk / 's.npz'}",
+        "free some space",
+    )
     assert os.listdir(disk) == []  # no partial file, not even the temporary one
 
 
 def test_torch_full_disk(tmpfs, synth_file):
     out = tmpfs("size=24k") / "run"  # a torch-logreg file is about 13 KB: the disk fills
-    one_line(run("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 "--out", out), f"disk full while writing {out} (torch: 'unexpected pos",
-             "free some space")  # fmt: skip
+    one_line(
+        run(
+            "train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        ),
+        f"disk full while writing {out} (torch: 'unexpected pos",
+        "free some space",
+    )
     assert not [name for name in os.listdir(out) if "tmp" in name]  # no partial file
     assert not (out / "model.pt").exists()
 
@@ -85,48 +93,82 @@ def test_torch_full_disk_message_is_translated(monkeypatch, synth_file, tmp_path
     import torch
 
     def full(*args, **kwargs):
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . "
-                           "unexpected pos 6144 vs 6038")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . unexpected pos 6144 vs 6038"
+        )
 
     monkeypatch.setattr(torch, "save", full)
     out = tmp_path / "run"
-    one_line(run("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 "--out", out), f"disk full while writing {out}",
-             "unexpected pos 6144 vs 6038", "free some space")  # fmt: skip
+    one_line(
+        run(
+            "train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        ),
+        f"disk full while writing {out}",
+        "unexpected pos 6144 vs 6038",
+        "free some space",
+    )
     assert not (out / "model.pt").exists()
 
 
 def test_read_only_folder(tmpfs):
     disk = tmpfs("ro,size=64k")
-    one_line(run("data", "synth", "--scale", "0.01", "--out", disk / "s.npz"),
-             "is on a read-only file system; choose a writable folder")  # fmt: skip
+    one_line(
+        run("data", "synth", "--scale", "0.01", "--out", disk / "s.npz"),
+        "is on a read-only file system; choose a writable folder",
+    )
     assert os.listdir(disk) == []
 
 
 def test_a_folder_the_system_refuses():
-    one_line(run("data", "synth", "--scale", "0.01", "--out", "/proc/medclf-test.npz"),
-             "cannot find or create /proc/medclf-test.npz")  # fmt: skip
+    one_line(
+        run("data", "synth", "--scale", "0.01", "--out", "/proc/medclf-test.npz"),
+        "cannot find or create /proc/medclf-test.npz",
+    )
 
 
 def test_a_name_too_long(tmp_path):
     out = tmp_path / ("a" * 300 + ".npz")
-    one_line(run("data", "synth", "--scale", "0.01", "--out", out),
-             "is too long for the file system; choose a shorter one", "(")  # fmt: skip
+    one_line(
+        run("data", "synth", "--scale", "0.01", "--out", out),
+        "is too long for the file system; choose a shorter one",
+        "(",
+    )
     assert os.listdir(tmp_path) == []
 
 
 def test_output_folder_under_a_file(tmp_path, synth_file):
     (tmp_path / "file").write_text("x")
-    one_line(run("train", "numpy-logreg", "--dataset", synth_file, "--epochs", 1,
-                 "--out", tmp_path / "file" / "run"),
-             "is a file, not a folder")  # fmt: skip
+    one_line(
+        run(
+            "train",
+            "numpy-logreg",
+            "--dataset",
+            synth_file,
+            "--epochs",
+            1,
+            "--out",
+            tmp_path / "file" / "run",
+        ),
+        "is a file, not a folder",
+    )
 
 
 def test_a_folder_in_the_way(tmp_path, synth_file):
     (tmp_path / "config.json").mkdir()
-    one_line(run("train", "numpy-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 "--out", tmp_path),
-             f"{tmp_path / 'config.json'} is a folder where a file is needed")  # fmt: skip
+    one_line(
+        run(
+            "train",
+            "numpy-logreg",
+            "--dataset",
+            synth_file,
+            "--epochs",
+            1,
+            "--quiet",
+            "--out",
+            tmp_path,
+        ),
+        f"{tmp_path / 'config.json'} is a folder where a file is needed",
+    )
     assert os.listdir(tmp_path) == ["config.json"] and os.listdir(tmp_path / "config.json") == []
 
 
@@ -137,28 +179,50 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, synth_file, tmp_path):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(medclf.data.load, "load_dataset", interrupted)
-    line = one_line(run("train", "numpy-logreg", "--dataset", synth_file, "--out", tmp_path),
-                    "interrupted", "checkpointed", "--resume --out", "medclf reproduce",
-                    code=130)  # fmt: skip
+    line = one_line(
+        run("train", "numpy-logreg", "--dataset", synth_file, "--out", tmp_path),
+        "interrupted",
+        "checkpointed",
+        "--resume --out",
+        "medclf reproduce",
+        code=130,
+    )
     assert "Aborted" not in line
 
 
 # --- numbers ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flag", "value", "message"), [
-    ("--lr", "inf", "lr == inf, must be > 0 and finite"),
-    ("--lr", "nan", "lr == nan, must be > 0 and finite"),
-    ("--l2", "inf", "l2 == inf, must be >= 0 and finite"),
-    ("--seed", "-1", "seed == -1, must be an integer in 0..4294967295"),
-    ("--seed", str(2**70), f"seed == {2**70}, must be an integer in 0..4294967295"),
-    ("--device", "bogus", "device 'bogus' is not one medclf can use; use --device cpu, cuda"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--lr", "inf", "lr == inf, must be > 0 and finite"),
+        ("--lr", "nan", "lr == nan, must be > 0 and finite"),
+        ("--l2", "inf", "l2 == inf, must be >= 0 and finite"),
+        ("--seed", "-1", "seed == -1, must be an integer in 0..4294967295"),
+        ("--seed", str(2**70), f"seed == {2**70}, must be an integer in 0..4294967295"),
+        ("--device", "bogus", "device 'bogus' is not one medclf can use; use --device cpu, cuda"),
+    ],
+)
 def test_bad_numbers_and_devices(tmp_path, synth_file, flag, value, message):
     out = tmp_path / "run"
-    one_line(run("train", "torch-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 flag, value, "--out", out), message,
-             code=1 if flag == "--device" else 2)  # fmt: skip
+    one_line(
+        run(
+            "train",
+            "torch-logreg",
+            "--dataset",
+            synth_file,
+            "--epochs",
+            1,
+            "--quiet",
+            flag,
+            value,
+            "--out",
+            out,
+        ),
+        message,
+        code=1 if flag == "--device" else 2,
+    )
     assert not (out / "metrics.json").exists()
 
 
@@ -167,14 +231,20 @@ def test_bad_numbers_and_devices(tmp_path, synth_file, flag, value, message):
 
 def test_plot_with_an_unknown_suffix(tmp_path):
     out = tmp_path / "fig18.txt"
-    one_line(run("theory", "interval", "--D", 2, "--A", -1, "--B", 1, "--plot", out),
-             "'.txt' is not a figure format; end the name in", ".png", ".pdf")  # fmt: skip
+    one_line(
+        run("theory", "interval", "--D", 2, "--A", -1, "--B", 1, "--plot", out),
+        "'.txt' is not a figure format; end the name in",
+        ".png",
+        ".pdf",
+    )
     assert os.listdir(tmp_path) == []
 
 
 def test_show_with_an_unknown_suffix(tmp_path, synth_file):
-    one_line(run("data", "show", synth_file, "--out", tmp_path / "grid.jpgx"),
-             "'.jpgx' is not a figure format")  # fmt: skip
+    one_line(
+        run("data", "show", synth_file, "--out", tmp_path / "grid.jpgx"),
+        "'.jpgx' is not a figure format",
+    )
     assert os.listdir(tmp_path) == []
 
 
@@ -182,8 +252,10 @@ def test_show_with_an_unknown_suffix(tmp_path, synth_file):
 def test_a_missing_parent_of_an_output_file_is_refused(tmp_path, synth_file, command):
     out = tmp_path / "no" / "such" / ("grid.png" if command == "show" else "s.npz")
     args = [synth_file] if command == "show" else ["--scale", "0.01"]
-    one_line(run("data", command, *args, "--out", out),
-             f"the folder {out.parent} does not exist; create it first")  # fmt: skip
+    one_line(
+        run("data", command, *args, "--out", out),
+        f"the folder {out.parent} does not exist; create it first",
+    )
     assert not (tmp_path / "no").exists()
 
 
@@ -196,10 +268,13 @@ def runs(tmp_path_factory, synth_file):
     written into folders that do not exist yet: an output folder is created."""
     root = tmp_path_factory.mktemp("runs")
     torch_run, numpy_run = root / "new" / "torch", root / "numpy"
-    for args, out in ((["torch-ffn", "--hidden-size", 8, "--layers", 1], torch_run),
-                      (["numpy-logreg"], numpy_run)):  # fmt: skip
-        result = run("train", *args, "--dataset", synth_file, "--epochs", 1, "--quiet",
-                     "--out", out)  # fmt: skip
+    for args, out in (
+        (["torch-ffn", "--hidden-size", 8, "--layers", 1], torch_run),
+        (["numpy-logreg"], numpy_run),
+    ):
+        result = run(
+            "train", *args, "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        )
         assert result.exit_code == 0, result.output
     return {"torch": torch_run, "numpy": numpy_run}
 
@@ -250,13 +325,18 @@ def test_predict_refuses_a_damaged_model_pt(runs, images, tmp_path, damage):
         torch.save(torch.zeros(4, 785), model)
     else:
         model.write_bytes(b"")
-    one_line(run("predict", folder, images[0]),
-             f"{model} is not a model file that medclf wrote", "train the run again")  # fmt: skip
+    one_line(
+        run("predict", folder, images[0]),
+        f"{model} is not a model file that medclf wrote",
+        "train the run again",
+    )
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("damage", ["zero bytes", "random", "pickle", "plain npy", "no meta",
-                                    "object array", "wrong shape"])  # fmt: skip
+@pytest.mark.parametrize(
+    "damage",
+    ["zero bytes", "random", "pickle", "plain npy", "no meta", "object array", "wrong shape"],
+)
 def test_predict_refuses_a_damaged_model_npz(runs, images, tmp_path, damage):
     folder = copy_run(runs, "numpy", tmp_path)
     model = folder / "model.npz"
@@ -277,30 +357,52 @@ def test_predict_refuses_a_damaged_model_npz(runs, images, tmp_path, damage):
         np.savez(model, meta=saved["meta"], W=np.array([None] * 3, dtype=object))
     else:
         np.savez(model, meta=saved["meta"], W=saved["W"][:2])
-    one_line(run("predict", folder, images[0]),
-             f"{model} is not a model file that medclf wrote", "delete it")  # fmt: skip
+    one_line(
+        run("predict", folder, images[0]),
+        f"{model} is not a model file that medclf wrote",
+        "delete it",
+    )
     assert not (tmp_path / "pwned").exists()
 
 
 def test_a_damaged_numpy_checkpoint_says_how_to_start_afresh(tmp_path, synth_file):
     out = tmp_path / "run"
-    assert run("train", "numpy-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-               "--out", out).exit_code == 0  # fmt: skip
+    assert (
+        run(
+            "train", "numpy-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet", "--out", out
+        ).exit_code
+        == 0
+    )
     (out / "checkpoint.npz").write_bytes(b"")
-    one_line(run("train", "numpy-logreg", "--dataset", synth_file, "--epochs", 1, "--quiet",
-                 "--out", out, "--resume"),
-             f"{out / 'checkpoint.npz'} is not a model file that medclf wrote",
-             "delete it")  # fmt: skip
+    one_line(
+        run(
+            "train",
+            "numpy-logreg",
+            "--dataset",
+            synth_file,
+            "--epochs",
+            1,
+            "--quiet",
+            "--out",
+            out,
+            "--resume",
+        ),
+        f"{out / 'checkpoint.npz'} is not a model file that medclf wrote",
+        "delete it",
+    )
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("config.json", None, "config.json is missing, so"),
-    ("config.json", "{not json", "config.json is damaged (not valid JSON)"),
-    ("config.json", '{"model": "torch-ffn", "lr": "fast"}', "config.json is damaged"),
-    ("metrics.json", None, "is not a finished run folder (no metrics.json)"),
-    ("metrics.json", "[1, 2]", "metrics.json is damaged (not a JSON object)"),
-    ("metrics.json", '{"image_shape": [28, 28]}', "'class_names' is not a list of names"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("config.json", None, "config.json is missing, so"),
+        ("config.json", "{not json", "config.json is damaged (not valid JSON)"),
+        ("config.json", '{"model": "torch-ffn", "lr": "fast"}', "config.json is damaged"),
+        ("metrics.json", None, "is not a finished run folder (no metrics.json)"),
+        ("metrics.json", "[1, 2]", "metrics.json is damaged (not a JSON object)"),
+        ("metrics.json", '{"image_shape": [28, 28]}', "'class_names' is not a list of names"),
+    ],
+)
 def test_predict_refuses_a_damaged_run_folder(runs, images, tmp_path, name, content, message):
     folder = copy_run(runs, "torch", tmp_path)
     if content is None:
@@ -331,8 +433,7 @@ def test_predict_refuses_a_diverged_model(runs, images, tmp_path):
 
     folder = copy_run(runs, "torch", tmp_path)
     state = torch.load(folder / "model.pt", weights_only=True)
-    torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()},
-               folder / "model.pt")  # fmt: skip
+    torch.save({k: torch.full_like(v, float("nan")) for k, v in state.items()}, folder / "model.pt")
     one_line(run("predict", folder, images[0]), "non-finite outputs", "diverged")
 
 
@@ -342,8 +443,9 @@ def test_predict_uses_a_sigmoid_per_label_for_multi_label_runs(runs, images, tmp
     folder = copy_run(runs, "torch", tmp_path)
     metrics = json.loads((folder / "metrics.json").read_text())
     _, softmax = predict_run(folder, images[1])
-    (folder / "metrics.json").write_text(json.dumps({**metrics,
-                                                     "task": "multi-label, binary-class"}))
+    (folder / "metrics.json").write_text(
+        json.dumps({**metrics, "task": "multi-label, binary-class"})
+    )
     labels, sigmoid = predict_run(folder, images[1])
     np.testing.assert_allclose(softmax.sum(axis=1), 1)
     assert not np.allclose(sigmoid.sum(axis=1), 1)
@@ -360,13 +462,16 @@ def png(path, pixels):
     return path
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("truncated png", "is a damaged or truncated image"),
-    ("zero images", "holds no images ('images' is empty)"),
-    ("plain npy", "is a plain .npy array, not an .npz archive"),
-    ("folder", "is a folder; give PNG images or .npz files"),
-    ("transparent png", "has transparent pixels; save it without transparency"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("truncated png", "is a damaged or truncated image"),
+        ("zero images", "holds no images ('images' is empty)"),
+        ("plain npy", "is a plain .npy array, not an .npz archive"),
+        ("folder", "is a folder; give PNG images or .npz files"),
+        ("transparent png", "has transparent pixels; save it without transparency"),
+    ],
+)
 def test_predict_refuses_bad_inputs(runs, images, tmp_path, case, message):
     if case == "truncated png":
         whole = png(tmp_path / "whole.png", images[1][0]).read_bytes()
@@ -382,8 +487,9 @@ def test_predict_refuses_bad_inputs(runs, images, tmp_path, case, message):
     elif case == "folder":
         bad = tmp_path
     else:
-        rgba = np.dstack([np.repeat(images[1][0][..., None], 3, axis=2),
-                          np.full((28, 28), 128, np.uint8)])  # fmt: skip
+        rgba = np.dstack(
+            [np.repeat(images[1][0][..., None], 3, axis=2), np.full((28, 28), 128, np.uint8)]
+        )
         bad = png(tmp_path / "seethrough.png", rgba)
     one_line(run("predict", runs["torch"], bad), message)
 

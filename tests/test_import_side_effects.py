@@ -5,8 +5,14 @@ import os
 import subprocess
 import sys
 
-MODULES = ["medclf", "medclf.cli", "medclf.plots", "medclf.report.figures",
-           "medclf.theory.explain", "medclf.models.numpy_models"]  # fmt: skip
+MODULES = [
+    "medclf",
+    "medclf.cli",
+    "medclf.plots",
+    "medclf.report.figures",
+    "medclf.theory.explain",
+    "medclf.models.numpy_models",
+]
 
 DRAW = """
 import json, sys, numpy as np, matplotlib
@@ -23,19 +29,23 @@ print(json.dumps([matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules])
 
 def run(code, cwd, **env):
     env = {**os.environ, **env}
-    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_importing_and_drawing_leaves_the_backend_and_pyplot_alone(tmp_path):
     imports = "\n".join(f"import {m}" for m in MODULES)
     for backend in ("svg", "pdf"):
-        backend_now, pyplot_loaded = run(DRAW.format(imports=imports), tmp_path,
-                                         MPLBACKEND=backend)  # fmt: skip
+        backend_now, pyplot_loaded = run(DRAW.format(imports=imports), tmp_path, MPLBACKEND=backend)
         assert backend_now == backend and not pyplot_loaded
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "accuracy.png", "confusion.pdf", "fig18.svg", "grid.png"]  # fmt: skip
+        "accuracy.png",
+        "confusion.pdf",
+        "fig18.svg",
+        "grid.png",
+    ]
 
 
 def test_import_creates_no_folders(tmp_path):

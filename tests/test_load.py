@@ -73,12 +73,15 @@ def _broken(tmp_path, **changes):
         ({"train_labels": np.zeros((39, 1), np.uint8)}, LengthMismatchError, "40 images but 39"),
         ({"val_labels": np.full((12, 1), 4, np.uint8)}, LabelRangeError, r"0\.\.3"),
         (
-            {"val_images": np.zeros((0, 28, 28), np.uint8),
-             "val_labels": np.zeros((0, 1), np.uint8)},
-            EmptySplitError, "val split .* is empty",
+            {
+                "val_images": np.zeros((0, 28, 28), np.uint8),
+                "val_labels": np.zeros((0, 1), np.uint8),
+            },
+            EmptySplitError,
+            "val split .* is empty",
         ),
     ],
-)  # fmt: skip
+)
 def test_each_bad_input_gets_its_own_clear_error(tmp_path, changes, error, message):
     path = _broken(tmp_path, **changes)
     with pytest.raises(error, match=message):
@@ -105,8 +108,9 @@ def test_loading_never_unpickles(tmp_path):
     arrays = medmnist_arrays()
     arrays["train_labels"] = np.array([object()] * 40, dtype=object)
     path = write_npz(tmp_path / "octmnist.npz", arrays)
-    with pytest.raises(DTypeError, match="train_labels in .* holds Python objects, which medclf "
-                       "never unpickles"):  # fmt: skip
+    with pytest.raises(
+        DTypeError, match="train_labels in .* holds Python objects, which medclf never unpickles"
+    ):
         load_dataset(path)
 
 
@@ -134,9 +138,12 @@ def test_header_declaring_an_absurd_shape_is_refused_before_allocating(tmp_path)
     header = {"descr": "|u1", "fortran_order": False, "shape": (10**12, 28, 28)}
     np.lib.format.write_array_header_1_0(buf, header)
     path = _zip_with(tmp_path / "octmnist.npz", arrays, {"train_images": buf.getvalue() + b"x"})
-    with pytest.raises(ShapeError, match=r"train_images in .* declares shape \(1000000000000, "
-                       r"28, 28\) \(784,000,000,000,000 bytes\) but holds 1 bytes, so the file "
-                       "is damaged"):  # fmt: skip
+    with pytest.raises(
+        ShapeError,
+        match=r"train_images in .* declares shape \(1000000000000, "
+        r"28, 28\) \(784,000,000,000,000 bytes\) but holds 1 bytes, so the file "
+        "is damaged",
+    ):
         load_dataset(path)
 
 
@@ -162,8 +169,11 @@ def test_class_count_of_an_unknown_file_is_capped(tmp_path):
     arrays["train_labels"] = arrays["train_labels"].astype(np.uint32)
     arrays["train_labels"][0] = 3_000_000
     path = write_npz(tmp_path / "mystery.npz", arrays)
-    with pytest.raises(TooManyClassesError, match="go up to 3,000,000, which would make "
-                       "3,000,001 classes, but medclf reads at most 1,000"):  # fmt: skip
+    with pytest.raises(
+        TooManyClassesError,
+        match="go up to 3,000,000, which would make "
+        "3,000,001 classes, but medclf reads at most 1,000",
+    ):
         load_dataset(path)
     arrays["train_labels"][0] = 999
     ds = load_dataset(write_npz(tmp_path / "mystery.npz", arrays))
@@ -216,8 +226,9 @@ def test_file_in_the_medmnist_cache_is_used_after_its_md5_check(tmp_path, monkey
 def test_offline_message_names_the_synthetic_file_reproduce_made(tmp_path):
     synthetic = fetch.synthetic_path("octmnist", tmp_path)
     synthetic.write_bytes(b"")
-    with pytest.raises(DataError, match=f"use the synthetic look-alike 'medclf reproduce' made: "
-                       f"{synthetic}"):  # fmt: skip
+    with pytest.raises(
+        DataError, match=f"use the synthetic look-alike 'medclf reproduce' made: {synthetic}"
+    ):
         load_dataset("octmnist", tmp_path)
 
 
@@ -289,9 +300,10 @@ def test_show_keeps_whole_class_names(tmp_path, monkeypatch):
 
     monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
     arrays = medmnist_arrays(n_classes=8, size=28)
-    path = write_npz(tmp_path / "bloodmnist.npz",
-                     {k: np.repeat(v[..., None], 3, -1) if "images" in k else v
-                      for k, v in arrays.items()})  # fmt: skip
+    path = write_npz(
+        tmp_path / "bloodmnist.npz",
+        {k: np.repeat(v[..., None], 3, -1) if "images" in k else v for k, v in arrays.items()},
+    )
     assert run("data", "show", path, "--out", tmp_path / "g.png").exit_code == 0
     long = "immature granulocytes(myelocytes, metamyelocytes and promyelocytes)"
     assert long in [" ".join(label.split()) for label in labels]

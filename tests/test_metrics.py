@@ -195,8 +195,9 @@ def test_absent_class_and_constant_score():
     assert result["per_class"][1]["precision"] is None  # 'b' is never predicted
     assert result["per_class"][2]["f1"] is None
     assert set(result["undefined"]) >= {"auc", "precision[b]", "recall[c]", "f1[c]"}
-    expected = f1_score(labels, scores.argmax(1), labels=[0, 1, 2], average="macro",
-                        zero_division=np.nan)
+    expected = f1_score(
+        labels, scores.argmax(1), labels=[0, 1, 2], average="macro", zero_division=np.nan
+    )
     assert result["macro_f1"] == pytest.approx(expected)
     json.dumps(result, allow_nan=False)
 

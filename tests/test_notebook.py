@@ -11,12 +11,19 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="needs the 'notebook' extra: pip install "
-                               "-e '.[notebook]' (nbformat, nbclient, ipykernel)")  # fmt: skip
-nbclient = pytest.importorskip("nbclient", reason="needs the 'notebook' extra: pip install -e "
-                               "'.[notebook]' (nbclient)")  # fmt: skip
-pytest.importorskip("ipykernel", reason="needs the 'notebook' extra: pip install -e "
-                    "'.[notebook]' (ipykernel, the kernel that runs the notebook)")  # fmt: skip
+nbformat = pytest.importorskip(
+    "nbformat",
+    reason="needs the 'notebook' extra: pip install "
+    "-e '.[notebook]' (nbformat, nbclient, ipykernel)",
+)
+nbclient = pytest.importorskip(
+    "nbclient", reason="needs the 'notebook' extra: pip install -e '.[notebook]' (nbclient)"
+)
+pytest.importorskip(
+    "ipykernel",
+    reason="needs the 'notebook' extra: pip install -e "
+    "'.[notebook]' (ipykernel, the kernel that runs the notebook)",
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "quickstart.ipynb"
@@ -43,16 +50,21 @@ def test_quickstart_runs_headless(tmp_path, data):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     start = time.monotonic()
     # raises CellExecutionError, naming the cell, on any error
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(cwd)}}).execute()  # fmt: skip
+    nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}
+    ).execute()
     seconds = time.monotonic() - start
-    texts = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                    for o in c.outputs)  # fmt: skip
+    texts = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     said = "the real PneumoniaMNIST" if data == "real" else "a SYNTHETIC look-alike"
     assert f"using {said}" in texts, texts
     assert "3-fold accuracy" in texts and "numpy-logreg" in texts
-    pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-            if "image/png" in o.get("data", {})]  # fmt: skip
+    pngs = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if "image/png" in o.get("data", {})
+    ]
     assert len(pngs) == 4  # samples, curves, confusion matrices, predictions: drawn inline
     assert (cwd / "runs" / "quickstart-torch-ffn" / "metrics.json").exists()
     assert sorted(p.name for p in NOTEBOOK.parent.iterdir()) == before  # nothing in the repo

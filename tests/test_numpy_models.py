@@ -52,11 +52,14 @@ def test_mlp_gradient_matches_autograd(hidden):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize(
     "factory",
-    [lambda **k: Perceptron(**k), lambda **k: LogisticRegression(lr=0.05, **k),
-     lambda **k: MLP(hidden_sizes=(16,), lr=0.01, init_mean=0.0, init_std=0.3, **k),
-     lambda **k: MLP(hidden_sizes=(12, 8), lr=0.01, init_mean=0.0, init_std=0.3, **k)],
+    [
+        lambda **k: Perceptron(**k),
+        lambda **k: LogisticRegression(lr=0.05, **k),
+        lambda **k: MLP(hidden_sizes=(16,), lr=0.01, init_mean=0.0, init_std=0.3, **k),
+        lambda **k: MLP(hidden_sizes=(12, 8), lr=0.01, init_mean=0.0, init_std=0.3, **k),
+    ],
     ids=["perceptron", "logreg", "mlp1", "mlp2"],
-)  # fmt: skip
+)
 def test_compiled_epoch_gives_the_plain_numpy_weights(factory, dtype):
     X, y = data(dtype=np.float64)
     order = np.random.default_rng(5).permutation(len(X))
@@ -121,9 +124,13 @@ def test_history_callback_and_early_stop():
     X, y = data()
     seen = []
     model = LogisticRegression(n_classes=4).fit(
-        X, y, epochs=5, X_val=X[:50], y_val=y[:50],
+        X,
+        y,
+        epochs=5,
+        X_val=X[:50],
+        y_val=y[:50],
         callback=lambda m, rec: seen.append(rec) or rec["epoch"] == 2,
-    )  # fmt: skip
+    )
     assert [r["epoch"] for r in model.history_] == [1, 2] and seen == model.history_
     rec = model.history_[0]
     assert rec["val_loss"] > 0 and 0 <= rec["val_acc"] <= 1 and rec["seconds"] >= 0

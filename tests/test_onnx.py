@@ -40,8 +40,9 @@ def data(tmp_path_factory):
 def train(data, model, dataset="breast.npz", name=None):
     out = data / (name or model)
     if not (out / "metrics.json").exists():
-        result = invoke("train", model, "--dataset", data / dataset, "--out", out, "--quiet",
-                        *TINY[model])  # fmt: skip
+        result = invoke(
+            "train", model, "--dataset", data / dataset, "--out", out, "--quiet", *TINY[model]
+        )
         assert result.exit_code == 0, result.output
     return out
 
@@ -55,8 +56,11 @@ def onnx_proba(path, images):
 
 def check_export(run, dataset, spelling):
     out = run.parent / f"{run.name}.onnx"
-    args = (["export", run, "--format", "onnx", "--out", out] if spelling == "format"
-            else ["export", "onnx", run, "--out", out])  # fmt: skip
+    args = (
+        ["export", run, "--format", "onnx", "--out", out]
+        if spelling == "format"
+        else ["export", "onnx", run, "--out", out]
+    )
     result = invoke(*args)
     assert result.exit_code == 0, result.output
     assert len(result.output.strip().splitlines()) == 1 and "test images" in result.output
@@ -124,17 +128,24 @@ def test_damaged_run_folder_is_one_line(data, tmp_path, damage):
 
 def test_usage_errors_and_unsupported_models(data, tmp_path):
     run = train(data, "numpy-logreg")
-    for args, words in [((run,), "no --format"), ((run, "--format", "pdf"), "unknown format"),
-                        ((tmp_path / "none", "--format", "onnx"), "not a folder")]:
+    for args, words in [
+        ((run,), "no --format"),
+        ((run, "--format", "pdf"), "unknown format"),
+        ((tmp_path / "none", "--format", "onnx"), "not a folder"),
+    ]:
         result = invoke("export", *args)
         assert result.exit_code != 0 and words in result.output, result.output
         assert len(result.output.strip().splitlines()) == 1
     svm = shutil.copytree(run, tmp_path / "svm")  # the config names a model without a graph
     config = json.loads((svm / "config.json").read_text())
-    config = {k: v for k, v in config.items() if k in ("dataset", "size", "test_split", "seed",
-                                                       "train_fraction", "select", "patience")}
-    (svm / "config.json").write_text(json.dumps({**config, "model": "sklearn-svm", "C": 1.0,
-                                                 "gamma": "scale"}))  # fmt: skip
+    config = {
+        k: v
+        for k, v in config.items()
+        if k in ("dataset", "size", "test_split", "seed", "train_fraction", "select", "patience")
+    }
+    (svm / "config.json").write_text(
+        json.dumps({**config, "model": "sklearn-svm", "C": 1.0, "gamma": "scale"})
+    )
     result = invoke("export", "onnx", svm)
     assert result.exit_code == 1 and "sklearn-logreg and sklearn-rf" in result.output
 

@@ -18,18 +18,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0 and result.output == f"medclf, version {__version__}\n"
-    out = subprocess.run([sys.executable, "-m", "medclf.cli", "--version"], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "medclf.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert __version__ in out.stdout
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["data", "info", "x.npz", "--size", "7"], "'7' is not one of"),
-    (["train", "torch-ffn", "--activation", "sigmoid"], "'sigmoid' is not one of"),
-    (["train", "torch-ffn", "--no-such-flag"], "No such option"),
-    (["no-such-command"], "No such command"),
-    (["export", "somewhere", "--format", "pdf"], "unknown format 'pdf'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["data", "info", "x.npz", "--size", "7"], "'7' is not one of"),
+        (["train", "torch-ffn", "--activation", "sigmoid"], "'sigmoid' is not one of"),
+        (["train", "torch-ffn", "--no-such-flag"], "No such option"),
+        (["no-such-command"], "No such command"),
+        (["export", "somewhere", "--format", "pdf"], "unknown format 'pdf'"),
+    ],
+)
 def test_usage_errors_exit_2_in_one_line(args, words):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2, result.output
@@ -51,8 +58,9 @@ def test_readme_and_ci_install_the_same_way():
     readme, ci = (ROOT / "README.md").read_text(), (ROOT / ".ci/run").read_text()
     main = re.search(r"pip install -c constraints.txt -e \. && medclf reproduce", readme)
     assert main, "the README's main command installs the runtime dependencies only"
-    tests = re.search(r'pip install -c constraints.txt -e "\.\[([a-z,]+)\]" && python -m pytest',
-                      readme)  # fmt: skip
+    tests = re.search(
+        r'pip install -c constraints.txt -e "\.\[([a-z,]+)\]" && python -m pytest', readme
+    )
     assert tests and f'-c constraints.txt -e ".[{tests[1]}]"' in ci
     extras = set(tests[1].split(","))
     assert {"dev", "notebook"} <= extras <= set(project["optional-dependencies"])

@@ -46,18 +46,29 @@ def cluster():
         pytest.skip("the ray command is not installed beside this Python")
     folder = Path(tempfile.mkdtemp(prefix="rt"))  # short: Ray's socket paths are limited
     kill_file, port = folder / "kill", free_port()
-    cmd = [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-           "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-           f"--temp-dir={folder / 'ray'}", f"--dashboard-port={free_port()}",
-           f"--dashboard-agent-listen-port={free_port()}",
-           f"--metrics-export-port={free_port()}"]  # fmt: skip
+    cmd = [
+        ray_cli,
+        "start",
+        "--head",
+        "--block",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={folder / 'ray'}",
+        f"--dashboard-port={free_port()}",
+        f"--dashboard-agent-listen-port={free_port()}",
+        f"--metrics-export-port={free_port()}",
+    ]
     # Ray >= 2.5x: token authentication; a driver given an address must send this token
     auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     # tests/ray_fault/sitecustomize.py: the workers' fault injection, outside medclf
     path = os.pathsep.join(filter(None, [str(FAULTS), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, **auth, "MEDCLF_TEST_KILL": str(kill_file), "PYTHONPATH": path}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # up once its GCS port answers
@@ -81,22 +92,41 @@ def tiny_files(tmp_path_factory):
     from medclf.data.synthetic import write_synthetic
 
     folder = tmp_path_factory.mktemp("ray-data")
-    return (write_synthetic(folder / "breastmnist.npz", "breastmnist", 0.1, 0),
-            write_synthetic(folder / "other.npz", "breastmnist", 0.1, 1))  # fmt: skip
+    return (
+        write_synthetic(folder / "breastmnist.npz", "breastmnist", 0.1, 0),
+        write_synthetic(folder / "other.npz", "breastmnist", 0.1, 1),
+    )
 
 
 def args_of(out: Path, files) -> list[str]:
-    return ["benchmark", "--out", str(out), "--seeds", "1", "--workers", "2",
-            *[a for m in MODELS for a in ("--model", m)],
-            *[a for f in files for a in ("--dataset", str(f))]]  # fmt: skip
+    return [
+        "benchmark",
+        "--out",
+        str(out),
+        "--seeds",
+        "1",
+        "--workers",
+        "2",
+        *[a for m in MODELS for a in ("--model", m)],
+        *[a for f in files for a in ("--dataset", str(f))],
+    ]
 
 
 def on_ray(out: Path, files, cluster) -> subprocess.CompletedProcess:
     """The CLI as a Ray driver in its own process (Ray keeps per-process state)."""
-    cmd = [sys.executable, "-m", "medclf.cli", *args_of(out, files), "--backend", "ray",
-           "--address", cluster["address"]]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **cluster["auth"]})  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medclf.cli",
+        *args_of(out, files),
+        "--backend",
+        "ray",
+        "--address",
+        cluster["address"],
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **cluster["auth"]}
+    )
 
 
 def rows_of(out: Path) -> dict[str, dict]:
@@ -106,8 +136,11 @@ def rows_of(out: Path) -> dict[str, dict]:
 def numbers(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
-    return {"test_acc": metrics["test_acc"], "test_auc": metrics["test_auc"],
-            "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history]}
+    return {
+        "test_acc": metrics["test_acc"],
+        "test_auc": metrics["test_auc"],
+        "history": [{k: v for k, v in r.items() if k != "seconds"} for r in history],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +157,13 @@ def runs(cluster, tiny_files, tmp_path_factory):
         first = on_ray(top / "ray", tiny_files, cluster)
     finally:
         cluster["kill_file"].unlink()
-    return {"local": top / "local", "ray": top / "ray", "victim": victim, "first": first,
-            "after_first": rows_of(top / "ray")}  # fmt: skip
+    return {
+        "local": top / "local",
+        "ray": top / "ray",
+        "victim": victim,
+        "first": first,
+        "after_first": rows_of(top / "ray"),
+    }
 
 
 def test_a_killed_worker_fails_its_run_only(runs):
@@ -146,8 +184,9 @@ def test_ray_runs_match_local_runs_per_key(runs):
     for key in keys:
         ray_dir, local_dir = runs["ray"] / "runs" / key, runs["local"] / "runs" / key
         assert numbers(ray_dir) == numbers(local_dir), key
-        assert sorted(p.name for p in ray_dir.iterdir() if not p.name.startswith(".")) == \
-            sorted(p.name for p in local_dir.iterdir() if not p.name.startswith("."))
+        assert sorted(p.name for p in ray_dir.iterdir() if not p.name.startswith(".")) == sorted(
+            p.name for p in local_dir.iterdir() if not p.name.startswith(".")
+        )
 
 
 def test_a_rerun_redoes_only_the_failed_run(runs, cluster, tiny_files):
@@ -191,11 +230,31 @@ def test_a_dead_address_is_one_line_at_once(tmp_path):
 def test_tune_runs_its_trials_on_ray(cluster, tiny_files, tmp_path):
     pytest.importorskip("optuna", reason="medclf tune needs the tune extra")
     out = tmp_path / "tune"
-    cmd = [sys.executable, "-m", "medclf.cli", "tune", "--dataset", str(tiny_files[0]),
-           "--model", "torch-logreg", "--trials", "3", "--epochs", "2", "--out", str(out),
-           "--backend", "ray", "--workers", "2", "--address", cluster["address"]]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **cluster["auth"]})  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medclf.cli",
+        "tune",
+        "--dataset",
+        str(tiny_files[0]),
+        "--model",
+        "torch-logreg",
+        "--trials",
+        "3",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--backend",
+        "ray",
+        "--workers",
+        "2",
+        "--address",
+        cluster["address"],
+    ]
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=180, env={**os.environ, **cluster["auth"]}
+    )
     assert done.returncode == 0, done.stderr + done.stdout
     trials = list(csv.DictReader((out / "trials.csv").open()))
     assert len(trials) == 3 and all(t["state"] == "COMPLETE" for t in trials)

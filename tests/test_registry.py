@@ -6,9 +6,19 @@ from medclf.data.registry import MD5S, REGISTRY, SIZED, SIZES, SPLITS, get_info
 from medclf.errors import UnknownDatasetError
 
 TWELVE = {
-    "pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
-    "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist",
-}  # fmt: skip
+    "pathmnist",
+    "chestmnist",
+    "dermamnist",
+    "octmnist",
+    "pneumoniamnist",
+    "retinamnist",
+    "breastmnist",
+    "bloodmnist",
+    "tissuemnist",
+    "organamnist",
+    "organcmnist",
+    "organsmnist",
+}
 
 
 def test_registry_holds_the_twelve_2d_datasets():
@@ -64,13 +74,22 @@ def test_sized_entries_use_medmnist_file_names_and_urls():
 
 def test_organ_datasets_are_the_v3_rerelease_and_accept_v2_files():
     expected = {
-        "organamnist": ("68e3f8846a6bd62f0c9bf841c0d9eacc", (34561, 6491, 17778),
-                        "866b832ed4eeba67bfb9edee1d5544e6"),
-        "organcmnist": ("b9ceb9546e10131b32923c5bbeaea2b1", (12975, 2392, 8216),
-                        "0afa5834fb105f7705a7d93372119a21"),
-        "organsmnist": ("9ab87b696fb54e2a387ebe992d6ed5f1", (13932, 2452, 8827),
-                        "e5c39f1af030238290b9557d9503af9d"),
-    }  # fmt: skip
+        "organamnist": (
+            "68e3f8846a6bd62f0c9bf841c0d9eacc",
+            (34561, 6491, 17778),
+            "866b832ed4eeba67bfb9edee1d5544e6",
+        ),
+        "organcmnist": (
+            "b9ceb9546e10131b32923c5bbeaea2b1",
+            (12975, 2392, 8216),
+            "0afa5834fb105f7705a7d93372119a21",
+        ),
+        "organsmnist": (
+            "9ab87b696fb54e2a387ebe992d6ed5f1",
+            (13932, 2452, 8827),
+            "e5c39f1af030238290b9557d9503af9d",
+        ),
+    }
     for name, (md5, sizes, v2) in expected.items():
         info = get_info(name)
         assert info.md5 == md5 and tuple(info.n_samples[s] for s in SPLITS) == sizes

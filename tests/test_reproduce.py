@@ -21,14 +21,19 @@ PROTOCOL = {
     "Q1.1a": [("numpy-perceptron", {"epochs": 20})],
     "Q1.1b": [("numpy-logreg", {"lr": lr, "epochs": 20, "batch_size": 1}) for lr in (0.01, 0.001)],
     "Q1.2b": [("numpy-mlp", {"lr": 0.001, "hidden_size": 200, "layers": 1, "epochs": 20})],
-    "Q2.1": [("torch-logreg", {"lr": lr, "batch_size": 16, "epochs": 20, "optimizer": "sgd"})
-             for lr in (0.001, 0.01, 0.1)],
+    "Q2.1": [
+        ("torch-logreg", {"lr": lr, "batch_size": 16, "epochs": 20, "optimizer": "sgd"})
+        for lr in (0.001, 0.01, 0.1)
+    ],
     "Q2.2a": [("torch-ffn", {"batch_size": b, "lr": 0.1, "epochs": 20}) for b in (16, 1024)],
-    "Q2.2b": [("torch-ffn", {"lr": lr, "batch_size": 16, "epochs": 20})
-              for lr in (1, 0.1, 0.01, 0.001)],
-    "Q2.2c": [("torch-ffn", {"batch_size": 256, "epochs": 150, "l2": l2, "dropout": p})
-              for l2, p in ((0.0, 0.0), (0.0001, 0.0), (0.0, 0.2))],
-}  # fmt: skip
+    "Q2.2b": [
+        ("torch-ffn", {"lr": lr, "batch_size": 16, "epochs": 20}) for lr in (1, 0.1, 0.01, 0.001)
+    ],
+    "Q2.2c": [
+        ("torch-ffn", {"batch_size": 256, "epochs": 150, "l2": l2, "dropout": p})
+        for l2, p in ((0.0, 0.0), (0.0001, 0.0), (0.0, 0.2))
+    ],
+}
 TABLE1 = {"hidden_size": 200, "layers": 2, "activation": "relu", "optimizer": "sgd"}
 
 
@@ -63,8 +68,15 @@ def test_identical_rows_run_once_and_seeds_multiply():
 def quick_run(tmp_path_factory, synth_file):
     out = tmp_path_factory.mktemp("repro")
     bad = [("Q2.1", "torch-logreg", {"dataset": "/nonexistent/broken.npz", "lr": 0.05})]
-    summary = reproduce(str(synth_file), out, workers=2, quick=True, extra_rows=bad,
-                        progress=False, echo=lambda *_: None)  # fmt: skip
+    summary = reproduce(
+        str(synth_file),
+        out,
+        workers=2,
+        quick=True,
+        extra_rows=bad,
+        progress=False,
+        echo=lambda *_: None,
+    )
     return out, summary
 
 
@@ -99,14 +111,21 @@ def test_rerun_skips_finished_runs_and_gives_the_same_table(quick_run, tmp_path,
     shutil.rmtree(runs[1])
     (runs[2] / "config.json").write_text('{"model": "tor')  # damaged: rerun, not a crash
     (runs[3] / "config.json").unlink()
-    reproduce(str(synth_file), copy, workers=1, quick=True, progress=False,
-              extra_rows=[("Q2.1", "torch-logreg", {"dataset": "/nonexistent/broken.npz",
-                                                    "lr": 0.05})],
-              echo=lambda *_: None)  # fmt: skip
+    reproduce(
+        str(synth_file),
+        copy,
+        workers=1,
+        quick=True,
+        progress=False,
+        extra_rows=[("Q2.1", "torch-logreg", {"dataset": "/nonexistent/broken.npz", "lr": 0.05})],
+        echo=lambda *_: None,
+    )
 
     def table(path):
-        return [{k: v for k, v in r.items() if k not in ("seconds", "error")}
-                for r in csv.DictReader(path.open())]  # fmt: skip
+        return [
+            {k: v for k, v in r.items() if k not in ("seconds", "error")}
+            for r in csv.DictReader(path.open())
+        ]
 
     assert table(copy / "runs.csv") == table(out / "runs.csv")
     assert all(json.loads((run / "config.json").read_text()) for run in runs[:4])
@@ -116,24 +135,34 @@ def test_only_some_questions_still_report_every_finished_run(quick_run, tmp_path
     out, _ = quick_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    summary = reproduce(str(synth_file), copy, only=["Q2.2b"], workers=1, quick=True,
-                        progress=False, echo=lambda *_: None)  # fmt: skip
+    summary = reproduce(
+        str(synth_file),
+        copy,
+        only=["Q2.2b"],
+        workers=1,
+        quick=True,
+        progress=False,
+        echo=lambda *_: None,
+    )
     done = sorted(p.parent.name for p in (copy / "runs").glob("*/metrics.json"))
     assert sorted(r["key"] for r in summary["results"]) == done
     md = (copy / "report.md").read_text()
     tables = md.split("## Question 1.1 a)")[0]  # published numbers and selections
     assert "not run" not in tables and "{" not in tables and "Not run" not in md
     assert [r["key"] for r in csv.DictReader((copy / "runs.csv").open())] == [
-        r["key"] for r in summary["results"]]  # fmt: skip
-    shared = next(r for r in summary["results"] if len(r["questions"]) > 1
-                  and "Q2.2b" in r["questions"])  # fmt: skip
+        r["key"] for r in summary["results"]
+    ]
+    shared = next(
+        r for r in summary["results"] if len(r["questions"]) > 1 and "Q2.2b" in r["questions"]
+    )
     assert shared["questions"] == ["Q2.2a", "Q2.2b"]  # --only does not drop Q2.2a's tag
 
 
 def markdown_table(md: str, heading: str) -> list[list[str]]:
     section = md.split(f"## {heading}\n\n", 1)[1].split("\n\n", 1)[0]
-    return [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-            for line in section.splitlines()]  # fmt: skip
+    return [
+        [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in section.splitlines()
+    ]
 
 
 def test_every_run_table_is_well_formed_and_keyed_by_folder(quick_run):
@@ -145,7 +174,8 @@ def test_every_run_table_is_well_formed_and_keyed_by_folder(quick_run):
     keys = [r[0].strip("`") for r in rows[2:]]
     assert keys == [r["key"] for r in summary["results"]]
     assert set(keys) <= {p.name for p in (out / "runs").iterdir()} | {
-        r["key"] for r in summary["failed"]}  # fmt: skip
+        r["key"] for r in summary["failed"]
+    }
     html = (out / "report.html").read_text()
     every_run = html.split("Every run</h2>", 1)[1]
     assert every_run.lstrip().startswith("<table>") and "<th>run</th>" in every_run
@@ -167,10 +197,18 @@ def test_report_concludes_on_time_names_criteria_and_flags_divergence(quick_run)
     assert "wall time" in q22a and " s; batch 1024: " in q22a
     assert "| Q2.2c best / worst (final validation accuracy) |" in md
     history = [{"epoch": e, "val_acc": a} for e, a in enumerate((0.5, 0.7, 0.72, 0.3), 1)]
-    run = {"key": "torch-ffn-x", "questions": ["Q2.2b"], "status": "done", "history": history,
-           "config": {"model": "torch-ffn", "seed": 42, "lr": 1.0}, "val_acc": 0.3}  # fmt: skip
-    assert divergence(run) == "final validation accuracy 0.3000 is far below its best, " \
-        "0.7200 at epoch 3"  # fmt: skip
+    run = {
+        "key": "torch-ffn-x",
+        "questions": ["Q2.2b"],
+        "status": "done",
+        "history": history,
+        "config": {"model": "torch-ffn", "seed": 42, "lr": 1.0},
+        "val_acc": 0.3,
+    }
+    assert (
+        divergence(run) == "final validation accuracy 0.3000 is far below its best, "
+        "0.7200 at epoch 3"
+    )
     assert "**diverged**" in runs_table([run])[2]
     assert divergence({**run, "history": history[:3]}) is None
 
@@ -219,7 +257,8 @@ def test_report_auc_and_balanced_accuracy_equal_sklearn_on_saved_predictions(qui
             assert float(cells[f"{short} AUC"]) == pytest.approx(auc, abs=5.01e-5), (key, split)
             assert float(cells[f"{short} balanced acc"]) == pytest.approx(balanced, abs=5.01e-5)
             assert float(cells[f"{short} acc"]) == pytest.approx(
-                np.mean(scores.argmax(1) == labels), abs=5.01e-5)  # fmt: skip
+                np.mean(scores.argmax(1) == labels), abs=5.01e-5
+            )
             checked += 1
     assert checked == 2 * (len(body) - 1)
 
@@ -252,8 +291,9 @@ def test_runs_without_per_split_metrics_still_give_a_report(quick_run, tmp_path,
     out, summary = quick_run
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    lr1 = next(r["key"] for r in summary["results"] if "Q2.2b" in r["questions"]
-               and r["config"]["lr"] == 1)  # fmt: skip
+    lr1 = next(
+        r["key"] for r in summary["results"] if "Q2.2b" in r["questions"] and r["config"]["lr"] == 1
+    )
     done = sorted(p.parent.name for p in (copy / "runs").glob("*/metrics.json"))
     old = {lr1, *done[::2]}  # as an older medclf wrote them: no "metrics"
     for key in old:
@@ -261,8 +301,7 @@ def test_runs_without_per_split_metrics_still_give_a_report(quick_run, tmp_path,
         metrics = json.loads(path.read_text())
         del metrics["metrics"]
         path.write_text(json.dumps(metrics))
-    reproduce(str(synth_file), copy, workers=1, quick=True, progress=False,
-              echo=lambda *_: None)  # fmt: skip
+    reproduce(str(synth_file), copy, workers=1, quick=True, progress=False, echo=lambda *_: None)
     md = (copy / "report.md").read_text()
     rows = table_after(md, "## Test metrics of every run")
     for row in rows[2:]:
@@ -277,8 +316,9 @@ def test_progress_counts_epochs_while_a_run_trains(tmp_path):
     import numpy as np
     import torch
 
-    entries = expand([("Q2.1", "torch-logreg", {}), ("Q1.1a", "numpy-perceptron", {})], "x",
-                     quick=True)  # fmt: skip
+    entries = expand(
+        [("Q2.1", "torch-logreg", {}), ("Q1.1a", "numpy-perceptron", {})], "x", quick=True
+    )
     pt, npz = (tmp_path / "runs" / e["key"] for e in entries)
     bar = EpochBar(entries, tmp_path, progress=True, every=0.02)
     try:
@@ -300,18 +340,26 @@ def test_progress_counts_epochs_while_a_run_trains(tmp_path):
 CHROMIUM = shutil.which("chromium") and shutil.which("chromedriver")
 
 
-@pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium and chromium-driver "
-                    "(.ci/run installs them)")  # fmt: skip
+@pytest.mark.skipif(
+    not CHROMIUM, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"
+)
 def test_report_html_loads_in_headless_chromium(quick_run, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     out, _ = quick_run
     options = webdriver.ChromeOptions()
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'profile'}"):  # fmt: skip
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -340,8 +388,10 @@ def test_cli_reproduce_rejects_unknown_questions(tmp_path, synth_file):
     args = ["reproduce", "--dataset", str(synth_file), "--only", "Q9", "--out", str(tmp_path)]
     result = subprocess.run(["medclf", *args], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip() == "Error: unknown question(s) Q9; choose from Q1.1a, Q1.1b, " \
-        "Q1.2a, Q1.2b, Q2.1, Q2.2a, Q2.2b, Q2.2c"  # fmt: skip
+    assert (
+        result.stderr.strip() == "Error: unknown question(s) Q9; choose from Q1.1a, Q1.1b, "
+        "Q1.2a, Q1.2b, Q2.1, Q2.2a, Q2.2b, Q2.2c"
+    )
 
 
 def test_one_file_under_two_spellings_is_one_dataset(tmp_path, monkeypatch):

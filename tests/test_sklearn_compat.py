@@ -101,10 +101,13 @@ def test_grid_search_and_clone_equal_a_manual_loop():
     grid = {"lr": [0.001, 0.05], "epochs": [1, 4]}
     cv = KFold(3, shuffle=True, random_state=0)
     search = GridSearchCV(LogisticRegression(), grid, cv=cv).fit(X, y)
-    for params, mean in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"],
-                            strict=True):  # fmt: skip
-        scores = [clone(LogisticRegression()).set_params(**params).fit(X[a], y[a]).score(X[b], y[b])
-                  for a, b in cv.split(X)]  # fmt: skip
+    for params, mean in zip(
+        search.cv_results_["params"], search.cv_results_["mean_test_score"], strict=True
+    ):
+        scores = [
+            clone(LogisticRegression()).set_params(**params).fit(X[a], y[a]).score(X[b], y[b])
+            for a, b in cv.split(X)
+        ]
         assert mean == pytest.approx(np.mean(scores), abs=1e-12)
     best = LogisticRegression(**search.best_params_).fit(X, y)
     np.testing.assert_array_equal(search.best_estimator_.W_, best.W_)

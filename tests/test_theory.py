@@ -65,14 +65,18 @@ def test_both_constructions_verified_for_every_small_case():
 
 def brute_perceptron_wrong(D, A, B, w, b):
     """Independent oracle: inputs on which sign(w.x + b) differs from f, by plain loops."""
-    return sum((1 if sum(wi * xi for wi, xi in zip(w, x, strict=True)) + b >= 0 else -1) != y
-               for x, y in brute_f(D, A, B).items())  # fmt: skip
+    return sum(
+        (1 if sum(wi * xi for wi, xi in zip(w, x, strict=True)) + b >= 0 else -1) != y
+        for x, y in brute_f(D, A, B).items()
+    )
 
 
 def assert_witness_by_hand(D, A, B, wit: dict):
     """Independent oracle for a Farkas witness (its JSON lists): plain Python."""
-    rows = {-1: (wit["negatives"], wit["negative_weights"]),
-            1: (wit["positives"], wit["positive_weights"])}  # fmt: skip
+    rows = {
+        -1: (wit["negatives"], wit["negative_weights"]),
+        1: (wit["positives"], wit["positive_weights"]),
+    }
     totals = {}
     for label, (xs, ks) in rows.items():
         assert all(k > 0 for k in ks) and all(set(x) <= {-1, 1} and len(x) == D for x in xs)
@@ -143,8 +147,13 @@ def test_the_old_bug_is_caught_by_the_independent_check():
     D, A, B = 15, -1, 1
     X = np.where(np.arange(D)[None, :] < np.arange(D + 1)[:, None], 1, -1)
     y = np.where((X.sum(1) >= A) & (X.sum(1) <= B), 1, -1)
-    res = linprog(np.zeros(D + 1), A_ub=-y[:, None] * np.hstack([X, np.ones((D + 1, 1))]),
-                  b_ub=-np.ones(D + 1), bounds=[(None, None)] * (D + 1), method="highs")
+    res = linprog(
+        np.zeros(D + 1),
+        A_ub=-y[:, None] * np.hstack([X, np.ones((D + 1, 1))]),
+        b_ub=-np.ones(D + 1),
+        bounds=[(None, None)] * (D + 1),
+        method="highs",
+    )
     assert res.status == 0  # the reduced LP with free weights is feasible...
     w, b = np.rint(1000 * res.x[:D]).astype(int).tolist(), int(np.rint(1000 * res.x[D]))
     result = check_perceptron(D, A, B, w, b)
@@ -158,8 +167,7 @@ def test_perceptron_check_counts_wrong_inputs_like_brute_force(monkeypatch):
         D = int(rng.integers(1, 8))
         A, B = sorted(rng.integers(-D, D + 1, 2).tolist())
         w, b = rng.integers(-3, 4, D).tolist(), int(rng.integers(-4, 5))
-        assert check_perceptron(D, A, B, w, b).wrong_inputs == brute_perceptron_wrong(
-            D, A, B, w, b)
+        assert check_perceptron(D, A, B, w, b).wrong_inputs == brute_perceptron_wrong(D, A, B, w, b)
         c = int(rng.integers(-3, 4))  # constant weights: the symmetric path must agree too
         monkeypatch.setattr(check, "EXHAUSTIVE_MAX_D", 0)
         result = check_perceptron(D, A, B, [c] * D, b)
@@ -195,15 +203,18 @@ def test_report_counterexample_has_a_checkable_certificate():
     assert not bad.check(2, -1, 1)
 
 
-@pytest.mark.parametrize(("D", "A", "B", "computable"), [
-    (5, -5, 1, True),    # A = -D
-    (5, -1, 5, True),    # B = D
-    (5, -5, 5, True),    # everything
-    (5, 1, 1, False),    # A = B, reachable
-    (5, 0, 0, True),     # A = B, no reachable sum (parity): f is constant -1
-    (6, -3, -3, True),   # same, even D
-    (6, -2, 2, False),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("D", "A", "B", "computable"),
+    [
+        (5, -5, 1, True),  # A = -D
+        (5, -1, 5, True),  # B = D
+        (5, -5, 5, True),  # everything
+        (5, 1, 1, False),  # A = B, reachable
+        (5, 0, 0, True),  # A = B, no reachable sum (parity): f is constant -1
+        (6, -3, -3, True),  # same, even D
+        (6, -2, 2, False),
+    ],
+)
 def test_edge_cases(D, A, B, computable):
     assert perceptron_computable(D, A, B).computable is computable
     for build in (sign_mlp, relu_mlp):
@@ -222,14 +233,20 @@ def test_mutating_any_weight_is_caught_whenever_it_changes_the_function():
                 for delta in (-1, 1):
                     mutated = {k: v.copy() for k, v in fields.items()}
                     mutated[name][index] += delta
-                    net = Network(mutated["W1"], mutated["b1"], mutated["w2"],
-                                  int(mutated["b2"]), base.hidden)  # fmt: skip
+                    net = Network(
+                        mutated["W1"], mutated["b1"], mutated["w2"], int(mutated["b2"]), base.hidden
+                    )
                     outputs = net(np.array(list(oracle)))
                     agrees = list(outputs) == list(oracle.values())
                     result = verify(net, D, A, B, trials=100)
                     assert result.correct == agrees
-                    lists = {"W1": net.W1.tolist(), "b1": net.b1.tolist(),
-                             "w2": net.w2.tolist(), "b2": net.b2, "hidden": net.hidden}
+                    lists = {
+                        "W1": net.W1.tolist(),
+                        "b1": net.b1.tolist(),
+                        "w2": net.w2.tolist(),
+                        "b2": net.b2,
+                        "hidden": net.hidden,
+                    }
                     wrong = int(np.sum(outputs != np.array(list(oracle.values()))))
                     assert check_network(D, A, B, **lists).wrong_inputs == wrong
                     if not agrees:
@@ -243,8 +260,9 @@ def test_radius_is_positive_and_a_zero_preactivation_is_rejected():
         assert verify(build(3, -1, 1), 3, -1, 1).radius > 0
     # h1 = sign(s + 1) is exactly 0 at s = -1, which D = 3 reaches; the function is still right
     # on the grid (sign(0) = +1 means s >= -1) but an infinitesimal nudge flips it.
-    net = Network(np.array([[1, 1, 1], [-2, -2, -2]]), np.array([1, 3]), np.array([1, 1]), -1,
-                  "sign")  # fmt: skip
+    net = Network(
+        np.array([[1, 1, 1], [-2, -2, -2]]), np.array([1, 3]), np.array([1, 1]), -1, "sign"
+    )
     result = verify(net, 3, -1, 1)
     assert result.correct and not result.robust and not result.ok and result.radius == 0
 
@@ -270,14 +288,16 @@ def test_exhaustive_verification_for_d16():
 
 def test_cli_prints_the_three_answers_and_draws_figure_18(tmp_path):
     out = tmp_path / "fig18.png"
-    result = CliRunner().invoke(cli, ["theory", "interval", "--D", "2", "--A", "-1", "--B", "1",
-                                      "--plot", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["theory", "interval", "--D", "2", "--A", "-1", "--B", "1", "--plot", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "NO single perceptron" in result.output
     assert result.output.count("VERIFIED") == 2
     assert out.read_bytes()[:4] == b"\x89PNG"
-    md = CliRunner().invoke(cli, ["theory", "interval", "--D", "2", "--A", "-1", "--B", "1",
-                                  "--markdown"])  # fmt: skip
+    md = CliRunner().invoke(
+        cli, ["theory", "interval", "--D", "2", "--A", "-1", "--B", "1", "--markdown"]
+    )
     assert "**b)**" in md.output and "**c)**" in md.output and "[2, 2]" in md.output
     bad = CliRunner().invoke(cli, ["theory", "interval", "--D", "2", "--A", "2", "--B", "1"])
     assert bad.exit_code == 2 and "need -D <= A <= B <= D" in bad.output  # a usage error
@@ -298,11 +318,14 @@ def test_cli_json_is_the_whole_answer_and_checkable_without_medclf(tmp_path):
             assert net["check"]["ok"] and net["verification"]["ok"]
             assert all(isinstance(v, int) for v in [*net["W1"][0], *net["b1"], *net["w2"]])
             if D <= 8:  # rerun the network in plain Python: trust nothing from medclf
-                act = (lambda z: 1 if z >= 0 else -1) if name == "sign_mlp" else (
-                    lambda z: max(z, 0))
+                act = (
+                    (lambda z: 1 if z >= 0 else -1) if name == "sign_mlp" else (lambda z: max(z, 0))
+                )
                 for x, y in brute_f(D, A, B).items():
-                    h = [act(sum(w * v for w, v in zip(row, x, strict=True)) + b)
-                         for row, b in zip(net["W1"], net["b1"], strict=True)]
+                    h = [
+                        act(sum(w * v for w, v in zip(row, x, strict=True)) + b)
+                        for row, b in zip(net["W1"], net["b1"], strict=True)
+                    ]
                     z = sum(w * v for w, v in zip(net["w2"], h, strict=True)) + net["b2"]
                     assert (1 if z >= 0 else -1) == y
         if computable:
@@ -317,18 +340,21 @@ def test_cli_json_is_the_whole_answer_and_checkable_without_medclf(tmp_path):
     assert f"wrote {out}" in result.stderr and out.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--D", "5000", "--A", "0", "--B", "1"], f"above the largest supported D ({MAX_D}"),
-    (["--D", "0", "--A", "0", "--B", "0"], "D == 0, must be >= 1"),
-    (["--D", "-3", "--A", "0", "--B", "0"], "D == -3, must be >= 1"),
-    (["--D", "4", "--A", "3", "--B", "1"], "need -D <= A <= B <= D"),
-    (["--D", "4", "--A", "-5", "--B", "1"], "need -D <= A <= B <= D"),
-    (["--D", "4", "--A", "0", "--B", str(10**30)], "need -D <= A <= B <= D"),
-    (["--D", str(10**30), "--A", "0", "--B", "1"], "above the largest supported D"),
-    (["--D", "abc", "--A", "0", "--B", "1"], "'abc' is not a valid integer"),
-    (["--D", "4", "--A", "0", "--B", "1", "--json", "--markdown"], "pick one"),
-    (["--D", "4", "--A", "0", "--B", "1", "--plot", "x.png"], "--plot draws the D = 2 picture"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--D", "5000", "--A", "0", "--B", "1"], f"above the largest supported D ({MAX_D}"),
+        (["--D", "0", "--A", "0", "--B", "0"], "D == 0, must be >= 1"),
+        (["--D", "-3", "--A", "0", "--B", "0"], "D == -3, must be >= 1"),
+        (["--D", "4", "--A", "3", "--B", "1"], "need -D <= A <= B <= D"),
+        (["--D", "4", "--A", "-5", "--B", "1"], "need -D <= A <= B <= D"),
+        (["--D", "4", "--A", "0", "--B", str(10**30)], "need -D <= A <= B <= D"),
+        (["--D", str(10**30), "--A", "0", "--B", "1"], "above the largest supported D"),
+        (["--D", "abc", "--A", "0", "--B", "1"], "'abc' is not a valid integer"),
+        (["--D", "4", "--A", "0", "--B", "1", "--json", "--markdown"], "pick one"),
+        (["--D", "4", "--A", "0", "--B", "1", "--plot", "x.png"], "--plot draws the D = 2 picture"),
+    ],
+)
 def test_cli_rejects_bad_input_in_one_line(args, message, tmp_path):
     result = CliRunner().invoke(cli, ["theory", "interval", *args])
     assert result.exit_code != 0 and message in result.output, result.output

@@ -37,9 +37,17 @@ def test_structure_and_parameter_count(hidden, layers, activation):
 
 def test_table1_defaults():
     c = make_config("torch-ffn")
-    assert (c["epochs"], c["lr"], c["hidden_size"], c["layers"], c["dropout"], c["batch_size"],
-            c["activation"], c["l2"], c["optimizer"]) == (20, 0.1, 200, 2, 0.0, 16, "relu", 0.0,
-                                                          "sgd")  # fmt: skip
+    assert (
+        c["epochs"],
+        c["lr"],
+        c["hidden_size"],
+        c["layers"],
+        c["dropout"],
+        c["batch_size"],
+        c["activation"],
+        c["l2"],
+        c["optimizer"],
+    ) == (20, 0.1, 200, 2, 0.0, 16, "relu", 0.0, "sgd")
 
 
 def test_dropout_only_in_train_mode():
@@ -130,8 +138,9 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, synth_file):
 @pytest.mark.parametrize("model", ["torch-ffn", "torch-logreg"])
 def test_predict_reproduces_the_test_accuracy(tmp_path, synth_file, model):
     out = tmp_path / model
-    result = CliRunner().invoke(cli, ["train", model, "--dataset", str(synth_file), "--epochs",
-                                      "2", "--out", str(out)])  # fmt: skip
+    result = CliRunner().invoke(
+        cli, ["train", model, "--dataset", str(synth_file), "--epochs", "2", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "epoch   2" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -153,8 +162,20 @@ def test_predict_rejects_wrong_sizes_and_channels(tmp_path, synth_file):
     from PIL import Image
 
     out = tmp_path / "run"
-    CliRunner().invoke(cli, ["train", "torch-logreg", "--dataset", str(synth_file), "--epochs",
-                             "1", "--out", str(out), "--quiet"])  # fmt: skip
+    CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "torch-logreg",
+            "--dataset",
+            str(synth_file),
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "big.png")
     Image.fromarray(np.zeros((28, 28, 3), np.uint8)).save(tmp_path / "rgb.png")
     for name, message in (("big.png", "(32, 32)"), ("rgb.png", "(28, 28, 3)")):
@@ -163,39 +184,55 @@ def test_predict_rejects_wrong_sizes_and_channels(tmp_path, synth_file):
         assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--lr", "-0.1"], "lr == -0.1, must be > 0"),
-    (["--dropout", "1"], "dropout == 1.0, must be in [0, 1)"),
-    (["--activation", "sigmoid"], "'sigmoid' is not one of 'relu', 'tanh'"),
-    (["--device", "cuda:7"] if not torch.cuda.is_available() else ["--threads", "0"], "cuda"
-     if not torch.cuda.is_available() else "threads"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--lr", "-0.1"], "lr == -0.1, must be > 0"),
+        (["--dropout", "1"], "dropout == 1.0, must be in [0, 1)"),
+        (["--activation", "sigmoid"], "'sigmoid' is not one of 'relu', 'tanh'"),
+        (
+            ["--device", "cuda:7"] if not torch.cuda.is_available() else ["--threads", "0"],
+            "cuda" if not torch.cuda.is_available() else "threads",
+        ),
+    ],
+)
 def test_bad_flags_are_one_clear_line(tmp_path, synth_file, args, message):
-    result = CliRunner().invoke(cli, ["train", "torch-ffn", "--dataset", str(synth_file),
-                                      "--out", str(tmp_path / "x"), *args])  # fmt: skip
+    result = CliRunner().invoke(
+        cli,
+        ["train", "torch-ffn", "--dataset", str(synth_file), "--out", str(tmp_path / "x"), *args],
+    )
     assert result.exit_code != 0 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("layers", "activation", "dropout", "l2"),
-                         [(1, "relu", 0.0, 0.0), (2, "relu", 0.3, 1e-3), (3, "tanh", 0.2, 0.0),
-                          (0, None, 0.0, 1e-2)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("layers", "activation", "dropout", "l2"),
+    [(1, "relu", 0.0, 0.0), (2, "relu", 0.3, 1e-3), (3, "tanh", 0.2, 0.0), (0, None, 0.0, 1e-2)],
+)
 def test_fused_sgd_step_equals_autograd_and_torch_sgd(layers, activation, dropout, l2):
     from medclf.models.training.fused_sgd import fusable, sgd_step, structure
 
     torch.manual_seed(0)
     x, y = torch.rand(16, 30, dtype=torch.float64), torch.randint(0, 4, (16,))
-    a = (LogisticRegression(30, 4) if layers == 0 else
-         FeedforwardNetwork(30, 4, 12, layers, activation, dropout)).double()  # fmt: skip
-    b = type(a)(30, 4) if layers == 0 else FeedforwardNetwork(30, 4, 12, layers, activation,
-                                                              dropout)  # fmt: skip
+    a = (
+        LogisticRegression(30, 4)
+        if layers == 0
+        else FeedforwardNetwork(30, 4, 12, layers, activation, dropout)
+    ).double()
+    b = (
+        type(a)(30, 4)
+        if layers == 0
+        else FeedforwardNetwork(30, 4, 12, layers, activation, dropout)
+    )
     b = b.double()
     b.load_state_dict(a.state_dict())
     opt_b = engine.make_optimizer(b, "sgd", 0.1, l2)
     assert fusable(a, engine.make_optimizer(a, "sgd", 0.1, l2))
     assert not fusable(a, engine.make_optimizer(a, "adam", 0.1, l2))
-    masks = [(torch.rand(16, 12, dtype=torch.float64) >= dropout).double() / (1 - dropout)
-             for _ in range(layers)]  # fmt: skip
+    masks = [
+        (torch.rand(16, 12, dtype=torch.float64) >= dropout).double() / (1 - dropout)
+        for _ in range(layers)
+    ]
     # reference: autograd through the same masks, then torch.optim.SGD with weight decay
     h = x
     linears_b = [m for m in b.modules() if isinstance(m, nn.Linear)]
@@ -214,7 +251,10 @@ def test_fused_sgd_step_equals_autograd_and_torch_sgd(layers, activation, dropou
 
 
 def test_adam_takes_the_autograd_path(tmp_path, synth_file):
-    metrics = run_torch(make_config("torch-ffn", epochs=1, hidden_size=8, optimizer="adam",
-                                    lr=0.001), load_dataset(synth_file), tmp_path / "a",
-                        quiet=True)  # fmt: skip
+    metrics = run_torch(
+        make_config("torch-ffn", epochs=1, hidden_size=8, optimizer="adam", lr=0.001),
+        load_dataset(synth_file),
+        tmp_path / "a",
+        quiet=True,
+    )
     assert 0 <= metrics["test_acc"] <= 1

@@ -15,8 +15,10 @@ from click.testing import CliRunner
 from medclf.cli import cli
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before any import of mlflow
-needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
-                                  reason='needs the mlflow extra: pip install -e ".[mlflow]"')
+needs_mlflow = pytest.mark.skipif(
+    importlib.util.find_spec("mlflow") is None,
+    reason='needs the mlflow extra: pip install -e ".[mlflow]"',
+)
 STORES = ["folder", "sqlite"]
 TRAIN_OUTPUT = []  # what `medclf train ... --mlflow` printed
 
@@ -32,8 +34,19 @@ def runs(tmp_path_factory):
     """Two finished torch-logreg run folders (the second a copy under another name)."""
     top = tmp_path_factory.mktemp("runs")
     medclf("data", "synth", "--like", "octmnist", "--scale", "0.01", "--out", top / "synth.npz")
-    out = medclf("train", "torch-logreg", "--dataset", top / "synth.npz", "--epochs", 2,
-                 "--quiet", "--out", top / "all" / "a", "--mlflow", top / "train-store")
+    out = medclf(
+        "train",
+        "torch-logreg",
+        "--dataset",
+        top / "synth.npz",
+        "--epochs",
+        2,
+        "--quiet",
+        "--out",
+        top / "all" / "a",
+        "--mlflow",
+        top / "train-store",
+    )
     shutil.copytree(top / "all" / "a", top / "all" / "b")
     TRAIN_OUTPUT.append(out)
     return top / "all"
@@ -168,17 +181,30 @@ def test_missing_extra_is_one_line(tmp_path, monkeypatch):
     assert len(lines) == 1 and 'pip install -e ".[mlflow]"' in lines[0], result.output
 
 
-@pytest.mark.parametrize(("uri", "message"), [
-    ("bogus://x", "has a scheme medclf does not log to"),
-    ("sqlite:///{runs}/a/metrics.json", "exists and is not an SQLite database"),
-    ("sqlite:////no/such/folder/m.db", "does not exist; create it"),
-    ("{runs}/a/metrics.json", "is a file, not a folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("bogus://x", "has a scheme medclf does not log to"),
+        ("sqlite:///{runs}/a/metrics.json", "exists and is not an SQLite database"),
+        ("sqlite:////no/such/folder/m.db", "does not exist; create it"),
+        ("{runs}/a/metrics.json", "is a file, not a folder"),
+    ],
+)
 def test_a_store_mlflow_cannot_open_is_refused_before_anything(runs, tmp_path, uri, message):
     uri = uri.format(runs=runs)
-    for args in (["export", "mlflow", str(runs / "a"), "--uri", uri],
-                 ["train", "torch-logreg", "--dataset", str(runs.parent / "synth.npz"),
-                  "--out", str(tmp_path / "never"), "--mlflow", uri]):  # fmt: skip
+    for args in (
+        ["export", "mlflow", str(runs / "a"), "--uri", uri],
+        [
+            "train",
+            "torch-logreg",
+            "--dataset",
+            str(runs.parent / "synth.npz"),
+            "--out",
+            str(tmp_path / "never"),
+            "--mlflow",
+            uri,
+        ],
+    ):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 1 and message in result.output, result.output
         assert "Traceback" not in result.output

@@ -23,8 +23,15 @@ def test_numpy_models_write_a_complete_run_folder(tmp_path, synth_file, model):
     assert result.exit_code == 0, result.output
     assert "epoch   2" in result.output and "test accuracy" in result.output
     assert "synthetic" in result.output
-    for name in ("config.json", "env.json", "history.json", "history.csv", "metrics.json",
-                 "model.npz", "accuracy.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "env.json",
+        "history.json",
+        "history.csv",
+        "metrics.json",
+        "model.npz",
+        "accuracy.png",
+    ):
         assert (out / name).exists(), name
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == model and config["seed"] == 42 and config["dtype"] == "float64"
@@ -44,9 +51,24 @@ def test_numpy_models_write_a_complete_run_folder(tmp_path, synth_file, model):
 
 def test_mlp_flags_and_quiet(tmp_path, synth_file):
     out = tmp_path / "mlp"
-    result = train("numpy-mlp", "--dataset", synth_file, "--epochs", 1, "--hidden-size", 16,
-                   "--lr", 0.01, "--dtype", "float32", "--test-split", "official", "--quiet",
-                   "--out", out)  # fmt: skip
+    result = train(
+        "numpy-mlp",
+        "--dataset",
+        synth_file,
+        "--epochs",
+        1,
+        "--hidden-size",
+        16,
+        "--lr",
+        0.01,
+        "--dtype",
+        "float32",
+        "--test-split",
+        "official",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
     assert "epoch" not in result.output
     model = load_model(out / "model.npz")
@@ -54,11 +76,14 @@ def test_mlp_flags_and_quiet(tmp_path, synth_file):
     assert json.loads((out / "metrics.json").read_text())["n_test"] == 1000
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["numpy-perceptron", "--lr", "0.1"], "has no setting 'lr'"),
-    (["numpy-logreg", "--lr", "-1"], "lr == -1.0, must be > 0"),
-    (["numpy-mlp", "--epochs", "0"], "epochs == 0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["numpy-perceptron", "--lr", "0.1"], "has no setting 'lr'"),
+        (["numpy-logreg", "--lr", "-1"], "lr == -1.0, must be > 0"),
+        (["numpy-mlp", "--epochs", "0"], "epochs == 0"),
+    ],
+)
 def test_bad_flags_are_one_line(tmp_path, synth_file, args, message):
     result = train(*args, "--dataset", synth_file, "--out", tmp_path / "x")
     assert result.exit_code == 2 and message in result.output  # a usage error, as click's

@@ -51,10 +51,26 @@ def test_every_model_has_a_search_space_of_its_own_settings():
 
 def test_tune_killed_and_resumed_keeps_finished_trials_and_best_config_retrains(tmp_path, tiny):
     out = tmp_path / "search"
-    args = ["tune", "--dataset", tiny, "--model", "torch-logreg", "--trials", "4", "--epochs",
-            "3", "--out", out, "--seed", "7"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "medclf.cli", *map(str, args)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    args = [
+        "tune",
+        "--dataset",
+        tiny,
+        "--model",
+        "torch-logreg",
+        "--trials",
+        "4",
+        "--epochs",
+        "3",
+        "--out",
+        out,
+        "--seed",
+        "7",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medclf.cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     first = out / "trials" / "trial-0000" / "metrics.json"
     second = out / "trials" / "trial-0001" / "config.json"  # trial 0 told, trial 1 training
     deadline = time.monotonic() + 60
@@ -76,8 +92,9 @@ def test_tune_killed_and_resumed_keeps_finished_trials_and_best_config_retrains(
     for t in study.trials:  # a trial killed while running is retried in its own folder
         if t.state.name == "FAIL":
             retry = next(r for r in study.trials if r.user_attrs.get("retry_of") == t.number)
-            assert retry.params == t.params and retry.user_attrs["run_dir"] == t.user_attrs[
-                "run_dir"]  # fmt: skip
+            assert (
+                retry.params == t.params and retry.user_attrs["run_dir"] == t.user_attrs["run_dir"]
+            )
     rows = list(csv.DictReader((out / "trials.csv").open()))
     assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
     assert {r["epochs"] for r in rows if r["state"] == "COMPLETE"} == {"3"}
@@ -88,15 +105,20 @@ def test_tune_killed_and_resumed_keeps_finished_trials_and_best_config_retrains(
     best_dir = out / best.user_attrs["run_dir"]
     assert read(out / "best_config.json") == read(best_dir / "config.json")
     assert read(out / "best_config.json")["lr"] == best.params["lr"]
-    retrain = medclf("train", "--config", out / "best_config.json", "--out", tmp_path / "re",
-                     "--quiet")  # fmt: skip
+    retrain = medclf(
+        "train", "--config", out / "best_config.json", "--out", tmp_path / "re", "--quiet"
+    )
     assert retrain.exit_code == 0, retrain.output
     a, b = read(tmp_path / "re" / "metrics.json"), read(best_dir / "metrics.json")
     assert (a["val_auc"], a["val_acc"], a["selected_epoch"]) == (
-        b["val_auc"], b["val_acc"], b["selected_epoch"])  # fmt: skip
+        b["val_auc"],
+        b["val_acc"],
+        b["selected_epoch"],
+    )
     assert a["val_auc"] == pytest.approx(best.value)
-    losses = [[r["val_loss"] for r in read(d / "history.json")] for d in (tmp_path / "re",
-                                                                            best_dir)]
+    losses = [
+        [r["val_loss"] for r in read(d / "history.json")] for d in (tmp_path / "re", best_dir)
+    ]
     assert losses[0] == losses[1]
 
     other = medclf(*args, "--metric", "val_acc")  # another search into the same storage
@@ -120,8 +142,13 @@ def test_pruning_hook_stops_a_run_when_optuna_says_prune(tmp_path, tiny):
 
     config = make_config("torch-logreg", dataset=str(tiny), epochs=4, select="val_acc")
     with pytest.raises(optuna.TrialPruned):
-        run_job(config, load_dataset(tiny), tmp_path / "run", quiet=True,
-                after_epoch=pruning_hook(FakeTrial(), "val_acc"))  # fmt: skip
+        run_job(
+            config,
+            load_dataset(tiny),
+            tmp_path / "run",
+            quiet=True,
+            after_epoch=pruning_hook(FakeTrial(), "val_acc"),
+        )
     assert [step for _, step in FakeTrial.reports] == [1, 2]
     assert not (tmp_path / "run" / "metrics.json").exists()
 
@@ -129,47 +156,92 @@ def test_pruning_hook_stops_a_run_when_optuna_says_prune(tmp_path, tiny):
 def test_pruned_trials_are_recorded_and_count_towards_the_budget(tmp_path, tiny):
     from medclf.experiments.tune import tune
 
-    result = tune(tiny, "torch-logreg", 3, tmp_path / "p", epochs=3, echo=lambda s: None,
-                  pruner=optuna.pruners.ThresholdPruner(lower=1.5))  # every AUC is below
+    result = tune(
+        tiny,
+        "torch-logreg",
+        3,
+        tmp_path / "p",
+        epochs=3,
+        echo=lambda s: None,
+        pruner=optuna.pruners.ThresholdPruner(lower=1.5),
+    )  # every AUC is below
     assert [r["state"] for r in result["rows"]] == ["PRUNED"] * 3
     assert [r["epochs"] for r in result["rows"]] == [1, 1, 1]
     assert result["best"] is None and not (tmp_path / "p" / "best_config.json").exists()
     assert not list((tmp_path / "p").glob("trials/*/checkpoint.pt"))  # never continued
-    again = medclf("tune", "--dataset", tiny, "--model", "torch-logreg", "--trials", 3,
-                   "--epochs", 3, "--out", tmp_path / "p")  # fmt: skip
+    again = medclf(
+        "tune",
+        "--dataset",
+        tiny,
+        "--model",
+        "torch-logreg",
+        "--trials",
+        3,
+        "--epochs",
+        3,
+        "--out",
+        tmp_path / "p",
+    )
     assert again.exit_code == 1 and "no trial finished with a val_auc" in again.output
     assert "trial 3" not in again.output  # the budget was already spent: nothing reran
 
 
 def test_train_config_reruns_a_run_and_flags_override_it(tmp_path, tiny):
-    first = medclf("train", "torch-logreg", "--dataset", tiny, "--epochs", 2, "--lr", 0.05,
-                   "--select", "val_acc", "--out", tmp_path / "a", "--quiet")  # fmt: skip
+    first = medclf(
+        "train",
+        "torch-logreg",
+        "--dataset",
+        tiny,
+        "--epochs",
+        2,
+        "--lr",
+        0.05,
+        "--select",
+        "val_acc",
+        "--out",
+        tmp_path / "a",
+        "--quiet",
+    )
     assert first.exit_code == 0, first.output
-    again = medclf("train", "--config", tmp_path / "a" / "config.json", "--out", tmp_path / "b",
-                   "--quiet")  # fmt: skip
+    again = medclf(
+        "train", "--config", tmp_path / "a" / "config.json", "--out", tmp_path / "b", "--quiet"
+    )
     assert again.exit_code == 0, again.output
     a, b = read(tmp_path / "a" / "metrics.json"), read(tmp_path / "b" / "metrics.json")
     assert read(tmp_path / "a" / "config.json") == read(tmp_path / "b" / "config.json")
     for key in ("val_acc", "val_auc", "test_acc", "test_auc", "selected_epoch"):
         assert a[key] == b[key], key
-    (tmp_path / "hand.yaml").write_text(f"model: torch-logreg\ndataset: {tiny}\nepochs: 2\n"
-                                        "lr: 1e-2\n")  # fmt: skip
-    flags = medclf("train", "torch-logreg", "--config", tmp_path / "hand.yaml", "--epochs", 1,
-                   "--out", tmp_path / "c", "--quiet")  # fmt: skip
+    (tmp_path / "hand.yaml").write_text(
+        f"model: torch-logreg\ndataset: {tiny}\nepochs: 2\nlr: 1e-2\n"
+    )
+    flags = medclf(
+        "train",
+        "torch-logreg",
+        "--config",
+        tmp_path / "hand.yaml",
+        "--epochs",
+        1,
+        "--out",
+        tmp_path / "c",
+        "--quiet",
+    )
     assert flags.exit_code == 0, flags.output
     c = read(tmp_path / "c" / "config.json")
     assert (c["epochs"], c["lr"], c["select"]) == (1, 0.01, "val_auc")  # train's own default
 
 
-@pytest.mark.parametrize("content, model, says", [
-    (None, None, "not found"),
-    ("{not json", None, "not valid JSON"),
-    ('{"model": "torch-logreg", "momentum": 0.9}', None, "has no setting 'momentum'"),
-    ('{"model": "torch-logreg", "lr": -1}', None, "lr == -1"),
-    ('{"model": "torch-logreg"}', "torch-ffn", "MODEL argument is torch-ffn"),
-    ('{"lr": 0.1}', None, 'names no "model"'),
-    ("[1, 2]", None, "one object of settings"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "content, model, says",
+    [
+        (None, None, "not found"),
+        ("{not json", None, "not valid JSON"),
+        ('{"model": "torch-logreg", "momentum": 0.9}', None, "has no setting 'momentum'"),
+        ('{"model": "torch-logreg", "lr": -1}', None, "lr == -1"),
+        ('{"model": "torch-logreg"}', "torch-ffn", "MODEL argument is torch-ffn"),
+        ('{"lr": 0.1}', None, 'names no "model"'),
+        ("[1, 2]", None, "one object of settings"),
+    ],
+)
 def test_bad_config_files_get_one_line(tmp_path, content, model, says):
     path = tmp_path / "config.json"
     if content is not None:
@@ -180,14 +252,28 @@ def test_bad_config_files_get_one_line(tmp_path, content, model, says):
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(("storage", "message"), [
-    ("garbage", "cannot open the Optuna storage garbage"),
-    ("sqlite:////proc/x/study.db", "cannot open the Optuna storage"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("garbage", "cannot open the Optuna storage garbage"),
+        ("sqlite:////proc/x/study.db", "cannot open the Optuna storage"),
+    ],
+)
 def test_a_storage_optuna_cannot_open_is_one_line(tmp_path, tiny, storage, message):
     pytest.importorskip("optuna", reason="medclf tune needs the tune extra")
-    result = medclf("tune", "--dataset", tiny, "--model", "torch-logreg", "--trials", 1,
-                    "--storage", storage, "--out", tmp_path / "t")  # fmt: skip
+    result = medclf(
+        "tune",
+        "--dataset",
+        tiny,
+        "--model",
+        "torch-logreg",
+        "--trials",
+        1,
+        "--storage",
+        storage,
+        "--out",
+        tmp_path / "t",
+    )
     assert result.exit_code == 1 and message in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "t").exists()  # refused before --out was made

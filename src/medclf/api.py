@@ -90,8 +90,9 @@ class Run:
         perceptron, which has none, raises."""
         classes, proba = self._predict(images)
         if proba is None:
-            raise ConfigError(f"{self.config.get('model')} gives classes, not probabilities; use "
-                              "predict()")  # fmt: skip
+            raise ConfigError(
+                f"{self.config.get('model')} gives classes, not probabilities; use predict()"
+            )
         return proba
 
     def log_to_mlflow(self, uri: str, experiment: str = "medclf") -> str:
@@ -142,8 +143,10 @@ def load_dataset(name_or_path, root=None, size: int | None = None):
     from medclf.data.load import load_dataset as load
 
     if not isinstance(name_or_path, str | os.PathLike):
-        raise ConfigError(f"a dataset is a registry name or the path of a .npz, not a "
-                          f"{type(name_or_path).__name__}")  # fmt: skip
+        raise ConfigError(
+            f"a dataset is a registry name or the path of a .npz, not a "
+            f"{type(name_or_path).__name__}"
+        )
     return load(name_or_path, root, size=size)
 
 
@@ -152,9 +155,19 @@ def make_config(model: str, **settings) -> dict:
     return config_module.make_config(model, **settings)
 
 
-def train(model: str | None = None, *, config: dict | None = None, out=None, root=None,
-          resume: bool = False, force: bool = False, quiet: bool = True, device=None,
-          threads=None, **settings) -> Run:  # fmt: skip
+def train(
+    model: str | None = None,
+    *,
+    config: dict | None = None,
+    out=None,
+    root=None,
+    resume: bool = False,
+    force: bool = False,
+    quiet: bool = True,
+    device=None,
+    threads=None,
+    **settings,
+) -> Run:
     """Train one model (or ``config``, a run's config dict) and return its finished Run.
     ``settings`` override the defaults (``dataset=``, ``epochs=``, ``lr=``, ``select=``...);
     ``out`` defaults to runs/MODEL-TIME-PID."""
@@ -239,8 +252,12 @@ def benchmark(
     out = Path(out)
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)
-    return {"rows": rows, "seconds": time.perf_counter() - start, **paths,
-            "csv": out / "results.csv"}
+    return {
+        "rows": rows,
+        "seconds": time.perf_counter() - start,
+        **paths,
+        "csv": out / "results.csv",
+    }
 
 
 def evaluate(runs, split: str = "test", resamples: int = 1000, seed: int = 0) -> list[dict]:

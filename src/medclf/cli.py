@@ -58,8 +58,11 @@ def os_message(err: OSError, written: str | None) -> str:
         errno.EISDIR: f"{name} is a folder where a file is needed; give a file name",
         errno.ENOENT: f"cannot find or create {name}; check the path or choose another folder",
     }
-    return fixes.get(err.errno, f"cannot use {name} ({err.strerror or err}); check the path, "
-                                "its permissions and the free disk space")  # fmt: skip
+    return fixes.get(
+        err.errno,
+        f"cannot use {name} ({err.strerror or err}); check the path, "
+        "its permissions and the free disk space",
+    )
 
 
 class Group(click.Group):
@@ -97,8 +100,9 @@ class Group(click.Group):
                     "with the same 'medclf train ... --resume --out RUN_FOLDER', or rerun the same "
                     "'medclf reproduce'"
                 ) from None
-            raise Interrupted("interrupted; no file was left half-written, rerun the command to "
-                              "finish") from None  # fmt: skip
+            raise Interrupted(
+                "interrupted; no file was left half-written, rerun the command to finish"
+            ) from None
         except BrokenPipeError:  # the reader went away (medclf ... | head): stop quietly
             try:
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -153,14 +157,19 @@ def data():
 
 
 root_option = click.option(
-    "--root", type=click.Path(file_okay=False), default=None,
+    "--root",
+    type=click.Path(file_okay=False),
+    default=None,
     help="Data folder (default: $MEDCLF_DATA, else the per-user cache folder).",
-)  # fmt: skip
+)
 size_option = click.option(
-    "--size", type=Choice(["28", "64", "128", "224"]), default="28", show_default=True,
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    default="28",
+    show_default=True,
     callback=lambda ctx, param, value: int(value),
     help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+).",
-)  # fmt: skip
+)
 
 data_size_option = click.option(
     "--size",
@@ -203,9 +212,11 @@ def download(names, root, mirror, retries, size):
 @click.argument("names", nargs=-1)
 @root_option
 @click.option(
-    "--size", type=Choice(["28", "64", "128", "224"]), default=None,
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    default=None,
     help="Image side to check [default: 28 for named datasets, every size otherwise].",
-)  # fmt: skip
+)
 def verify(names, root, size):
     """Check the MD5 of cached files (all known datasets and sizes when no NAME is given)."""
     from medclf.data.fetch import cache_root
@@ -319,15 +330,24 @@ def interval(D, A, B, plot, markdown, as_json):
 
 
 backend_option = click.option(
-    "--backend", type=Choice(["local", "ray"]), default="local", show_default=True,
-    help="Run on this machine's processes or on a Ray cluster (the ray extra).")
+    "--backend",
+    type=Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Run on this machine's processes or on a Ray cluster (the ray extra).",
+)
 address_option = click.option(
-    "--address", default=None,
-    help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).")
+    "--address",
+    default=None,
+    help="Ray cluster: auto or HOST:PORT (default: start a local Ray instance).",
+)
 mlflow_option = click.option(
-    "--mlflow", "mlflow_uri", metavar="URI",
+    "--mlflow",
+    "mlflow_uri",
+    metavar="URI",
     help="Then log every finished run folder to this MLflow store (sqlite:///FILE.db or a "
-         "folder; needs the mlflow extra).")  # fmt: skip
+    "folder; needs the mlflow extra).",
+)
 
 
 def check_mlflow(uri: str | None) -> None:
@@ -359,15 +379,20 @@ def per_model_default(key: str) -> str:
 
 
 def number_option(key: str, text: str):
-    return click.option(f"--{key.replace('_', '-')}", key, type=float,
-                        help=f"{text} ({per_model_default(key)}).")  # fmt: skip
+    return click.option(
+        f"--{key.replace('_', '-')}", key, type=float, help=f"{text} ({per_model_default(key)})."
+    )
 
 
 @cli.command()
 @click.argument("model", type=Choice(list(MODEL_NAMES)), required=False, metavar="[MODEL]")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Start from the config in this JSON or YAML file (a run's config.json, "
-                   "tune's best_config.json; MODEL may then be left out); flags override it.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Start from the config in this JSON or YAML file (a run's config.json, "
+    "tune's best_config.json; MODEL may then be left out); flags override it.",
+)
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option(
     "--size",
@@ -375,40 +400,62 @@ def number_option(key: str, text: str):
     callback=lambda ctx, param, value: value and int(value),
     help="Image side of a named dataset (MedMNIST+ sizes; default 28); a file's is read from it.",
 )
-@click.option("--epochs", type=int,
-              help=f"Passes over the training split ({per_model_default('epochs')}).")
+@click.option(
+    "--epochs", type=int, help=f"Passes over the training split ({per_model_default('epochs')})."
+)
 @number_option("lr", "Learning rate")
-@click.option("--batch-size", type=int,
-              help=f"Examples per update ({per_model_default('batch_size')}).")
-@click.option("--hidden-size", type=int,
-              help=f"Units per hidden layer ({per_model_default('hidden_size')}).")
-@click.option("--layers", type=int,
-              help=f"Number of hidden layers ({per_model_default('layers')}).")
+@click.option(
+    "--batch-size", type=int, help=f"Examples per update ({per_model_default('batch_size')})."
+)
+@click.option(
+    "--hidden-size", type=int, help=f"Units per hidden layer ({per_model_default('hidden_size')})."
+)
+@click.option(
+    "--layers", type=int, help=f"Number of hidden layers ({per_model_default('layers')})."
+)
 @number_option("dropout", "Probability of zeroing a hidden unit while training")
-@click.option("--activation", type=Choice(ACTIVATIONS),
-              help=f"Hidden activation ({per_model_default('activation')}).")
+@click.option(
+    "--activation",
+    type=Choice(ACTIVATIONS),
+    help=f"Hidden activation ({per_model_default('activation')}).",
+)
 @number_option("l2", "L2 penalty (weight decay)")
-@click.option("--optimizer", type=Choice(OPTIMIZERS),
-              help=f"({per_model_default('optimizer')}).")
-@click.option("--width", type=int,
-              help=f"Channels of the first block ({per_model_default('width')}).")
-@click.option("--schedule", type=Choice(SCHEDULES),
-              help=f"Learning-rate schedule ({per_model_default('schedule')}).")
-@click.option("--augment", type=Choice(AUGMENTS),
-              help="Training-batch augmentation; auto: the label-safe operations of the "
-                   f"dataset ({per_model_default('augment')}).")
-@click.option("--dtype", type=Choice(DTYPES),
-              help="NumPy models only (default float64).")
-@click.option("--test-split", type=Choice(TEST_SPLITS),
-              help="auto (default): the study's 529-image subset for OCTMNIST, else the "
-                   "official test split.")
-@click.option("--seed", type=int,
-              help="Seeds every random generator (default 42).")
-@click.option("--select", type=Choice(SELECT),
-              default="val_auc", show_default=True,
-              help="Keep the epoch with the best validation metric, or the last epoch.")
-@click.option("--patience", type=click.IntRange(0, 100_000), default=0, show_default=True,
-              help="Stop after this many epochs without a better --select metric (0: never).")
+@click.option("--optimizer", type=Choice(OPTIMIZERS), help=f"({per_model_default('optimizer')}).")
+@click.option(
+    "--width", type=int, help=f"Channels of the first block ({per_model_default('width')})."
+)
+@click.option(
+    "--schedule",
+    type=Choice(SCHEDULES),
+    help=f"Learning-rate schedule ({per_model_default('schedule')}).",
+)
+@click.option(
+    "--augment",
+    type=Choice(AUGMENTS),
+    help="Training-batch augmentation; auto: the label-safe operations of the "
+    f"dataset ({per_model_default('augment')}).",
+)
+@click.option("--dtype", type=Choice(DTYPES), help="NumPy models only (default float64).")
+@click.option(
+    "--test-split",
+    type=Choice(TEST_SPLITS),
+    help="auto (default): the study's 529-image subset for OCTMNIST, else the official test split.",
+)
+@click.option("--seed", type=int, help="Seeds every random generator (default 42).")
+@click.option(
+    "--select",
+    type=Choice(SELECT),
+    default="val_auc",
+    show_default=True,
+    help="Keep the epoch with the best validation metric, or the last epoch.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(0, 100_000),
+    default=0,
+    show_default=True,
+    help="Stop after this many epochs without a better --select metric (0: never).",
+)
 @click.option(
     "--out", type=click.Path(file_okay=False), help="Run folder (default runs/MODEL-TIME-PID)."
 )
@@ -423,11 +470,27 @@ def number_option(key: str, text: str):
 )
 @click.option("--resume", is_flag=True, help="Continue the unfinished run in --out.")
 @click.option("--force", is_flag=True, help="Replace a finished run of another config in --out.")
-@click.option("--mlflow", "mlflow_uri", metavar="URI",
-              help="Then log the run folder to this MLflow store (sqlite:///FILE.db or a folder).")
+@click.option(
+    "--mlflow",
+    "mlflow_uri",
+    metavar="URI",
+    help="Then log the run folder to this MLflow store (sqlite:///FILE.db or a folder).",
+)
 @root_option
-def train(model, config_file, out, quiet, root, device, threads, resume, force, size, mlflow_uri,
-          **settings):  # fmt: skip
+def train(
+    model,
+    config_file,
+    out,
+    quiet,
+    root,
+    device,
+    threads,
+    resume,
+    force,
+    size,
+    mlflow_uri,
+    **settings,
+):
     """Train one model and write its run folder (metrics, predictions, figures, model)."""
     check_mlflow(mlflow_uri)
     if config_file:  # the flags' defaults < the file < the flags given on the command line
@@ -436,8 +499,11 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
         ctx = click.get_current_context()
         model, base = read_config_file(config_file, model)
         flags = {"size": size, **settings}
-        given = {k: v for k, v in flags.items()
-                 if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}  # fmt: skip
+        given = {
+            k: v
+            for k, v in flags.items()
+            if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT
+        }
         config = make_config(model, **{**flags, **base, **given})
     elif model is None:
         raise ConfigError("give a MODEL (e.g. medclf train torch-ffn) or --config FILE")
@@ -445,8 +511,17 @@ def train(model, config_file, out, quiet, root, device, threads, resume, force, 
         config = make_config(model, size=size, **settings)
     if (device or threads) and not {"device", "threads"} <= set(family_of(model).options):
         raise ConfigError("--device and --threads apply to torch-* models only")
-    run = api.train(config=config, out=out, root=root, resume=resume, force=force, quiet=quiet,
-                    device=device, threads=threads, size=size)  # fmt: skip
+    run = api.train(
+        config=config,
+        out=out,
+        root=root,
+        resume=resume,
+        force=force,
+        quiet=quiet,
+        device=device,
+        threads=threads,
+        size=size,
+    )
     out = run.path
     click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
@@ -493,44 +568,89 @@ def predict(run_dir, inputs):
             predicted = " + ".join(labels[j] for j in np.flatnonzero(classes[i])) or "(none)"
         else:
             predicted = labels[classes[i]]
-        rows.append([name, predicted, *(f"{p:.4f}" for p in (proba[i] if proba is not None
-                                                              else []))])  # fmt: skip
+        rows.append(
+            [name, predicted, *(f"{p:.4f}" for p in (proba[i] if proba is not None else []))]
+        )
     widths = [max(len(row[j]) for row in rows) for j in range(len(head))]
     for row in rows:  # full names: one column per class, as wide as its name
-        cells = [c.ljust(w) if j < 2 else c.rjust(w)
-                 for j, (c, w) in enumerate(zip(row, widths, strict=True))]  # fmt: skip
+        cells = [
+            c.ljust(w) if j < 2 else c.rjust(w)
+            for j, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         click.echo("  ".join(cells).rstrip())
     if proba is None:
         click.echo("(a perceptron gives classes, not probabilities)")
 
 
 @cli.command()
-@click.option("--dataset", "datasets", multiple=True, required=True,
-              help="Dataset name or .npz path (repeatable).")
-@click.option("--model", "models", multiple=True, type=Choice(list(MODEL_NAMES)),
-              help=f"Model (repeatable; default: {', '.join(BENCHMARK_MODELS)}).")
-@click.option("--preset", type=Choice(["fast", "paper"]), default="fast",
-              show_default=True, help="Training recipe: medclf's CPU recipe or MedMNIST v2's.")
-@click.option("--seeds", default=3, show_default=True, type=click.IntRange(1, 100),
-              help="Seeds 42, 43, ... per dataset and model.")
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
-              help="Image side of named datasets (default 28; a file's size is read from it).")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    required=True,
+    help="Dataset name or .npz path (repeatable).",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    type=Choice(list(MODEL_NAMES)),
+    help=f"Model (repeatable; default: {', '.join(BENCHMARK_MODELS)}).",
+)
+@click.option(
+    "--preset",
+    type=Choice(["fast", "paper"]),
+    default="fast",
+    show_default=True,
+    help="Training recipe: medclf's CPU recipe or MedMNIST v2's.",
+)
+@click.option(
+    "--seeds",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Seeds 42, 43, ... per dataset and model.",
+)
+@click.option(
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    default=None,
+    help="Image side of named datasets (default 28; a file's size is read from it).",
+)
 @click.option("--out", default="benchmark", show_default=True, type=click.Path(file_okay=False))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Parallel processes.")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Parallel processes.",
+)
 @root_option
 @backend_option
 @address_option
 @mlflow_option
-def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend, address,
-              mlflow_uri):  # fmt: skip
+def benchmark(
+    datasets, models, preset, seeds, size, out, workers, root, backend, address, mlflow_uri
+):
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
-    summary = api.benchmark(datasets, models or BENCHMARK_MODELS, preset, seeds, out, workers,
-                  size and int(size), root, backend=backend, address=address)  # fmt: skip
+    summary = api.benchmark(
+        datasets,
+        models or BENCHMARK_MODELS,
+        preset,
+        seeds,
+        out,
+        workers,
+        size and int(size),
+        root,
+        backend=backend,
+        address=address,
+    )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
-    click.echo(f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
-               f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}")
+    click.echo(
+        f"{len(summary['rows'])} runs in {summary['seconds']:.0f} s; results: "
+        f"{summary['csv']}; report: {summary['markdown']} and {summary['html']}"
+    )
     log_to_mlflow(Path(out) / RUNS, mlflow_uri)
     if failed:
         click.echo(f"{len(failed)} run(s) did not finish; see {summary['csv']}", err=True)
@@ -539,17 +659,34 @@ def benchmark(datasets, models, preset, seeds, size, out, workers, root, backend
 
 @cli.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--split", default="test", show_default=True,
-              help="Saved split: val, test, test_official (OCTMNIST's 1,000 images), or "
-                   "last_val/last_test (the last epoch where another was selected).")
+@click.option(
+    "--split",
+    default="test",
+    show_default=True,
+    help="Saved split: val, test, test_official (OCTMNIST's 1,000 images), or "
+    "last_val/last_test (the last epoch where another was selected).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.option("--compare", is_flag=True,
-              help="Two runs on the same images: paired tests of their difference (DeLong's "
-                   "for binary AUC, McNemar's for ACC, a paired bootstrap for both).")
-@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(0, 100_000),
-              help="Bootstrap resamples of the split's images for the 95 % intervals (0: none).")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1),
-              help="Seed of the bootstrap resampling.")
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Two runs on the same images: paired tests of their difference (DeLong's "
+    "for binary AUC, McNemar's for ACC, a paired bootstrap for both).",
+)
+@click.option(
+    "--resamples",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(0, 100_000),
+    help="Bootstrap resamples of the split's images for the 95 % intervals (0: none).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seed of the bootstrap resampling.",
+)
 def evaluate(runs, split, as_json, compare, resamples, seed):
     """Every metric of finished runs, recomputed from their saved predictions, with 95 %
     bootstrap intervals of ACC and AUC."""
@@ -574,10 +711,15 @@ def evaluate(runs, split, as_json, compare, resamples, seed):
 
 @cli.command()
 @click.argument("top", default="runs", type=click.Path(file_okay=False))
-@click.option("--sort", default="run", show_default=True,
-              type=Choice(["run", "model", "dataset", "status", "val_acc", "val_auc",
-                                 "test_acc", "test_auc"]),
-              help="Column to sort by (numbers: best first).")
+@click.option(
+    "--sort",
+    default="run",
+    show_default=True,
+    type=Choice(
+        ["run", "model", "dataset", "status", "val_acc", "val_auc", "test_acc", "test_auc"]
+    ),
+    help="Column to sort by (numbers: best first).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def runs(top, sort, as_json):
     """List the run folders under TOP (default: runs) as one table."""
@@ -640,58 +782,131 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
 @cli.command()
 @click.option("--dataset", required=True, help="Name or .npz path.")
 @click.option("--model", required=True, type=Choice(list(MODEL_NAMES)))
-@click.option("--trials", default=20, show_default=True, type=click.IntRange(1, 100_000),
-              help="Finished trials in all, counting those of an earlier, interrupted search.")
-@click.option("--metric", type=Choice(VALIDATION_METRICS),
-              default="val_auc", show_default=True, help="Validation metric to optimise.")
-@click.option("--storage", metavar="URL",
-              help="Optuna storage (default: sqlite:///OUT/study.db; a killed search resumes).")
+@click.option(
+    "--trials",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Finished trials in all, counting those of an earlier, interrupted search.",
+)
+@click.option(
+    "--metric",
+    type=Choice(VALIDATION_METRICS),
+    default="val_auc",
+    show_default=True,
+    help="Validation metric to optimise.",
+)
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="Optuna storage (default: sqlite:///OUT/study.db; a killed search resumes).",
+)
 @click.option("--out", default="tune", show_default=True, type=click.Path(file_okay=False))
-@click.option("--seed", default=42, show_default=True, type=click.IntRange(0, 2**31 - 1),
-              help="Seeds the sampler and every trial's run.")
-@click.option("--epochs", type=click.IntRange(1, 100_000),
-              help="Epochs of every trial (default: the model's).")
-@click.option("--backend", type=Choice(["local", "ray"]), default="local",
-              show_default=True,
-              help="local: one trial at a time, pruned per epoch; ray: --workers trials at a "
-                   "time on a Ray cluster, unpruned.")
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 1024),
-              help="Trials at a time on Ray.")
+@click.option(
+    "--seed",
+    default=42,
+    show_default=True,
+    type=click.IntRange(0, 2**31 - 1),
+    help="Seeds the sampler and every trial's run.",
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(1, 100_000),
+    help="Epochs of every trial (default: the model's).",
+)
+@click.option(
+    "--backend",
+    type=Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: one trial at a time, pruned per epoch; ray: --workers trials at a "
+    "time on a Ray cluster, unpruned.",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Trials at a time on Ray.",
+)
 @address_option
-@click.option("--size", type=Choice(["28", "64", "128", "224"]), default=None,
-              help="Image side of a named dataset (default 28; a file's size is read from it).")
-@click.option("--timeout", type=click.FloatRange(0), metavar="SECONDS",
-              help="Start no new trial after this many seconds.")
+@click.option(
+    "--size",
+    type=Choice(["28", "64", "128", "224"]),
+    default=None,
+    help="Image side of a named dataset (default 28; a file's size is read from it).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Start no new trial after this many seconds.",
+)
 @root_option
 @mlflow_option
-def tune(dataset, model, trials, metric, storage, out, seed, epochs, backend, workers, address,
-         size, timeout, root, mlflow_uri):  # fmt: skip
+def tune(
+    dataset,
+    model,
+    trials,
+    metric,
+    storage,
+    out,
+    seed,
+    epochs,
+    backend,
+    workers,
+    address,
+    size,
+    timeout,
+    root,
+    mlflow_uri,
+):
     """Search a model's hyperparameters with Optuna; write best_config.json and trials.csv."""
     check_mlflow(mlflow_uri)
     from medclf.experiments.tune import trials_table
 
-    result = api.tune(dataset, model, trials, out, metric=metric, storage=storage, seed=seed,
-                    epochs=epochs, size=size and int(size), root=root, timeout=timeout,
-                    backend=backend, workers=workers, address=address,
-                    echo=click.echo)  # fmt: skip
+    result = api.tune(
+        dataset,
+        model,
+        trials,
+        out,
+        metric=metric,
+        storage=storage,
+        seed=seed,
+        epochs=epochs,
+        size=size and int(size),
+        root=root,
+        timeout=timeout,
+        backend=backend,
+        workers=workers,
+        address=address,
+        echo=click.echo,
+    )
     click.echo(trials_table(result["rows"], metric))
     log_to_mlflow(Path(out), mlflow_uri)
     best = result["best"]
     if best is None:
-        click.echo(f"no trial finished with a {metric}; see {result['csv']} and rerun with a "
-                   "larger --timeout or --trials", err=True)
+        click.echo(
+            f"no trial finished with a {metric}; see {result['csv']} and rerun with a "
+            "larger --timeout or --trials",
+            err=True,
+        )
         sys.exit(1)
     m = best["metrics"]
 
     def num(key):
         return "undefined" if m.get(key) is None else f"{m[key]:.4f}"
 
-    click.echo(f"best trial {best['number']}: {metric} {best['value']:.4f} (epoch "
-               f"{m['selected_epoch']} of {m['epochs_run']}); its test accuracy {num('test_acc')}"
-               f", AUC {num('test_auc')} on the {m['test_split']} test split ({m['n_test']} "
-               f"images{', synthetic' if m['synthetic'] else ''}), read once after the search")
-    click.echo(f"best config: {result['best_config']} (medclf train --config); trials: "
-               f"{result['csv']}; run folder {best['run_dir']}")  # fmt: skip
+    click.echo(
+        f"best trial {best['number']}: {metric} {best['value']:.4f} (epoch "
+        f"{m['selected_epoch']} of {m['epochs_run']}); its test accuracy {num('test_acc')}"
+        f", AUC {num('test_auc')} on the {m['test_split']} test split ({m['n_test']} "
+        f"images{', synthetic' if m['synthetic'] else ''}), read once after the search"
+    )
+    click.echo(
+        f"best config: {result['best_config']} (medclf train --config); trials: "
+        f"{result['csv']}; run folder {best['run_dir']}"
+    )
 
 
 class ExportGroup(Group):
@@ -713,7 +928,9 @@ class ExportGroup(Group):
             if fmt not in self.commands:
                 raise click.UsageError(
                     f"{'no --format' if fmt is None else f'unknown format {fmt!r}'} for "
-                    f"{args[0]}; choose --format {' or '.join(sorted(self.commands))}", ctx)
+                    f"{args[0]}; choose --format {' or '.join(sorted(self.commands))}",
+                    ctx,
+                )
             args = [fmt, *rest]
         return super().resolve_command(ctx, args)
 
@@ -730,6 +947,7 @@ def export():
 @click.option("--experiment", default="medclf", show_default=True, help="MLflow experiment.")
 def export_mlflow(dirs, uri, experiment):
     """Log finished run folders (each DIR or every run folder below it) to MLflow."""
+
     def said(run_dir, run_id):
         click.echo(f"{run_dir}: MLflow run {run_id}")
 
@@ -741,16 +959,19 @@ def export_mlflow(dirs, uri, experiment):
 
 @export.command("onnx")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="ONNX file to write (default: RUN/model.onnx).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="ONNX file to write (default: RUN/model.onnx)."
+)
 def export_onnx(run_dir, out):
     """Write a run's model as ONNX: uint8 images in, probabilities out, checked against
     onnxruntime on the run's test split before the file is written."""
     done = api.export_onnx(run_dir, out)
     shape = " x ".join(map(str, done["input_shape"]))
-    click.echo(f"wrote {done['path']}: uint8 images ({shape}) -> probabilities (n x "
-               f"{done['outputs']}); onnxruntime matches medclf within {done['max_delta']:.1e} "
-               f"on {done['checked_on']}")
+    click.echo(
+        f"wrote {done['path']}: uint8 images ({shape}) -> probabilities (n x "
+        f"{done['outputs']}); onnxruntime matches medclf within {done['max_delta']:.1e} "
+        f"on {done['checked_on']}"
+    )
 
 
 def main():

@@ -66,7 +66,7 @@ class SettingError(ConfigError):
 
 
 def did_you_mean(value, choices) -> str:
-    """" (did you mean 'torch-ffn'?)" for a near miss among ``choices``, else ""."""
+    """ " (did you mean 'torch-ffn'?)" for a near miss among ``choices``, else ""."""
     import difflib
 
     close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)

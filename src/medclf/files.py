@@ -65,18 +65,23 @@ def check_parent(path: str | os.PathLike) -> Path:
     if parent.is_dir():
         return check_target(path)
     if parent.exists():
-        raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder; "
-                          "choose another path")  # fmt: skip
-    raise ConfigError(f"cannot write {path}: the folder {parent} does not exist; create it first "
-                      f"(mkdir -p {parent}) or choose another path")  # fmt: skip
+        raise ConfigError(
+            f"cannot write {path}: {parent} is a file, not a folder; choose another path"
+        )
+    raise ConfigError(
+        f"cannot write {path}: the folder {parent} does not exist; create it first "
+        f"(mkdir -p {parent}) or choose another path"
+    )
 
 
 class RunLockedError(MedclfError):
     """Another live process owns the run folder; ``pid`` names it."""
 
     def __init__(self, run_dir: Path, pid: int):
-        super().__init__(f"{run_dir} is being written by process {pid}; wait for it to finish "
-                         f"or stop it (kill {pid}), then run again")  # fmt: skip
+        super().__init__(
+            f"{run_dir} is being written by process {pid}; wait for it to finish "
+            f"or stop it (kill {pid}), then run again"
+        )
         self.run_dir, self.pid = run_dir, pid
 
 

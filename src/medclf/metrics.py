@@ -223,8 +223,9 @@ def _balanced_acc(task, labels, pred) -> float:
     # predicted classes absent from the truth is that documented behaviour, not a problem.
     if task != MULTI_LABEL:
         return float(_quiet(balanced_accuracy_score, labels, pred))
-    per_label = [_quiet(balanced_accuracy_score, labels[:, j], pred[:, j])
-                 for j in range(labels.shape[1])]
+    per_label = [
+        _quiet(balanced_accuracy_score, labels[:, j], pred[:, j]) for j in range(labels.shape[1])
+    ]
     return float(np.mean(per_label))
 
 
@@ -242,15 +243,21 @@ def _per_class(task, labels, pred, names, undefined) -> list[dict]:
     )
     rows = []
     for i, name in enumerate(names):
-        rows.append({
-            "name": name,
-            "precision": _defined(p[i], f"precision[{name}]",
-                                  "nothing was predicted as this class", undefined),
-            "recall": _defined(r[i], f"recall[{name}]", "no true example of this class", undefined),
-            "f1": _defined(f[i], f"f1[{name}]",
-                           "no true and no predicted example of this class", undefined),
-            "support": int(support[i]),
-        })
+        rows.append(
+            {
+                "name": name,
+                "precision": _defined(
+                    p[i], f"precision[{name}]", "nothing was predicted as this class", undefined
+                ),
+                "recall": _defined(
+                    r[i], f"recall[{name}]", "no true example of this class", undefined
+                ),
+                "f1": _defined(
+                    f[i], f"f1[{name}]", "no true and no predicted example of this class", undefined
+                ),
+                "support": int(support[i]),
+            }
+        )
     return rows
 
 

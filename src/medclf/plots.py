@@ -32,8 +32,10 @@ def save_figure(fig, out: str | os.PathLike) -> Path:
     formats = sorted(fig.canvas.get_supported_filetypes())
     try:
         if Path(out).suffix.lower().lstrip(".") not in formats:
-            raise ConfigError(f"cannot draw {out}: '{Path(out).suffix or 'no suffix'}' is not a "
-                              f"figure format; end the name in .{', .'.join(formats)}")  # fmt: skip
+            raise ConfigError(
+                f"cannot draw {out}: '{Path(out).suffix or 'no suffix'}' is not a "
+                f"figure format; end the name in .{', .'.join(formats)}"
+            )
         check_parent(out)
         with atomic_path(out) as tmp:
             fig.savefig(tmp, dpi=120, bbox_inches="tight")
@@ -67,8 +69,10 @@ def history_figures(history: list[dict], out_dir, title: str = "") -> list[Path]
     """accuracy.png (train and val accuracy) and loss.png (train and val loss) per epoch."""
     epochs = [r["epoch"] for r in history]
     paths = []
-    for name, keys, ylabel in (("accuracy", ("train_acc", "val_acc"), "accuracy"),
-                               ("loss", ("train_loss", "val_loss"), "loss")):  # fmt: skip
+    for name, keys, ylabel in (
+        ("accuracy", ("train_acc", "val_acc"), "accuracy"),
+        ("loss", ("train_loss", "val_loss"), "loss"),
+    ):
         series = [(k, [r.get(k) for r in history]) for k in keys]
         series = [(k, v) for k, v in series if all(x is not None for x in v)]
         if not series:

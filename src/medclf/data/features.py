@@ -100,7 +100,10 @@ class Features:
 
 
 def make_features(
-    dataset: Dataset, test_split: str = "auto", dtype=np.float64, bias: bool = False,
+    dataset: Dataset,
+    test_split: str = "auto",
+    dtype=np.float64,
+    bias: bool = False,
     inputs: str | None = None,
 ) -> Features:
     """Train/val/test inputs and labels, ready for any model of medclf. ``inputs`` (a registry
@@ -108,8 +111,11 @@ def make_features(
     inputs = inputs or ("flat+bias" if bias else "flat")
     test = select_test(dataset, test_split)
     return Features(
-        inputs_of(dataset.train.images, inputs, dtype), dataset.train.labels,
-        inputs_of(dataset.val.images, inputs, dtype), dataset.val.labels,
-        inputs_of(test.images, inputs, dtype), test.labels,
+        inputs_of(dataset.train.images, inputs, dtype),
+        dataset.train.labels,
+        inputs_of(dataset.val.images, inputs, dtype),
+        dataset.val.labels,
+        inputs_of(test.images, inputs, dtype),
+        test.labels,
         resolve_test_split(dataset, test_split),
-    )  # fmt: skip
+    )

@@ -205,9 +205,13 @@ def _read_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> np
             )
         if member.compress_type == zipfile.ZIP_STORED and need and not member.flag_bits & 1:
             return np.memmap(
-                path, dtype, mode="c", offset=_data_offset(path, member) + header,
-                shape=shape, order="F" if fortran else "C",
-            )  # fmt: skip
+                path,
+                dtype,
+                mode="c",
+                offset=_data_offset(path, member) + header,
+                shape=shape,
+                order="F" if fortran else "C",
+            )
         with zf.open(member) as f:
             return fmt.read_array(f, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
@@ -259,11 +263,15 @@ def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
             "fix the labels, or name the file after its MedMNIST dataset (e.g. octmnist.npz)"
         )
     return DatasetInfo(
-        name=path.stem, md5="", task="multi-class",
+        name=path.stem,
+        md5="",
+        task="multi-class",
         labels=tuple(str(c) for c in range(max(n_classes, 1))),
         channels=images.shape[3] if images is not None and images.ndim == 4 else 1,
-        n_samples={s: 0 for s in SPLITS}, size=side, licence="unknown",
-    )  # fmt: skip
+        n_samples={s: 0 for s in SPLITS},
+        size=side,
+        licence="unknown",
+    )
 
 
 def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float, int, int]:

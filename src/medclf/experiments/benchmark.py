@@ -17,8 +17,17 @@ from medclf.models.registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_set
 from medclf.run.dataid import data_md5
 from medclf.run.lifecycle import check_task
 
-RESULT_KEYS = ("status", "val_acc", "val_auc", "test_acc", "test_auc", "seconds", "synthetic",
-               "selected_epoch", "error")  # fmt: skip
+RESULT_KEYS = (
+    "status",
+    "val_acc",
+    "val_auc",
+    "test_acc",
+    "test_auc",
+    "seconds",
+    "synthetic",
+    "selected_epoch",
+    "error",
+)
 
 
 def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> list[dict]:
@@ -29,8 +38,7 @@ def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> li
         raise ConfigError(f"preset '{preset}' is unknown; choose one of {', '.join(PRESETS)}")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from "
-                          f"{', '.join(MODELS)}")  # fmt: skip
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     if seeds < 1:
         raise ConfigError(f"seeds == {seeds}, must be >= 1")
     entries = []
@@ -39,12 +47,25 @@ def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> li
         side = about.get("size", size or 28)
         for model in models:
             for seed in range(42, 42 + seeds):
-                config = make_config(model, dataset=str(dataset), size=side, seed=seed,
-                                     **preset_settings(preset, model))  # fmt: skip
+                config = make_config(
+                    model,
+                    dataset=str(dataset),
+                    size=side,
+                    seed=seed,
+                    **preset_settings(preset, model),
+                )
                 label = about.get("file", about["dataset"])
-                entries.append({"key": run_key(config), "config": config,
-                                "questions": [f"{label}/{model}"], **about, "model": model,
-                                "preset": preset, "seed": seed})  # fmt: skip
+                entries.append(
+                    {
+                        "key": run_key(config),
+                        "config": config,
+                        "questions": [f"{label}/{model}"],
+                        **about,
+                        "model": model,
+                        "preset": preset,
+                        "seed": seed,
+                    }
+                )
     return entries
 
 
@@ -76,8 +97,10 @@ def data_files(datasets, models, size, root) -> dict[str, dict]:
             "size": side,
         }
     # two files of one name: the MD5's start tells them apart, else (the same bytes) the path
-    for tell_apart in (lambda f: f"{f['file']} (MD5 {f['data_md5'][:8]})",
-                       lambda f: f["data_file"]):  # fmt: skip
+    for tell_apart in (
+        lambda f: f"{f['file']} (MD5 {f['data_md5'][:8]})",
+        lambda f: f["data_file"],
+    ):
         names = [f["file"] for f in files.values()]
         for f in files.values():
             if names.count(f["file"]) > 1:
@@ -93,9 +116,19 @@ def result_row(result: dict) -> dict:
     return {**row, **{k: result.get(k) for k in RESULT_KEYS}, "key": result["key"], **data}
 
 
-def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out="benchmark",
-                  workers=1, size=None, root=None, progress=True, backend="local",
-                  address=None) -> list[dict]:  # fmt: skip
+def run_benchmark(
+    datasets,
+    models=BENCHMARK_MODELS,
+    preset="fast",
+    seeds=3,
+    out="benchmark",
+    workers=1,
+    size=None,
+    root=None,
+    progress=True,
+    backend="local",
+    address=None,
+) -> list[dict]:
     """Run the grid; return one result row per run (result_row). ``size``: see data_files.
     ``backend``/``address``: see medclf.experiments.runner.run_all."""
     if workers < 1:
@@ -104,6 +137,13 @@ def run_benchmark(datasets, models=BENCHMARK_MODELS, preset="fast", seeds=3, out
     files = data_files([str(d) for d in datasets], models, size, root)  # each file once
     out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after training
     entries = grid(list(files), models, preset, seeds, size, files)
-    results = run_all(entries, out, workers=workers, root=root, progress=progress,
-                      backend=backend, address=address)
+    results = run_all(
+        entries,
+        out,
+        workers=workers,
+        root=root,
+        progress=progress,
+        backend=backend,
+        address=address,
+    )
     return [result_row(r) for r in results]

@@ -46,15 +46,19 @@ def import_ray(address: str | None = None):
     try:
         import ray
     except ImportError:
-        raise ConfigError('--backend ray needs Ray, an optional extra: pip install -e ".[ray]" '
-                          '(or pip install "ray>=2.9")') from None  # fmt: skip
+        raise ConfigError(
+            '--backend ray needs Ray, an optional extra: pip install -e ".[ray]" '
+            '(or pip install "ray>=2.9")'
+        ) from None
     host, _, port = (address or "").rpartition(":")
     if host and port.isdigit():  # Ray retries a dead address for minutes: ask once, quickly
         try:
             socket.create_connection((host, int(port)), timeout=5).close()
         except OSError as err:
-            raise ConfigError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
-                              "start it with 'ray start --head' or fix --address") from None
+            raise ConfigError(
+                f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
+                "start it with 'ray start --head' or fix --address"
+            ) from None
     return ray
 
 
@@ -72,8 +76,10 @@ def connect(ray, address: str | None) -> bool:
     except Exception as err:  # ConnectionError, ValueError, RuntimeError, ...
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot start or join {where} ({first}); check --address "
-                          "(auto or HOST:PORT of 'ray start --head')") from None  # fmt: skip
+        raise ConfigError(
+            f"cannot start or join {where} ({first}); check --address "
+            "(auto or HOST:PORT of 'ray start --head')"
+        ) from None
     return True
 
 
@@ -125,7 +131,8 @@ def run_ray(todo: list[dict], out: Path, workers: int, root, address, collect) -
                 threads = threads_for(config, workers)
                 gpus = 1 if str(config.get("device", "cpu")).startswith("cuda") else 0
                 ref = task.options(num_cpus=threads, num_gpus=gpus, max_retries=0).remote(
-                    entry, str(out.resolve()), marker, threads, root, seed)
+                    entry, str(out.resolve()), marker, threads, root, seed
+                )
                 pending[ref] = (entry, time.perf_counter())
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -173,10 +180,13 @@ class LocalExecutor:
                 collect(run_one(entry, str(out), threads, root))
             return
         context = multiprocessing.get_context("spawn")  # no forked torch/numba state
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=watch_parent,
-                                 initargs=(os.getpid(),)) as pool:  # fmt: skip
-            futures = [pool.submit(run_one, e, str(out), threads_for(e["config"], self.workers),
-                                   root) for e in todo]  # fmt: skip
+        with ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),)
+        ) as pool:
+            futures = [
+                pool.submit(run_one, e, str(out), threads_for(e["config"], self.workers), root)
+                for e in todo
+            ]
             for future in as_completed(futures):
                 collect(future.result())
 

@@ -34,22 +34,36 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
     except DownloadError as err:
         path = cache_root(root) / f"{dataset.lower()}-synthetic.npz"
         echo(f"{err}")
-        echo(f"Running on SYNTHETIC data instead ({path}); its numbers are not comparable to "
-             "the study's.")  # fmt: skip
+        echo(
+            f"Running on SYNTHETIC data instead ({path}); its numbers are not comparable to "
+            "the study's."
+        )
         if not path.exists():
             write_synthetic(path, dataset, scale=1.0, seed=0)
         return str(path)
 
 
-def run_study(dataset="octmnist", out="reproduction", only=None, workers=2, quick=False,
-              seeds=1, root=None, extra_rows=(), progress=True, echo=print, backend="local",
-              address=None) -> dict:  # fmt: skip
+def run_study(
+    dataset="octmnist",
+    out="reproduction",
+    only=None,
+    workers=2,
+    quick=False,
+    seeds=1,
+    root=None,
+    extra_rows=(),
+    progress=True,
+    echo=print,
+    backend="local",
+    address=None,
+) -> dict:
     """Run (or finish) the study's runs in OUT; return every finished run of OUT ("results"),
     the report's facts ("meta"), this call's failed runs and its start time."""
     unknown = sorted(set(only or ()) - set(QUESTIONS))
     if unknown:
-        raise ConfigError(f"unknown question(s) {', '.join(unknown)}; choose from "
-                          f"{', '.join(QUESTIONS)}")  # fmt: skip
+        raise ConfigError(
+            f"unknown question(s) {', '.join(unknown)}; choose from {', '.join(QUESTIONS)}"
+        )
     if workers < 1 or seeds < 1:
         raise ConfigError(f"workers == {workers}, seeds == {seeds}; both must be >= 1")
     start = time.perf_counter()
@@ -57,21 +71,34 @@ def run_study(dataset="octmnist", out="reproduction", only=None, workers=2, quic
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
     out = Path(out)
-    ran = run_all(entries, out, workers=workers, root=root, progress=progress,
-                  backend=backend, address=address)
+    ran = run_all(
+        entries,
+        out,
+        workers=workers,
+        root=root,
+        progress=progress,
+        backend=backend,
+        address=address,
+    )
     # the report and runs.csv cover every finished run in OUT, not only this call's (--only)
     results = everything_in(out, expand(rows, ref, seeds=seeds, quick=quick), ran)
     write_text(out / "runs.csv", runs_csv(results))
     running = [r for r in ran if r["status"] == "running"]
     if running:
-        echo(f"{len(running)} run(s) skipped: another medclf process is training them "
-             f"({', '.join(sorted({r['error'] for r in running}))}); the report covers them "
-             "once they are finished and medclf reproduce runs again")  # fmt: skip
+        echo(
+            f"{len(running)} run(s) skipped: another medclf process is training them "
+            f"({', '.join(sorted({r['error'] for r in running}))}); the report covers them "
+            "once they are finished and medclf reproduce runs again"
+        )
     meta = {
-        "dataset": dataset, **data_facts(results, ref, root), "quick": quick,
-        "seeds": seeds, "workers": workers,
-        "seconds": time.perf_counter() - start, **machine_and_versions(),
-    }  # fmt: skip
+        "dataset": dataset,
+        **data_facts(results, ref, root),
+        "quick": quick,
+        "seeds": seeds,
+        "workers": workers,
+        "seconds": time.perf_counter() - start,
+        **machine_and_versions(),
+    }
     failed = [r for r in ran if r["status"] == "failed"]
     return {"results": results, "meta": meta, "failed": failed, "started": start}
 
@@ -82,8 +109,9 @@ def everything_in(out: Path, study: list[dict], ran: list[dict]) -> list[dict]:
     ran_by_key = {r["key"]: r for r in ran}
     results = {}
     for entry in study:  # a run shared by questions keeps them all, whatever --only chose
-        done = ran_by_key.get(entry["key"]) or finished(run_dir_of(out, entry["key"]),
-                                                        entry["config"])  # fmt: skip
+        done = ran_by_key.get(entry["key"]) or finished(
+            run_dir_of(out, entry["key"]), entry["config"]
+        )
         if done:
             results[entry["key"]] = {**entry, **done, "questions": entry["questions"]}
     results.update({k: r for k, r in ran_by_key.items() if k not in results})
@@ -93,11 +121,11 @@ def everything_in(out: Path, study: list[dict], ran: list[dict]) -> list[dict]:
         config = read_json_or_none(run_dir / CONFIG)
         done = isinstance(config, dict) and finished(run_dir, config)
         if done:
-            results[run_dir.name] = {"key": run_dir.name, "config": config, "questions": [],
-                                     **done}  # fmt: skip
+            results[run_dir.name] = {"key": run_dir.name, "config": config, "questions": [], **done}
     keys = [e["key"] for e in study]
-    return sorted(results.values(), key=lambda r: keys.index(r["key"]) if r["key"] in keys
-                  else len(keys))  # fmt: skip
+    return sorted(
+        results.values(), key=lambda r: keys.index(r["key"]) if r["key"] in keys else len(keys)
+    )
 
 
 def data_facts(results: list[dict], ref: str, root) -> dict:
@@ -107,11 +135,17 @@ def data_facts(results: list[dict], ref: str, root) -> dict:
 
     done = next((r for r in results if r["status"] == "done" and "dataset_source" in r), None)
     if done:
-        return {"source": done["dataset_source"], "synthetic": done["synthetic"],
-                "test_split": done["test_split"]}  # fmt: skip
+        return {
+            "source": done["dataset_source"],
+            "synthetic": done["synthetic"],
+            "test_split": done["test_split"],
+        }
     data = load_dataset(ref, root)
-    return {"source": data.source, "synthetic": data.synthetic,
-            "test_split": resolve_test_split(data)}  # fmt: skip
+    return {
+        "source": data.source,
+        "synthetic": data.synthetic,
+        "test_split": resolve_test_split(data),
+    }
 
 
 def machine_and_versions() -> dict:
@@ -119,5 +153,5 @@ def machine_and_versions() -> dict:
     return {
         "machine": f"{env['platform']}, {env['cpus']} CPUs",
         "versions": f"Python {env['python']}, NumPy {env['numpy']}, PyTorch {env['torch']}, "
-                    f"numba {env['numba']}",
-    }  # fmt: skip
+        f"numba {env['numba']}",
+    }

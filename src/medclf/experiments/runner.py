@@ -34,8 +34,7 @@ from medclf.run.folder import (
     run_lock,
 )
 
-RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds",
-                 "error")  # fmt: skip
+RESULT_FIELDS = ("status", "train_acc", "val_acc", "test_acc", "best_val_acc", "seconds", "error")
 
 
 def replace_stale(run_dir: Path, why: str) -> None:
@@ -49,23 +48,27 @@ def replace_stale(run_dir: Path, why: str) -> None:
     print(f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr)
 
 
-
 class EpochBar:
     """One progress bar in epochs over every run, fed by polling each run's checkpoint (so
     workers need not report anything): it moves while a run trains, not only when it ends."""
 
     def __init__(self, todo: list[dict], out: Path, progress: bool, every: float = 1.0):
         # a model fitted once (scikit-learn: no "epochs") counts as one epoch
-        self.runs = {e["key"]: (entry_dir(out, e), e["config"].get("epochs", 1))
-                     for e in todo}  # fmt: skip
+        self.runs = {e["key"]: (entry_dir(out, e), e["config"].get("epochs", 1)) for e in todo}
         self.done = {key: epochs_done(path) for key, (path, _) in self.runs.items()}
         self.seen: dict[str, int] = {}  # checkpoint mtimes already read
         self.lock, self.stop, self.every = threading.Lock(), threading.Event(), every
         total = sum(epochs for _, epochs in self.runs.values())
         # smoothing=0: the ETA follows the mean rate, as runs' epochs differ in cost
-        self.bar = tqdm(total=total, initial=sum(self.done.values()), unit="epoch",
-                        disable=not (progress and todo), desc=f"{len(todo)} runs",
-                        smoothing=0, dynamic_ncols=True)  # fmt: skip
+        self.bar = tqdm(
+            total=total,
+            initial=sum(self.done.values()),
+            unit="epoch",
+            disable=not (progress and todo),
+            desc=f"{len(todo)} runs",
+            smoothing=0,
+            dynamic_ncols=True,
+        )
         self.thread = threading.Thread(target=self.poll, daemon=True, name="epoch-bar")
         if progress and todo:
             self.thread.start()

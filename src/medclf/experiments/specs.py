@@ -36,13 +36,19 @@ STUDY = [
 # Q1.2a shown rather than argued: logistic regression from random initialisations (convex: the
 # same loss) against the MLP from several seeds (non-convex: different losses).
 CONVEXITY_SEEDS = (42, 43, 44)
-CONVEXITY = [("Q1.2a", "numpy-logreg", {"lr": 0.001, "init_std": 0.1, "seed": s})
-             for s in CONVEXITY_SEEDS] + [
-            ("Q1.2a", "numpy-mlp", {"lr": 0.001, "seed": s}) for s in CONVEXITY_SEEDS]  # fmt: skip
+CONVEXITY = [
+    ("Q1.2a", "numpy-logreg", {"lr": 0.001, "init_std": 0.1, "seed": s}) for s in CONVEXITY_SEEDS
+] + [("Q1.2a", "numpy-mlp", {"lr": 0.001, "seed": s}) for s in CONVEXITY_SEEDS]
 
 # The settings each question sweeps: how its runs are named in the report.
-SWEPT = {"Q1.1b": ("lr",), "Q1.2a": ("seed",), "Q2.1": ("lr",), "Q2.2a": ("batch_size",),
-         "Q2.2b": ("lr",), "Q2.2c": ("l2", "dropout")}  # fmt: skip
+SWEPT = {
+    "Q1.1b": ("lr",),
+    "Q1.2a": ("seed",),
+    "Q2.1": ("lr",),
+    "Q2.2a": ("batch_size",),
+    "Q2.2b": ("lr",),
+    "Q2.2c": ("l2", "dropout"),
+}
 
 # Questions whose figures plot training accuracy per epoch (Figures 1-4).
 PER_EPOCH_TRAIN_ACC = {"Q1.1a", "Q1.1b", "Q1.2b"}

@@ -47,8 +47,15 @@ from medclf.run.folder import (
 
 EXTRA = 'pip install -e ".[mlflow]"'
 EPOCH_METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_auc")
-FINAL_METRICS = ("test_acc", "test_auc", "test_loss", "val_acc", "val_auc", "train_acc",
-                 "best_val_acc")  # fmt: skip
+FINAL_METRICS = (
+    "test_acc",
+    "test_auc",
+    "test_loss",
+    "val_acc",
+    "val_auc",
+    "train_acc",
+    "best_val_acc",
+)
 
 
 SCHEMES = ("sqlite:///", "file:", "http://", "https://")
@@ -65,8 +72,9 @@ def check_store(uri: str) -> None:
     if uri.startswith("sqlite:///"):
         path = Path(uri.removeprefix("sqlite:///"))
         if not path.parent.is_dir():
-            raise ConfigError(f"the folder of MLflow store {path} does not exist; create it or "
-                              f"{fix}")  # fmt: skip
+            raise ConfigError(
+                f"the folder of MLflow store {path} does not exist; create it or {fix}"
+            )
         if path.exists() and (not path.is_file() or path.open("rb").read(16) != SQLITE_MAGIC):
             raise ConfigError(f"{path} exists and is not an SQLite database; {fix}")
     elif "://" not in uri and Path(uri).exists() and not Path(uri).is_dir():
@@ -82,14 +90,18 @@ def log_run_folder(run_dir, uri: str, experiment: str = "medclf") -> str:
         raise
     except Exception as err:  # MLflow's and SQLAlchemy's own failures
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"MLflow could not log {run_dir} to {uri} ({type(err).__name__}: "
-                          f"{first}); check the store") from err  # fmt: skip
+        raise ConfigError(
+            f"MLflow could not log {run_dir} to {uri} ({type(err).__name__}: "
+            f"{first}); check the store"
+        ) from err
 
 
 def _log(run_dir: Path, uri: str, experiment: str) -> str:
     if not has_metrics(run_dir):
-        raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); finish "
-                        "the run (medclf train --resume) before logging it")  # fmt: skip
+        raise DataError(
+            f"{run_dir} is not a finished run folder (no metrics.json); finish "
+            "the run (medclf train --resume) before logging it"
+        )
     config = _read(run_dir / CONFIG)
     metrics = _read(run_dir / METRICS)
     history = _read(run_dir / HISTORY, default=[])
@@ -98,8 +110,7 @@ def _log(run_dir: Path, uri: str, experiment: str) -> str:
 
     client = _client(uri)
     experiment_id = _experiment(client, uri, experiment)
-    found = client.search_runs([experiment_id],
-                               f"tags.`medclf.config_hash` = '{config_hash}'")  # fmt: skip
+    found = client.search_runs([experiment_id], f"tags.`medclf.config_hash` = '{config_hash}'")
     for run in found:
         if run.data.tags.get("medclf.run_dir") == str(run_dir):
             if run.info.status == "FINISHED":
@@ -133,8 +144,9 @@ def _client(uri: str):
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise ConfigError(f"MLflow tracking needs the optional mlflow extra; install it with "
-                          f"{EXTRA}") from None  # fmt: skip
+        raise ConfigError(
+            f"MLflow tracking needs the optional mlflow extra; install it with {EXTRA}"
+        ) from None
     for name in ("mlflow", "alembic"):  # their INFO lines would break medclf's one-line output
         logging.getLogger(name).setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=_store_uri(uri))
@@ -154,7 +166,7 @@ def _experiment(client, uri: str, name: str) -> str:
         return found.experiment_id
     location = None
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
-        db = Path(uri[len("sqlite:///"):]).resolve()
+        db = Path(uri[len("sqlite:///") :]).resolve()
         location = (db.parent / f"{db.stem}-artifacts" / name).as_uri()
     return client.create_experiment(name, artifact_location=location)
 
@@ -167,14 +179,23 @@ def _tags(run_dir: Path, config: dict, metrics: dict, env: dict, config_hash: st
 
         md5 = file_md5(Path(source))
     tags = {
-        "run_key": run_dir.name, "run_dir": str(run_dir), "config_hash": config_hash,
-        "model": config.get("model"), "dataset": metrics.get("dataset_name"),
-        "dataset_source": source, "dataset_md5": md5,
+        "run_key": run_dir.name,
+        "run_dir": str(run_dir),
+        "config_hash": config_hash,
+        "model": config.get("model"),
+        "dataset": metrics.get("dataset_name"),
+        "dataset_source": source,
+        "dataset_md5": md5,
         "data": "synthetic" if metrics.get("synthetic") else "real",
-        "status": metrics.get("status"), "version": env.get("medclf", "unknown"),
-        "python_version": env.get("python"), "numpy_version": env.get("numpy"),
-        "torch_version": env.get("torch"), "machine": env.get("machine"),
-        "platform": env.get("platform"), "cpus": env.get("cpus"), "device": env.get("device"),
+        "status": metrics.get("status"),
+        "version": env.get("medclf", "unknown"),
+        "python_version": env.get("python"),
+        "numpy_version": env.get("numpy"),
+        "torch_version": env.get("torch"),
+        "machine": env.get("machine"),
+        "platform": env.get("platform"),
+        "cpus": env.get("cpus"),
+        "device": env.get("device"),
     }
     return {f"medclf.{k}": str(v) for k, v in tags.items() if v is not None}
 
@@ -184,8 +205,12 @@ def _log_values(client, run_id: str, config: dict, history: list, metrics: dict)
 
     now = int(time.time() * 1000)
     params = [Param(k, v if isinstance(v, str) else json.dumps(v)) for k, v in config.items()]
-    points = [Metric(key, rec[key], now, rec["epoch"])
-              for rec in history for key in EPOCH_METRICS if _number(rec.get(key))]  # fmt: skip
+    points = [
+        Metric(key, rec[key], now, rec["epoch"])
+        for rec in history
+        for key in EPOCH_METRICS
+        if _number(rec.get(key))
+    ]
     final = {key: metrics.get(key) for key in FINAL_METRICS}
     for split, values in (metrics.get("metrics") or {}).items():
         final |= {f"{split}_{k}": v for k, v in values.items() if k != "n"}
@@ -195,9 +220,9 @@ def _log_values(client, run_id: str, config: dict, history: list, metrics: dict)
             name = f"selected_{key}" if key in EPOCH_METRICS else key
             points.append(Metric(name, value, now, step))
     for i in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[i:i + 100])
+        client.log_batch(run_id, params=params[i : i + 100])
     for i in range(0, len(points), 1000):
-        client.log_batch(run_id, metrics=points[i:i + 1000])
+        client.log_batch(run_id, metrics=points[i : i + 1000])
 
 
 def _number(value) -> bool:
@@ -212,5 +237,6 @@ def _read(path: Path, default=None):
             return default
         raise DataError(f"{path} is missing; this is not a complete run folder") from None
     except (OSError, ValueError, RecursionError) as err:  # RecursionError: nested too deeply
-        raise DataError(f"{path} cannot be read as JSON ({err}); repair or remove that run "
-                        "folder") from None  # fmt: skip
+        raise DataError(
+            f"{path} cannot be read as JSON ({err}); repair or remove that run folder"
+        ) from None

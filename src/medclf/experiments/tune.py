@@ -66,8 +66,9 @@ def import_optuna():
     try:
         import optuna
     except ImportError:
-        raise ConfigError("medclf tune needs Optuna, an optional extra: "
-                          "pip install -e \".[tune]\"") from None  # fmt: skip
+        raise ConfigError(
+            'medclf tune needs Optuna, an optional extra: pip install -e ".[tune]"'
+        ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return optuna
 
@@ -134,21 +135,29 @@ def open_study(optuna, storage: str, search: dict, pruner=None):
     """Create or load the study; refuse one made for another search."""
     direction = "minimize" if search["select"] == "val_loss" else "maximize"
     try:
-        study = optuna.create_study(study_name="medclf", storage=storage, direction=direction,
-                                    pruner=pruner or optuna.pruners.MedianPruner(),
-                                    load_if_exists=True)  # fmt: skip
+        study = optuna.create_study(
+            study_name="medclf",
+            storage=storage,
+            direction=direction,
+            pruner=pruner or optuna.pruners.MedianPruner(),
+            load_if_exists=True,
+        )
     except Exception as err:  # a bad URL, a missing driver, a file that is not a database
         first = (str(err).strip().splitlines() or [""])[0][:160]
-        raise ConfigError(f"cannot open the Optuna storage {storage} ({type(err).__name__}: "
-                          f"{first}); give --storage sqlite:///FILE.db in a writable "
-                          "folder") from err  # fmt: skip
+        raise ConfigError(
+            f"cannot open the Optuna storage {storage} ({type(err).__name__}: "
+            f"{first}); give --storage sqlite:///FILE.db in a writable "
+            "folder"
+        ) from err
     old = study.user_attrs.get("search")
     if old is None:
         study.set_user_attr("search", search)
     elif old != search:
         keys = ", ".join(k for k in search if old.get(k) != search[k])
-        raise ConfigError(f"{storage} holds a search with other {keys}; rerun it with the same "
-                          "options or choose another --out or --storage")  # fmt: skip
+        raise ConfigError(
+            f"{storage} holds a search with other {keys}; rerun it with the same "
+            "options or choose another --out or --storage"
+        )
     return study
 
 
@@ -239,8 +248,20 @@ def tell(optuna, study, trial, run_dir: Path, metrics: dict, metric: str) -> Non
         study.tell(trial, value)
 
 
-def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, metric, model,
-                     workers: int, root, address, seed: int) -> None:  # fmt: skip
+def run_batch_on_ray(
+    optuna,
+    study,
+    n: int,
+    out: Path,
+    base: dict,
+    space: dict,
+    metric,
+    model,
+    workers: int,
+    root,
+    address,
+    seed: int,
+) -> None:
     """``n`` trials at once as Ray tasks (medclf.experiments.executors), each in its trial
     folder, as local trials. A worker cannot reach the driver's study, so these trials are
     not pruned: they run their epochs and are told their kept value when they come back."""
@@ -250,10 +271,18 @@ def run_batch_on_ray(optuna, study, n: int, out: Path, base: dict, space: dict, 
         rel = trial.user_attrs.get("run_dir") or trial_dir(slot)
         trial.set_user_attr("run_dir", rel)
         # per-epoch training accuracy, as run_job measures it for a local trial
-        entries.append({"key": f"trial-{trial.number}", "config": config, "folder": rel,
-                        "questions": [f"trial {trial.number}"], "train_acc": True})  # fmt: skip
-    results = run_all(entries, out, workers=workers, root=root, progress=False, backend="ray",
-                      address=address)  # fmt: skip
+        entries.append(
+            {
+                "key": f"trial-{trial.number}",
+                "config": config,
+                "folder": rel,
+                "questions": [f"trial {trial.number}"],
+                "train_acc": True,
+            }
+        )
+    results = run_all(
+        entries, out, workers=workers, root=root, progress=False, backend="ray", address=address
+    )
     for (trial, _), entry, result in zip(batch, entries, results, strict=True):
         tell(optuna, study, trial, out / entry["folder"], result, metric)
 
@@ -306,9 +335,16 @@ def trial_rows(study, out: Path, space: dict) -> list[dict]:
             epochs = metrics["epochs_run"]
         else:  # not finished, or its metrics.json damaged since
             epochs = max(t.intermediate_values, default=None)
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
-                     "epochs": epochs, **{k: t.params.get(k) for k in space},
-                     "run_dir": str(run_dir) if run_dir else ""})  # fmt: skip
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "epochs": epochs,
+                **{k: t.params.get(k) for k in space},
+                "run_dir": str(run_dir) if run_dir else "",
+            }
+        )
     return rows
 
 
@@ -335,14 +371,29 @@ def trials_table(rows: list[dict], metric: str) -> str:
     head = [metric if k == "value" else k for k in rows[0]]
     cells = [head, *([cell(v) for v in row.values()] for row in rows)]
     widths = [max(len(r[j]) for r in cells) for j in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in cells)  # fmt: skip
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells
+    )
 
 
-def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage=None,
-         seed: int = 42, epochs: int | None = None, size: int | None = None, root=None,
-         timeout: float | None = None, backend: str = "local", echo=print,
-         pruner=None, workers: int = 2, address: str | None = None) -> dict:  # fmt: skip
+def tune(
+    dataset,
+    model: str,
+    trials: int,
+    out,
+    metric: str = "val_auc",
+    storage=None,
+    seed: int = 42,
+    epochs: int | None = None,
+    size: int | None = None,
+    root=None,
+    timeout: float | None = None,
+    backend: str = "local",
+    echo=print,
+    pruner=None,
+    workers: int = 2,
+    address: str | None = None,
+) -> dict:
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
     ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
     if model not in MODELS:
@@ -361,8 +412,13 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
     if str(dataset).lower() not in REGISTRY:  # one file under any spelling is one search
         dataset = Path(dataset).resolve()
     data = load_dataset(str(dataset), root, size=size)  # a file's size is read from it
-    base = {"dataset": str(dataset), "size": data.info.size, "seed": seed, "select": metric,
-            "epochs": epochs}  # fmt: skip
+    base = {
+        "dataset": str(dataset),
+        "size": data.info.size,
+        "seed": seed,
+        "select": metric,
+        "epochs": epochs,
+    }
     check_task(make_config(model, **base), data)
     # the data's MD5 too: a file replaced in place is another search, not more of the same one
     md5 = data_md5(path) if (path := data_file(str(dataset), root, data.info.size)) else None
@@ -383,19 +439,38 @@ def tune(dataset, model: str, trials: int, out, metric: str = "val_auc", storage
             before = len(study.trials)
             if backend == "ray":
                 left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
-                run_batch_on_ray(optuna, study, min(workers, left), out, base, space, metric,
-                                 model, workers, root, address, seed)  # fmt: skip
+                run_batch_on_ray(
+                    optuna,
+                    study,
+                    min(workers, left),
+                    out,
+                    base,
+                    space,
+                    metric,
+                    model,
+                    workers,
+                    root,
+                    address,
+                    seed,
+                )
             else:
                 trial, slot = ask(optuna, study, seed)
                 context = (out, base, space, metric, data, model, stopped)
                 run_trial(optuna, study, trial, slot, *context)
             for t in study.trials[before:]:
-                echo(f"trial {t.number}: {t.state.name}"
-                     + (f", {metric} {t.value:.4f}" if t.value is not None else ""))  # fmt: skip
+                echo(
+                    f"trial {t.number}: {t.state.name}"
+                    + (f", {metric} {t.value:.4f}" if t.value is not None else "")
+                )
         if stopped():
             raise KeyboardInterrupt
         rows = trial_rows(study, out, space)
         write_csv(out / "trials.csv", rows)
         best = best_trial(study, out, model, base, data, echo)
-    return {"rows": rows, "best": best, "csv": out / "trials.csv", "metric": metric,
-            "best_config": out / "best_config.json" if best else None}  # fmt: skip
+    return {
+        "rows": rows,
+        "best": best,
+        "csv": out / "trials.csv",
+        "metric": metric,
+        "best_config": out / "best_config.json" if best else None,
+    }

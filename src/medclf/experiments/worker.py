@@ -75,8 +75,7 @@ def failed(entry: dict, err: BaseException, start: float) -> dict:
     return {**entry, "status": "failed", "error": error, "seconds": time.perf_counter() - start}
 
 
-def run_one(entry: dict, out: str, threads: int, root: str | None = None,
-            after_epoch=None) -> dict:  # fmt: skip
+def run_one(entry: dict, out: str, threads: int, root: str | None = None, after_epoch=None) -> dict:
     """Train one run in this process, owning its folder; never raises: a failure becomes a
     failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
     run_job (the Ray executor copies checkpoints with it). An entry's ``train_acc`` says whether
@@ -98,8 +97,15 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None,
                 # per-epoch training accuracy only where a figure plots it; else once at the end
                 plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
                 per_epoch = entry.get("train_acc", plotted)
-                metrics = run_job(config, dataset, run_dir, quiet=True, train_acc=per_epoch,
-                                  after_epoch=after_epoch, **options)  # fmt: skip
+                metrics = run_job(
+                    config,
+                    dataset,
+                    run_dir,
+                    quiet=True,
+                    train_acc=per_epoch,
+                    after_epoch=after_epoch,
+                    **options,
+                )
         return {**entry, **metrics, "status": metrics.get("status", "done")}
     except Exception as err:  # reported in the table; the other runs go on
         return failed(entry, err, start)

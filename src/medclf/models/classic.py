@@ -65,17 +65,22 @@ def logistic_regression(s: dict, seed: int, threads: int) -> BaseEstimator:
 def random_forest(s: dict, seed: int, threads: int) -> BaseEstimator:
     # Trees need no scaling; 300 trees is past the point where more stop helping.
     return RandomForestClassifier(
-        n_estimators=s["n_estimators"], min_samples_leaf=s["min_samples_leaf"],
-        n_jobs=threads, random_state=seed,
-    )  # fmt: skip
+        n_estimators=s["n_estimators"],
+        min_samples_leaf=s["min_samples_leaf"],
+        n_jobs=threads,
+        random_state=seed,
+    )
 
 
 def gradient_boosting(s: dict, seed: int, threads: int) -> BaseEstimator:
     # No internal early-stopping split: the lifecycle selects on the given validation split.
     return HistGradientBoostingClassifier(
-        max_iter=s["max_iter"], learning_rate=s["learning_rate"],
-        max_leaf_nodes=s["max_leaf_nodes"], early_stopping=False, random_state=seed,
-    )  # fmt: skip
+        max_iter=s["max_iter"],
+        learning_rate=s["learning_rate"],
+        max_leaf_nodes=s["max_leaf_nodes"],
+        early_stopping=False,
+        random_state=seed,
+    )
 
 
 def knn(s: dict, seed: int, threads: int) -> BaseEstimator:

@@ -31,7 +31,6 @@ DTYPES = ("float64", "float32")
 TEST_SPLITS = ("auto", "study", "official")
 
 
-
 class Defaults(Mapping):
     """Each model's own defaults, read from its registry entry when asked (so a model
     registered later has them too)."""
@@ -61,8 +60,10 @@ _SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring = 2, 4, 4, 80
 def make_config(model: str, **overrides) -> dict:
     """Full config of a run; ``None`` overrides keep the default. Checks every value."""
     if not isinstance(model, str) or model not in DEFAULTS:
-        raise SettingError(f"unknown model {model!r}{did_you_mean(model, MODELS)}; choose one of "
-                           f"{', '.join(MODELS)}")  # fmt: skip
+        raise SettingError(
+            f"unknown model {model!r}{did_you_mean(model, MODELS)}; choose one of "
+            f"{', '.join(MODELS)}"
+        )
     config = {"model": model, **COMMON, **DEFAULTS[model]}
     for key, value in overrides.items():
         if value is None:
@@ -74,8 +75,6 @@ def make_config(model: str, **overrides) -> dict:
         config[key] = value
     check_config(config)
     return config
-
-
 
 
 def _finite(v) -> bool:
@@ -97,8 +96,11 @@ def check_config(c: dict) -> None:
         ("l2", lambda v: _finite(v) and v >= 0, "must be >= 0 and finite"),
         ("init_std", lambda v: _finite(v) and v >= 0, "must be >= 0 and finite"),
         ("train_fraction", lambda v: _finite(v) and 0 < v <= 1, "must be in (0, 1]"),
-        ("seed", lambda v: _integer(v) and 0 <= v <= MAX_SEED,
-         f"must be an integer in 0..{MAX_SEED}"),
+        (
+            "seed",
+            lambda v: _integer(v) and 0 <= v <= MAX_SEED,
+            f"must be an integer in 0..{MAX_SEED}",
+        ),
         ("activation", lambda v: v in ACTIVATIONS, f"must be one of {ACTIVATIONS}"),
         ("optimizer", lambda v: v in OPTIMIZERS, f"must be one of {OPTIMIZERS}"),
         ("size", lambda v: _integer(v) and v in (28, 64, 128, 224), "must be 28, 64, 128 or 224"),
@@ -112,24 +114,31 @@ def check_config(c: dict) -> None:
         # classic baselines (medclf.models.classic)
         ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("max_iter", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
-        ("n_estimators", lambda v: _integer(v) and 1 <= v <= 100_000,
-         "must be an integer in 1..100000"),
+        (
+            "n_estimators",
+            lambda v: _integer(v) and 1 <= v <= 100_000,
+            "must be an integer in 1..100000",
+        ),
         ("min_samples_leaf", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
         ("learning_rate", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("max_leaf_nodes", lambda v: _integer(v) and v >= 2, "must be an integer >= 2"),
         ("n_neighbors", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),
         ("pca_components", lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
-        ("gamma", lambda v: v in ("scale", "auto") or (_finite(v) and v > 0),
-         "must be 'scale', 'auto' or a number > 0"),
-        ("test_split", lambda v: v in TEST_SPLITS,
-         "must be auto, study or official"),
-    ]  # fmt: skip
+        (
+            "gamma",
+            lambda v: v in ("scale", "auto") or (_finite(v) and v > 0),
+            "must be 'scale', 'auto' or a number > 0",
+        ),
+        ("test_split", lambda v: v in TEST_SPLITS, "must be auto, study or official"),
+    ]
     for key, ok, rule in rules:
         if key in c and not ok(c[key]):
             raise SettingError(f"{key} == {_SHORT.repr(c[key])}, {rule}")
     if c.get("patience") and c.get("select") == "last":
-        raise SettingError("patience needs a metric to watch, but select == 'last'; add "
-                          "--select val_auc (or val_acc, val_loss)")
+        raise SettingError(
+            "patience needs a metric to watch, but select == 'last'; add "
+            "--select val_auc (or val_acc, val_loss)"
+        )
 
 
 def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
@@ -150,8 +159,9 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
         try:
             import yaml
         except ImportError:
-            raise ConfigError(f"reading {path} needs PyYAML (pip install pyyaml); or write the "
-                              "config as JSON") from None  # fmt: skip
+            raise ConfigError(
+                f"reading {path} needs PyYAML (pip install pyyaml); or write the config as JSON"
+            ) from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
@@ -162,17 +172,23 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
             raise ConfigError(f"config file {path} is nested too deeply to be a config") from None
         if isinstance(data, dict):  # YAML 1.1 reads 1e-3 (no dot) as a string
             sci = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-            data = {k: float(v) if isinstance(v, str) and sci.fullmatch(v) else v
-                    for k, v in data.items()}  # fmt: skip
+            data = {
+                k: float(v) if isinstance(v, str) and sci.fullmatch(v) else v
+                for k, v in data.items()
+            }
     else:
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
-            raise ConfigError(f"config file {path} is not valid JSON ({err}); YAML files must "
-                              "end in .yaml or .yml") from None  # fmt: skip
+            raise ConfigError(
+                f"config file {path} is not valid JSON ({err}); YAML files must "
+                "end in .yaml or .yml"
+            ) from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold one object of settings, "
-                          f"like {{\"model\": \"torch-ffn\", \"lr\": 0.1}}")  # fmt: skip
+        raise ConfigError(
+            f"config file {path} must hold one object of settings, "
+            f'like {{"model": "torch-ffn", "lr": 0.1}}'
+        )
     odd = next((k for k in data if not isinstance(k, str)), None)
     if odd is not None:
         raise SettingError(
@@ -183,11 +199,13 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     if named is not None and not isinstance(named, str):
         raise SettingError(f"config file {path}: model == {named!r}, must be one name (text)")
     if named is not None and model is not None and named != model:
-        raise ConfigError(f"the MODEL argument is {model} but {path} holds a {named} config; "
-                          "drop the argument or give a matching file")  # fmt: skip
+        raise ConfigError(
+            f"the MODEL argument is {model} but {path} holds a {named} config; "
+            "drop the argument or give a matching file"
+        )
     model = model or named
     if model is None:
-        raise ConfigError(f"config file {path} names no \"model\"; add one or give MODEL")
+        raise ConfigError(f'config file {path} names no "model"; add one or give MODEL')
     try:
         make_config(model, **settings)
     except ConfigError as err:

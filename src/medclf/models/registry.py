@@ -49,66 +49,151 @@ SKLEARN = "medclf.models.classic:"
 
 # Conv nets: MedMNIST v2's protocol (Adam, lr 0.001, batch 128, 100 epochs, lr x 0.1 at 50 % and
 # 75 %) unless a preset says otherwise; see PRESETS.
-PAPER = {"epochs": 100, "lr": 0.001, "batch_size": 128, "optimizer": "adam", "l2": 0.0,
-         "schedule": "paper", "augment": "none"}  # fmt: skip
+PAPER = {
+    "epochs": 100,
+    "lr": 0.001,
+    "batch_size": 128,
+    "optimizer": "adam",
+    "l2": 0.0,
+    "schedule": "paper",
+    "augment": "none",
+}
 
 MODELS: dict[str, ModelSpec] = {
     # Q1: from scratch, one example at a time, float64 for fidelity to the study.
     "numpy-perceptron": ModelSpec(
-        "numpy", {"epochs": 20, "dtype": "float64"},
-        "the study's multi-class perceptron (NumPy, from scratch)", SINGLE_LABEL, "flat+bias",
-        build=NUMPY + "perceptron", cost=0.5),
+        "numpy",
+        {"epochs": 20, "dtype": "float64"},
+        "the study's multi-class perceptron (NumPy, from scratch)",
+        SINGLE_LABEL,
+        "flat+bias",
+        build=NUMPY + "perceptron",
+        cost=0.5,
+    ),
     "numpy-logreg": ModelSpec(
-        "numpy", {"epochs": 20, "lr": 0.01, "batch_size": 1, "dtype": "float64",
-                  "init_std": 0.0},  # the study starts from W = 0
-        "multinomial logistic regression by SGD (NumPy, from scratch)", SINGLE_LABEL,
-        "flat+bias", build=NUMPY + "logistic_regression", cost=0.6),
+        "numpy",
+        {
+            "epochs": 20,
+            "lr": 0.01,
+            "batch_size": 1,
+            "dtype": "float64",
+            "init_std": 0.0,
+        },  # the study starts from W = 0
+        "multinomial logistic regression by SGD (NumPy, from scratch)",
+        SINGLE_LABEL,
+        "flat+bias",
+        build=NUMPY + "logistic_regression",
+        cost=0.6,
+    ),
     "numpy-mlp": ModelSpec(
-        "numpy", {"epochs": 20, "lr": 0.001, "hidden_size": 200, "layers": 1, "batch_size": 1,
-                  "dtype": "float64"},
-        "multi-layer perceptron with hand-written backprop (NumPy)", SINGLE_LABEL,
-        build=NUMPY + "mlp", cost=4.6),
+        "numpy",
+        {
+            "epochs": 20,
+            "lr": 0.001,
+            "hidden_size": 200,
+            "layers": 1,
+            "batch_size": 1,
+            "dtype": "float64",
+        },
+        "multi-layer perceptron with hand-written backprop (NumPy)",
+        SINGLE_LABEL,
+        build=NUMPY + "mlp",
+        cost=4.6,
+    ),
     # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
     "torch-logreg": ModelSpec(
-        "torch", {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
-        "logistic regression (PyTorch)", build=TORCH + "logistic_regression", cost=1.5),
+        "torch",
+        {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
+        "logistic regression (PyTorch)",
+        build=TORCH + "logistic_regression",
+        cost=1.5,
+    ),
     "torch-ffn": ModelSpec(
-        "torch", {"epochs": 20, "lr": 0.1, "hidden_size": 200, "layers": 2, "dropout": 0.0,
-                  "batch_size": 16, "activation": "relu", "l2": 0.0, "optimizer": "sgd"},
-        "feed-forward network (PyTorch)", build=TORCH + "feedforward", cost=4.5,
-        large_batch_cost=1.9),
+        "torch",
+        {
+            "epochs": 20,
+            "lr": 0.1,
+            "hidden_size": 200,
+            "layers": 2,
+            "dropout": 0.0,
+            "batch_size": 16,
+            "activation": "relu",
+            "l2": 0.0,
+            "optimizer": "sgd",
+        },
+        "feed-forward network (PyTorch)",
+        build=TORCH + "feedforward",
+        cost=4.5,
+        large_batch_cost=1.9,
+    ),
     # Convolutional networks on images.
     "torch-cnn": ModelSpec(
-        "torch", {**PAPER, "epochs": 30, "width": 32, "dropout": 0.0, "schedule": "cosine",
-                  "augment": "auto"},
-        "medclf's small CNN for 28x28 on a CPU (PyTorch)", inputs="image",
-        build=TORCH + "small_cnn", cost=20.0),
+        "torch",
+        {
+            **PAPER,
+            "epochs": 30,
+            "width": 32,
+            "dropout": 0.0,
+            "schedule": "cosine",
+            "augment": "auto",
+        },
+        "medclf's small CNN for 28x28 on a CPU (PyTorch)",
+        inputs="image",
+        build=TORCH + "small_cnn",
+        cost=20.0,
+    ),
     "torch-resnet18": ModelSpec(
-        "torch", dict(PAPER), "ResNet-18 as MedMNIST v2 trained it (PyTorch)", inputs="image",
-        build=TORCH + "resnet18", cost=120.0),
+        "torch",
+        dict(PAPER),
+        "ResNet-18 as MedMNIST v2 trained it (PyTorch)",
+        inputs="image",
+        build=TORCH + "resnet18",
+        cost=120.0,
+    ),
     "torch-resnet50": ModelSpec(
-        "torch", dict(PAPER), "ResNet-50 as MedMNIST v2 trained it (PyTorch)", inputs="image",
-        build=TORCH + "resnet50", cost=300.0),
+        "torch",
+        dict(PAPER),
+        "ResNet-50 as MedMNIST v2 trained it (PyTorch)",
+        inputs="image",
+        build=TORCH + "resnet50",
+        cost=300.0,
+    ),
     # Classic baselines on pixels, the family auto-sklearn searches (medclf.models.classic: why each
     # default). kNN works on 50 PCA components; the SVM refuses training splits over 20,000.
     "sklearn-logreg": ModelSpec(
-        "sklearn", {"C": 1.0, "max_iter": 1000},
-        "logistic regression on standardised pixels (scikit-learn)", SINGLE_LABEL,
-        build=SKLEARN + "logistic_regression"),
+        "sklearn",
+        {"C": 1.0, "max_iter": 1000},
+        "logistic regression on standardised pixels (scikit-learn)",
+        SINGLE_LABEL,
+        build=SKLEARN + "logistic_regression",
+    ),
     "sklearn-rf": ModelSpec(
-        "sklearn", {"n_estimators": 300, "min_samples_leaf": 1},
-        "random forest (scikit-learn)", build=SKLEARN + "random_forest"),
+        "sklearn",
+        {"n_estimators": 300, "min_samples_leaf": 1},
+        "random forest (scikit-learn)",
+        build=SKLEARN + "random_forest",
+    ),
     "sklearn-hgb": ModelSpec(
-        "sklearn", {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
-        "histogram gradient boosting (scikit-learn)", SINGLE_LABEL,
-        build=SKLEARN + "gradient_boosting"),
+        "sklearn",
+        {"max_iter": 200, "learning_rate": 0.1, "max_leaf_nodes": 31},
+        "histogram gradient boosting (scikit-learn)",
+        SINGLE_LABEL,
+        build=SKLEARN + "gradient_boosting",
+    ),
     "sklearn-knn": ModelSpec(
-        "sklearn", {"n_neighbors": 11, "pca_components": 50},
-        "k nearest neighbours on PCA components (scikit-learn)", build=SKLEARN + "knn"),
+        "sklearn",
+        {"n_neighbors": 11, "pca_components": 50},
+        "k nearest neighbours on PCA components (scikit-learn)",
+        build=SKLEARN + "knn",
+    ),
     "sklearn-svm": ModelSpec(
-        "sklearn", {"C": 1.0, "gamma": "scale"},
-        "RBF support vector machine (scikit-learn)", SINGLE_LABEL, build=SKLEARN + "svm"),
-}  # fmt: skip
+        "sklearn",
+        {"C": 1.0, "gamma": "scale"},
+        "RBF support vector machine (scikit-learn)",
+        SINGLE_LABEL,
+        build=SKLEARN + "svm",
+    ),
+}
 
 
 # Training recipes as data: a preset's overrides per model; every model of a benchmark keeps
@@ -119,14 +204,32 @@ PRESETS: dict[str, dict[str, dict]] = {
     "fast": {
         # chosen on the validation splits of BreastMNIST and PneumoniaMNIST, seed 42: see
         # docs/benchmarks.md, "Fast recipe (chosen on validation)"
-        "torch-cnn": {"epochs": 30, "lr": 0.002, "batch_size": 64, "optimizer": "adam",
-                      "schedule": "cosine", "augment": "none"},
-        "torch-resnet18": {"epochs": 12, "lr": 0.002, "batch_size": 128, "optimizer": "adam",
-                           "schedule": "cosine", "augment": "auto"},
-        "torch-resnet50": {"epochs": 12, "lr": 0.002, "batch_size": 128, "optimizer": "adam",
-                           "schedule": "cosine", "augment": "auto"},
+        "torch-cnn": {
+            "epochs": 30,
+            "lr": 0.002,
+            "batch_size": 64,
+            "optimizer": "adam",
+            "schedule": "cosine",
+            "augment": "none",
+        },
+        "torch-resnet18": {
+            "epochs": 12,
+            "lr": 0.002,
+            "batch_size": 128,
+            "optimizer": "adam",
+            "schedule": "cosine",
+            "augment": "auto",
+        },
+        "torch-resnet50": {
+            "epochs": 12,
+            "lr": 0.002,
+            "batch_size": 128,
+            "optimizer": "adam",
+            "schedule": "cosine",
+            "augment": "auto",
+        },
     },
-}  # fmt: skip
+}
 BENCHMARK_MODELS = ("torch-cnn", "sklearn-svm", "sklearn-hgb", "torch-ffn")  # the default zoo
 
 
@@ -141,26 +244,54 @@ L2S = (0.0, 1e-5, 1e-4, 1e-3)
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "numpy-perceptron": {"epochs": ("int", 5, 50)},
     "numpy-logreg": {"lr": ("log", 1e-4, 0.1)},
-    "numpy-mlp": {"lr": ("log", 1e-4, 0.1), "hidden_size": ("int", 32, 512),
-                  "layers": ("int", 1, 3)},
-    "torch-logreg": {"lr": ("log", 1e-4, 1.0), "batch_size": ("choice", (16, 32, 64, 128)),
-                     "l2": ("choice", L2S), "optimizer": ("choice", ("sgd", "adam"))},
-    "torch-ffn": {"lr": ("log", 1e-4, 1.0), "hidden_size": ("int", 32, 512),
-                  "layers": ("int", 1, 3), "dropout": ("float", 0.0, 0.5),
-                  "batch_size": ("choice", (16, 32, 64, 128)), "l2": ("choice", L2S),
-                  "activation": ("choice", ("relu", "tanh")),
-                  "optimizer": ("choice", ("sgd", "adam"))},
-    "torch-cnn": {"lr": ("log", 1e-4, 1e-2), "width": ("choice", (16, 32, 64)),
-                  "dropout": ("float", 0.0, 0.5), "batch_size": ("choice", (32, 64, 128)),
-                  "l2": ("choice", L2S), "augment": ("choice", ("none", "auto"))},
-    "torch-resnet18": {"lr": ("log", 1e-4, 1e-2), "batch_size": ("choice", (64, 128)),
-                       "l2": ("choice", L2S), "schedule": ("choice", ("paper", "cosine"))},
-    "torch-resnet50": {"lr": ("log", 1e-4, 1e-2), "batch_size": ("choice", (64, 128)),
-                       "l2": ("choice", L2S), "schedule": ("choice", ("paper", "cosine"))},
+    "numpy-mlp": {
+        "lr": ("log", 1e-4, 0.1),
+        "hidden_size": ("int", 32, 512),
+        "layers": ("int", 1, 3),
+    },
+    "torch-logreg": {
+        "lr": ("log", 1e-4, 1.0),
+        "batch_size": ("choice", (16, 32, 64, 128)),
+        "l2": ("choice", L2S),
+        "optimizer": ("choice", ("sgd", "adam")),
+    },
+    "torch-ffn": {
+        "lr": ("log", 1e-4, 1.0),
+        "hidden_size": ("int", 32, 512),
+        "layers": ("int", 1, 3),
+        "dropout": ("float", 0.0, 0.5),
+        "batch_size": ("choice", (16, 32, 64, 128)),
+        "l2": ("choice", L2S),
+        "activation": ("choice", ("relu", "tanh")),
+        "optimizer": ("choice", ("sgd", "adam")),
+    },
+    "torch-cnn": {
+        "lr": ("log", 1e-4, 1e-2),
+        "width": ("choice", (16, 32, 64)),
+        "dropout": ("float", 0.0, 0.5),
+        "batch_size": ("choice", (32, 64, 128)),
+        "l2": ("choice", L2S),
+        "augment": ("choice", ("none", "auto")),
+    },
+    "torch-resnet18": {
+        "lr": ("log", 1e-4, 1e-2),
+        "batch_size": ("choice", (64, 128)),
+        "l2": ("choice", L2S),
+        "schedule": ("choice", ("paper", "cosine")),
+    },
+    "torch-resnet50": {
+        "lr": ("log", 1e-4, 1e-2),
+        "batch_size": ("choice", (64, 128)),
+        "l2": ("choice", L2S),
+        "schedule": ("choice", ("paper", "cosine")),
+    },
     "sklearn-logreg": {"C": ("log", 1e-3, 100.0)},
     "sklearn-rf": {"n_estimators": ("int", 50, 500), "min_samples_leaf": ("int", 1, 10)},
-    "sklearn-hgb": {"learning_rate": ("log", 0.01, 0.5), "max_iter": ("int", 50, 400),
-                    "max_leaf_nodes": ("int", 8, 64)},
+    "sklearn-hgb": {
+        "learning_rate": ("log", 0.01, 0.5),
+        "max_iter": ("int", 50, 400),
+        "max_leaf_nodes": ("int", 8, 64),
+    },
     "sklearn-knn": {"n_neighbors": ("int", 1, 50), "pca_components": ("choice", (0, 20, 50))},
     "sklearn-svm": {"C": ("log", 0.1, 100.0), "gamma": ("choice", ("scale", "auto"))},
-}  # fmt: skip
+}

@@ -25,13 +25,25 @@ from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, publishe
 from medclf.run.folder import FINISHED, RUNS
 from medclf.stats import mean_interval
 
-COLUMNS = ("dataset", "model", "preset", "seed", "status", "val_acc", "val_auc", "test_acc",
-           "test_auc", "seconds")  # fmt: skip
+COLUMNS = (
+    "dataset",
+    "model",
+    "preset",
+    "seed",
+    "status",
+    "val_acc",
+    "val_auc",
+    "test_acc",
+    "test_auc",
+    "seconds",
+)
 COUNTED = FINISHED  # finished runs: their selected epoch's metrics are averaged
 SYNTHETIC = "synthetic — not comparable"
-CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
-       "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;"
-       "text-align:left}th{background:#eee}img{max-width:100%}")  # fmt: skip
+CSS = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;"
+    "text-align:left}th{background:#eee}img{max-width:100%}"
+)
 
 
 def results_csv(results: list[dict]) -> str:
@@ -67,15 +79,21 @@ def dataset_key(dataset) -> str:
 
 
 def counted(row: dict) -> bool:
-    return (row.get("status") in COUNTED and number(row.get("test_acc")) is not None
-            and number(row.get("test_auc")) is not None)  # fmt: skip
+    return (
+        row.get("status") in COUNTED
+        and number(row.get("test_acc")) is not None
+        and number(row.get("test_auc")) is not None
+    )
 
 
 def summarise(rows: list[dict]) -> dict:
     """Mean and sd (None below two runs) of each metric over the finished runs of one group."""
     ok = [r for r in rows if counted(r)]
-    out = {"n": len(ok), "runs": len(rows), "statuses": [r.get("status") for r in rows
-                                                         if r.get("status") != "done"]}
+    out = {
+        "n": len(ok),
+        "runs": len(rows),
+        "statuses": [r.get("status") for r in rows if r.get("status") != "done"],
+    }
     for key in ("test_acc", "test_auc", "val_acc", "val_auc", "seconds"):
         values = [v for r in ok if (v := number(r.get(key))) is not None]
         out[key] = statistics.mean(values) if values else None
@@ -105,8 +123,11 @@ def md(text) -> str:
 def fmt(value: float | None, sd: float | None = None, n: int = 0) -> str:
     if value is None:
         return "—"
-    return f"{value:.3f} ± {sd:.3f}" if sd is not None else f"{value:.3f}" + (
-        " (n=1)" if n == 1 else "")
+    return (
+        f"{value:.3f} ± {sd:.3f}"
+        if sd is not None
+        else f"{value:.3f}" + (" (n=1)" if n == 1 else "")
+    )
 
 
 def signed(value: float | None) -> str:
@@ -172,8 +193,10 @@ def dataset_section(
     name = NAMES.get(dataset_key(dataset), dataset) if table else dataset
     name += f" — {file}" if file else ""
     base = table[BASELINE] if table else None
-    stats = {m: summarise(rows) | {"intervals": image_intervals(rows, runs_dir)}
-             for m, rows in by_model.items()}  # fmt: skip
+    stats = {
+        m: summarise(rows) | {"intervals": image_intervals(rows, runs_dir)}
+        for m, rows in by_model.items()
+    }
     # the best value of each metric, ours (means) and the paper's alike, compared as printed
     best = {}
     for metric in ("acc", "auc"):
@@ -186,24 +209,35 @@ def dataset_section(
         return f"**{text}**" if value is not None and round(value, 3) == best[metric] else text
 
     if synthetic:
-        lines = [f"## {md(name)} — {SYNTHETIC}", "",
-                 "Synthetic look-alike data: these numbers test the pipeline, not the models, and "
-                 "are not compared with published results.", ""]  # fmt: skip
+        lines = [
+            f"## {md(name)} — {SYNTHETIC}",
+            "",
+            "Synthetic look-alike data: these numbers test the pipeline, not the models, and "
+            "are not compared with published results.",
+            "",
+        ]
     elif table:
-        lines = [f"## {md(name)}", "", f"Ours (medclf, real data) beside {SOURCE}. "
-                 f"Δ = difference to {BASELINE}; best ACC and AUC in bold. 95 % CI: the seeds' "
-                 "mean over a percentile bootstrap of the test images (1,000 resamples, seed 0); "
-                 f"'vs {BASELINE}' reads that interval against the published number: above, "
-                 "below, or within noise when the interval holds it.", ""]  # fmt: skip
+        lines = [
+            f"## {md(name)}",
+            "",
+            f"Ours (medclf, real data) beside {SOURCE}. "
+            f"Δ = difference to {BASELINE}; best ACC and AUC in bold. 95 % CI: the seeds' "
+            "mean over a percentile bootstrap of the test images (1,000 resamples, seed 0); "
+            f"'vs {BASELINE}' reads that interval against the published number: above, "
+            "below, or within noise when the interval holds it.",
+            "",
+        ]
     else:
         lines = [f"## {md(name)}", "", "MedMNIST v2 has no published numbers for this data.", ""]
     first = next(iter(by_model.values()))[0]  # every run of a group has the same file
     if first.get("data_file"):
         md5 = f" (MD5 `{first['data_md5']}`)" if first.get("data_md5") else ""
         lines += [f"Data file: `{md(first['data_file'])}`{md5}", ""]
-    lines += ["| method | source | runs | test ACC | 95 % CI | test AUC | 95 % CI | Δ ACC | Δ AUC "
-              f"| vs {BASELINE} | val ACC | val AUC | seconds / run |",
-              "|---" * 13 + "|"]  # fmt: skip
+    lines += [
+        "| method | source | runs | test ACC | 95 % CI | test AUC | 95 % CI | Δ ACC | Δ AUC "
+        f"| vs {BASELINE} | val ACC | val AUC | seconds / run |",
+        "|---" * 13 + "|",
+    ]
     source = f"medclf ({SYNTHETIC})" if synthetic else "medclf"
     for (model, preset), s in stats.items():
         d_acc = s["test_acc"] - base.acc if base and s["test_acc"] is not None else None
@@ -215,12 +249,15 @@ def dataset_section(
             f"| {signed(d_acc)} | {signed(d_auc)} | {verdict(s, base)} "
             f"| {fmt(s['val_acc'], s['val_acc_sd'], s['n'])} "
             f"| {fmt(s['val_auc'], s['val_auc_sd'], s['n'])} "
-            f"| {whole(s['seconds'])} |")
+            f"| {whole(s['seconds'])} |"
+        )
     for method, score in (table or {}).items():
-        lines.append(f"| {method} | MedMNIST v2 (published) | — "
-                     f"| {cell(score.acc, None, 0, 'acc')} | — | {cell(score.auc, None, 0, 'auc')} "
-                     f"| — | {signed(score.acc - base.acc)} "
-                     f"| {signed(score.auc - base.auc)} | — | — | — | — |")  # fmt: skip
+        lines.append(
+            f"| {method} | MedMNIST v2 (published) | — "
+            f"| {cell(score.acc, None, 0, 'acc')} | — | {cell(score.auc, None, 0, 'auc')} "
+            f"| — | {signed(score.acc - base.acc)} "
+            f"| {signed(score.auc - base.auc)} | — | — | — | — |"
+        )
     return lines + [""]
 
 
@@ -229,29 +266,54 @@ def not_run_section(run_keys: set[str]) -> list[str]:
     rest = [k for k in NAMES if k not in run_keys]
     if not rest:
         return []
-    lines = ["## Published MedMNIST v2 results for datasets not run here", "",
-             f"Not medclf's numbers: {SOURCE}, test ACC / AUC.", "",
-             "| dataset | " + " | ".join(METHODS) + " |", "|---" * (len(METHODS) + 1) + "|"]
+    lines = [
+        "## Published MedMNIST v2 results for datasets not run here",
+        "",
+        f"Not medclf's numbers: {SOURCE}, test ACC / AUC.",
+        "",
+        "| dataset | " + " | ".join(METHODS) + " |",
+        "|---" * (len(METHODS) + 1) + "|",
+    ]
     for k in rest:
         scores = published(k)
-        lines.append(f"| {NAMES[k]} | " + " | ".join(
-            f"{scores[m].acc:.3f} / {scores[m].auc:.3f}" for m in METHODS) + " |")
+        lines.append(
+            f"| {NAMES[k]} | "
+            + " | ".join(f"{scores[m].acc:.3f} / {scores[m].auc:.3f}" for m in METHODS)
+            + " |"
+        )
     return lines + [""]
 
 
 def runs_section(results: list[dict]) -> list[str]:
-    head = ("dataset", "file", "data", "model", "preset", "seed", "status", "val ACC", "val AUC",
-            "test ACC", "test AUC", "seconds")  # fmt: skip
+    head = (
+        "dataset",
+        "file",
+        "data",
+        "model",
+        "preset",
+        "seed",
+        "status",
+        "val ACC",
+        "val AUC",
+        "test ACC",
+        "test AUC",
+        "seconds",
+    )
     lines = ["## Every run", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in results:
         data = SYNTHETIC if is_synthetic(r) else "real"
         # a run not counted shows no metrics: whatever it left behind is not a result
-        metrics = [fmt(number(r.get(k)) if counted(r) else None)
-                   for k in ("val_acc", "val_auc", "test_acc", "test_auc")]
-        lines.append(f"| {md(r.get('dataset'))} | {md(file_of(r) or '—')} | {data} "
-                     f"| {md(r.get('model'))} "
-                     f"| {md(r.get('preset'))} | {md(r.get('seed'))} | {md(r.get('status'))} | "
-                     + " | ".join(metrics) + f" | {whole(number(r.get('seconds')))} |")
+        metrics = [
+            fmt(number(r.get(k)) if counted(r) else None)
+            for k in ("val_acc", "val_auc", "test_acc", "test_auc")
+        ]
+        lines.append(
+            f"| {md(r.get('dataset'))} | {md(file_of(r) or '—')} | {data} "
+            f"| {md(r.get('model'))} "
+            f"| {md(r.get('preset'))} | {md(r.get('seed'))} | {md(r.get('status'))} | "
+            + " | ".join(metrics)
+            + f" | {whole(number(r.get('seconds')))} |"
+        )
     return lines + [""]
 
 
@@ -268,15 +330,26 @@ def draw_plot(grouped: dict, path: Path) -> None:
         stats = [(f"{m}\n{p}", summarise(rows)) for (m, p), rows in grouped.get(key, {}).items()]
         stats = [(label, s) for label, s in stats if s["n"]]
         xs = range(len(stats))
-        ax.errorbar(list(xs), [s["test_auc"] for _, s in stats],
-                    yerr=[s["test_auc_sd"] or 0 for _, s in stats], fmt="o", color="black",
-                    capsize=4, label="medclf (mean ± sd)")  # fmt: skip
+        ax.errorbar(
+            list(xs),
+            [s["test_auc"] for _, s in stats],
+            yerr=[s["test_auc_sd"] or 0 for _, s in stats],
+            fmt="o",
+            color="black",
+            capsize=4,
+            label="medclf (mean ± sd)",
+        )
         ax.set_xticks(list(xs), [label for label, _ in stats], fontsize=8)
         ax.set_xlim(-0.7, max(len(stats), 1) - 0.3)
         table = None if synthetic else published(dataset_key(dataset))
         for i, (method, score) in enumerate((table or {}).items()):
-            ax.axhline(score.auc, color=f"C{i}", linestyle=("--", ":", "-.")[i % 3],
-                       linewidth=1, label=method)  # fmt: skip
+            ax.axhline(
+                score.auc,
+                color=f"C{i}",
+                linestyle=("--", ":", "-.")[i % 3],
+                linewidth=1,
+                label=method,
+            )
         if not stats:
             ax.text(0.5, 0.5, "no finished run", transform=ax.transAxes, ha="center")
             ax.set_yticks([])
@@ -286,8 +359,9 @@ def draw_plot(grouped: dict, path: Path) -> None:
         ax.set_ylabel("test AUC")
     # one legend for all panels, below them, so it never hides a point or a line
     handles = {h.get_label(): h for ax in axes for h in ax.get_legend_handles_labels()[0]}
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-               ncol=4, fontsize=8)  # fmt: skip
+    fig.legend(
+        list(handles.values()), list(handles), loc="outside lower center", ncol=4, fontsize=8
+    )
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
 
@@ -299,9 +373,11 @@ def to_html(markdown_text: str, png: Path) -> str:
     body = markdown.markdown(markdown_text, extensions=["tables"])
     data = base64.b64encode(png.read_bytes()).decode()
     body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{escape('medclf benchmark')}</title><style>{CSS}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape('medclf benchmark')}</title><style>{CSS}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -315,14 +391,20 @@ def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path
     out_dir = Path(out_dir)
     grouped = groups(results)
     ok = sum(counted(r) for r in results)
-    lines = ["# medclf benchmark", "",
-             f"{len(results)} runs: {ok} finished and averaged, {len(results) - ok} not "
-             "(failed or unfinished runs are listed, never averaged in). Values are test-split "
-             "mean ± sd over seeds (sd needs two runs); seconds are per run.", ""]  # fmt: skip
+    lines = [
+        "# medclf benchmark",
+        "",
+        f"{len(results)} runs: {ok} finished and averaged, {len(results) - ok} not "
+        "(failed or unfinished runs are listed, never averaged in). Values are test-split "
+        "mean ± sd over seeds (sd needs two runs); seconds are per run.",
+        "",
+    ]
     if any(synthetic for *_, synthetic in grouped):
         lines += [f"**Some runs used synthetic data ({SYNTHETIC}).**", ""]
-    lines += ["![test AUC per dataset: medclf mean ± sd and MedMNIST v2's methods]"
-              "(benchmark.png)", ""]  # fmt: skip
+    lines += [
+        "![test AUC per dataset: medclf mean ± sd and MedMNIST v2's methods](benchmark.png)",
+        "",
+    ]
     for key, by_model in grouped.items():
         lines += dataset_section(key, by_model, out_dir / RUNS)
     real_keys = {dataset_key(d) for d, _, synthetic in grouped if not synthetic}
@@ -331,6 +413,8 @@ def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path
     text = "\n".join(lines)
     png = out_dir / "benchmark.png"
     draw_plot(grouped, png)
-    return {"markdown": write_text(out_dir / "benchmark.md", text),
-            "html": write_text(out_dir / "benchmark.html", to_html(text, png)),
-            "plot": png}  # fmt: skip
+    return {
+        "markdown": write_text(out_dir / "benchmark.md", text),
+        "html": write_text(out_dir / "benchmark.html", to_html(text, png)),
+        "plot": png,
+    }

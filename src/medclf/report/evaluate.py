@@ -51,13 +51,17 @@ def saved_split(run_dir, split: str = "test") -> tuple[dict, np.ndarray, np.ndar
     run_dir = Path(run_dir)
     meta = read_metrics(run_dir)
     if meta is None or not (run_dir / PREDICTIONS).is_file():
-        raise DataError(f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
-                        "folder of a run finished by 'medclf train' or 'medclf reproduce'")
+        raise DataError(
+            f"{run_dir} has no readable metrics.json and {PREDICTIONS}; give the "
+            "folder of a run finished by 'medclf train' or 'medclf reproduce'"
+        )
     task, names = meta.get("task"), meta.get("class_names")
     named = isinstance(names, list) and names and all(isinstance(n, str) for n in names)
     if not isinstance(task, str) or not named:
-        raise DataError(f"{run_dir / folder.METRICS} lacks the task or class names (written by "
-                        "an older medclf, or damaged); train the run again")  # fmt: skip
+        raise DataError(
+            f"{run_dir / folder.METRICS} lacks the task or class names (written by "
+            "an older medclf, or damaged); train the run again"
+        )
     preds = read_predictions(run_dir)
     saved = sorted(k.removesuffix("_scores") for k in preds if k.endswith("_scores"))
     split = str(split)
@@ -112,8 +116,13 @@ def paired_comparison(
         tests = compare_runs(meta_a["task"], labels, a, b, seed=seed, resamples=resamples)
     except MedclfError as err:
         raise DataError(f"{run_a} vs {run_b}: {err}") from err
-    return {"a": str(run_a), "b": str(run_b), "split": str(split), "n": int(len(labels)),
-            "tests": tests}  # fmt: skip
+    return {
+        "a": str(run_a),
+        "b": str(run_b),
+        "split": str(split),
+        "n": int(len(labels)),
+        "tests": tests,
+    }
 
 
 def interval_text(result: dict, key: str) -> str:
@@ -136,10 +145,14 @@ def compare_text(c: dict) -> str:
             lines.append(f"    DeLong: z {d['z']:+.3f}, p {d['p_value']:.4g}")
         if "mcnemar" in tests:
             m = tests["mcnemar"]
-            lines.append(f"    McNemar (exact): only A right {m['only_a_right']}, only B right "
-                         f"{m['only_b_right']}, p {m['p_value']:.4g}")  # fmt: skip
-    lines.append("A p-value above 0.05, or an interval that holds 0, means the two runs cannot be "
-                 "told apart on these images.")  # fmt: skip
+            lines.append(
+                f"    McNemar (exact): only A right {m['only_a_right']}, only B right "
+                f"{m['only_b_right']}, p {m['p_value']:.4g}"
+            )
+    lines.append(
+        "A p-value above 0.05, or an interval that holds 0, means the two runs cannot be "
+        "told apart on these images."
+    )
     return "\n".join(lines)
 
 
@@ -152,20 +165,26 @@ def fmt(value, width: int = 8) -> str:
 def single_run_text(result: dict) -> str:
     """Headline metrics, the per-class table and the confusion matrix of one run."""
     data = f"{result['dataset']}{' (synthetic)' if result['synthetic'] else ''}"
-    lines = [f"{result['run']}: {result['title']}",
-             f"{result['split']} split of {data}, {result['n']:,} images, task {result['task']}",
-             "  ".join(interval_text(result, k) for k in HEADLINE if k in result)]  # fmt: skip
+    lines = [
+        f"{result['run']}: {result['title']}",
+        f"{result['split']} split of {data}, {result['n']:,} images, task {result['task']}",
+        "  ".join(interval_text(result, k) for k in HEADLINE if k in result),
+    ]
     for name, reason in result.get("undefined", {}).items():
         lines.append(f"  {name} undefined: {reason}")
     if result.get("intervals"):
         ci = result["intervals"]["acc"]
-        lines.append(f"  [..]: {ci['confidence']:.0%} {ci['method']}, {ci['resamples']} "
-                     f"resamples, seed {ci['seed']}")  # fmt: skip
+        lines.append(
+            f"  [..]: {ci['confidence']:.0%} {ci['method']}, {ci['resamples']} "
+            f"resamples, seed {ci['seed']}"
+        )
     width = max(len(c["name"]) for c in result["per_class"]) + 2
     lines.append(f"\n{'class':{width}}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}")
     for c in result["per_class"]:
-        lines.append(f"{c['name']:{width}}{fmt(c['precision'], 10)}{fmt(c['recall'], 10)}"
-                     f"{fmt(c['f1'], 10)}{fmt(c['support'], 10)}")  # fmt: skip
+        lines.append(
+            f"{c['name']:{width}}{fmt(c['precision'], 10)}{fmt(c['recall'], 10)}"
+            f"{fmt(c['f1'], 10)}{fmt(c['support'], 10)}"
+        )
     lines += ["", *confusion_text(result)]
     return "\n".join(lines)
 
@@ -179,8 +198,10 @@ def confusion_text(result: dict) -> list[str]:
         return lines
     k = len(matrix)
     cell = max(7, max(len(f"{v:,}") for row in matrix for v in row) + 2)
-    lines = ["confusion matrix (rows: true class, columns: predicted class):",
-             "true\\pred" + "".join(f"{j:>{cell}}" for j in range(k))]  # fmt: skip
+    lines = [
+        "confusion matrix (rows: true class, columns: predicted class):",
+        "true\\pred" + "".join(f"{j:>{cell}}" for j in range(k)),
+    ]
     for i, row in enumerate(matrix):
         lines.append(f"{i:>9}" + "".join(f"{v:>{cell},}" for v in row))
     return lines
@@ -193,8 +214,9 @@ def comparison_text(results: list[dict]) -> str:
     lines = [f"{'run':{width}}{'dataset':16}{'split':6}" + "".join(f"{k:>13}" for k in keys)]
     for r in results:
         data = r["dataset"] + ("*" if r["synthetic"] else "")
-        lines.append(f"{r['run']:{width}}{data:16}{r['split']:6}"
-                     + "".join(fmt(r.get(k), 13) for k in keys))  # fmt: skip
+        lines.append(
+            f"{r['run']:{width}}{data:16}{r['split']:6}" + "".join(fmt(r.get(k), 13) for k in keys)
+        )
     if any(r["synthetic"] for r in results):
         lines.append("* synthetic data")
     return "\n".join(lines)
@@ -202,16 +224,28 @@ def comparison_text(results: list[dict]) -> str:
 
 # --- medclf runs -----------------------------------------------------------------------------
 
-RUN_COLUMNS = ("run", "model", "dataset", "settings", "status", "epoch", "val_acc", "val_auc",
-               "test_acc", "test_auc")  # fmt: skip
+RUN_COLUMNS = (
+    "run",
+    "model",
+    "dataset",
+    "settings",
+    "status",
+    "epoch",
+    "val_acc",
+    "val_auc",
+    "test_acc",
+    "test_auc",
+)
 HIDDEN = ("model", "dataset", "test_split", "dtype", "train_fraction")
 
 
 def key_settings(config: dict) -> str:
     """The settings where the run differs from its model's defaults (medclf.models.config)."""
     defaults = {**COMMON, **DEFAULTS.get(str(config.get("model")), {})}
-    return " ".join(f"{k}={v}" for k, v in config.items()
-                    if k not in HIDDEN and defaults.get(k) != v) or "defaults"  # fmt: skip
+    return (
+        " ".join(f"{k}={v}" for k, v in config.items() if k not in HIDDEN and defaults.get(k) != v)
+        or "defaults"
+    )
 
 
 def find_runs(top) -> list[Path]:
@@ -233,11 +267,15 @@ def run_row(run_dir: Path, top: Path) -> dict:
         status = str(metrics.get("status", "done"))
     name = str(run_dir.relative_to(top)) if run_dir != top else run_dir.name
     data = str(metrics.get("dataset_name") or Path(str(config.get("dataset", "?"))).stem)
-    return {"run": name, "model": config.get("model", "?"),
-            "dataset": data + ("*" if metrics.get("synthetic") else ""),
-            "settings": key_settings(config),
-            "status": status, "epoch": metrics.get("selected_epoch"),
-            **{k: number(metrics.get(k)) for k in ("val_acc", "val_auc", "test_acc", "test_auc")}}
+    return {
+        "run": name,
+        "model": config.get("model", "?"),
+        "dataset": data + ("*" if metrics.get("synthetic") else ""),
+        "settings": key_settings(config),
+        "status": status,
+        "epoch": metrics.get("selected_epoch"),
+        **{k: number(metrics.get(k)) for k in ("val_acc", "val_auc", "test_acc", "test_auc")},
+    }
 
 
 def number(value) -> float | None:
@@ -262,8 +300,9 @@ def runs_text(rows: list[dict]) -> str:
         return "no run folders found"
     widths = {c: max(len(c), *(len(cell_text(r[c])) for r in rows)) + 2 for c in RUN_COLUMNS}
     lines = ["".join(f"{c:<{widths[c]}}" for c in RUN_COLUMNS).rstrip()]
-    lines += ["".join(f"{cell_text(r[c]):<{widths[c]}}" for c in RUN_COLUMNS).rstrip()
-              for r in rows]
+    lines += [
+        "".join(f"{cell_text(r[c]):<{widths[c]}}" for c in RUN_COLUMNS).rstrip() for r in rows
+    ]
     if any(r["dataset"].endswith("*") for r in rows):
         lines.append("* synthetic data")
     return "\n".join(lines)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-SOURCE = ("MedMNIST v2 (Yang et al., Scientific Data 2023, Table 3; "
-          "https://medmnist.com/)")  # fmt: skip
+SOURCE = "MedMNIST v2 (Yang et al., Scientific Data 2023, Table 3; https://medmnist.com/)"
 
 
 class Score(NamedTuple):
@@ -26,73 +25,147 @@ class Score(NamedTuple):
 
 
 METHODS = (
-    "ResNet-18 (28)", "ResNet-18 (224)", "ResNet-50 (28)", "ResNet-50 (224)",
-    "auto-sklearn", "AutoKeras", "Google AutoML Vision",
-)  # fmt: skip
+    "ResNet-18 (28)",
+    "ResNet-18 (224)",
+    "ResNet-50 (28)",
+    "ResNet-50 (224)",
+    "auto-sklearn",
+    "AutoKeras",
+    "Google AutoML Vision",
+)
 BASELINE = "ResNet-18 (28)"  # what the benchmark's differences are taken against
 
 NAMES = {
-    "pathmnist": "PathMNIST", "chestmnist": "ChestMNIST", "dermamnist": "DermaMNIST",
-    "octmnist": "OCTMNIST", "pneumoniamnist": "PneumoniaMNIST", "retinamnist": "RetinaMNIST",
-    "breastmnist": "BreastMNIST", "bloodmnist": "BloodMNIST", "tissuemnist": "TissueMNIST",
-    "organamnist": "OrganAMNIST", "organcmnist": "OrganCMNIST", "organsmnist": "OrganSMNIST",
-}  # fmt: skip
+    "pathmnist": "PathMNIST",
+    "chestmnist": "ChestMNIST",
+    "dermamnist": "DermaMNIST",
+    "octmnist": "OCTMNIST",
+    "pneumoniamnist": "PneumoniaMNIST",
+    "retinamnist": "RetinaMNIST",
+    "breastmnist": "BreastMNIST",
+    "bloodmnist": "BloodMNIST",
+    "tissuemnist": "TissueMNIST",
+    "organamnist": "OrganAMNIST",
+    "organcmnist": "OrganCMNIST",
+    "organsmnist": "OrganSMNIST",
+}
 
 # dataset -> one (test ACC, test AUC) per method, in the order of METHODS
 _TABLE = {
     "pathmnist": (
-        (0.907, 0.983), (0.909, 0.989), (0.911, 0.990), (0.892, 0.989),
-        (0.716, 0.934), (0.834, 0.959), (0.728, 0.944),
+        (0.907, 0.983),
+        (0.909, 0.989),
+        (0.911, 0.990),
+        (0.892, 0.989),
+        (0.716, 0.934),
+        (0.834, 0.959),
+        (0.728, 0.944),
     ),
     "chestmnist": (
-        (0.947, 0.768), (0.947, 0.773), (0.947, 0.769), (0.948, 0.773),
-        (0.779, 0.649), (0.937, 0.742), (0.948, 0.778),
+        (0.947, 0.768),
+        (0.947, 0.773),
+        (0.947, 0.769),
+        (0.948, 0.773),
+        (0.779, 0.649),
+        (0.937, 0.742),
+        (0.948, 0.778),
     ),
     "dermamnist": (
-        (0.735, 0.917), (0.754, 0.920), (0.735, 0.913), (0.731, 0.912),
-        (0.719, 0.902), (0.749, 0.915), (0.768, 0.914),
+        (0.735, 0.917),
+        (0.754, 0.920),
+        (0.735, 0.913),
+        (0.731, 0.912),
+        (0.719, 0.902),
+        (0.749, 0.915),
+        (0.768, 0.914),
     ),
     "octmnist": (
-        (0.743, 0.943), (0.763, 0.958), (0.762, 0.952), (0.776, 0.958),
-        (0.601, 0.887), (0.763, 0.955), (0.771, 0.963),
+        (0.743, 0.943),
+        (0.763, 0.958),
+        (0.762, 0.952),
+        (0.776, 0.958),
+        (0.601, 0.887),
+        (0.763, 0.955),
+        (0.771, 0.963),
     ),
     "pneumoniamnist": (
-        (0.854, 0.944), (0.864, 0.956), (0.854, 0.948), (0.884, 0.962),
-        (0.855, 0.942), (0.878, 0.947), (0.946, 0.991),
+        (0.854, 0.944),
+        (0.864, 0.956),
+        (0.854, 0.948),
+        (0.884, 0.962),
+        (0.855, 0.942),
+        (0.878, 0.947),
+        (0.946, 0.991),
     ),
     "retinamnist": (
-        (0.524, 0.717), (0.493, 0.710), (0.528, 0.726), (0.511, 0.716),
-        (0.515, 0.690), (0.503, 0.719), (0.531, 0.750),
+        (0.524, 0.717),
+        (0.493, 0.710),
+        (0.528, 0.726),
+        (0.511, 0.716),
+        (0.515, 0.690),
+        (0.503, 0.719),
+        (0.531, 0.750),
     ),
     "breastmnist": (
-        (0.863, 0.901), (0.833, 0.891), (0.812, 0.857), (0.842, 0.866),
-        (0.803, 0.836), (0.831, 0.871), (0.861, 0.919),
+        (0.863, 0.901),
+        (0.833, 0.891),
+        (0.812, 0.857),
+        (0.842, 0.866),
+        (0.803, 0.836),
+        (0.831, 0.871),
+        (0.861, 0.919),
     ),
     "bloodmnist": (
-        (0.958, 0.998), (0.963, 0.998), (0.956, 0.997), (0.950, 0.997),
-        (0.878, 0.984), (0.961, 0.998), (0.966, 0.998),
+        (0.958, 0.998),
+        (0.963, 0.998),
+        (0.956, 0.997),
+        (0.950, 0.997),
+        (0.878, 0.984),
+        (0.961, 0.998),
+        (0.966, 0.998),
     ),
     "tissuemnist": (
-        (0.676, 0.930), (0.681, 0.933), (0.680, 0.931), (0.680, 0.932),
-        (0.532, 0.828), (0.703, 0.941), (0.673, 0.924),
+        (0.676, 0.930),
+        (0.681, 0.933),
+        (0.680, 0.931),
+        (0.680, 0.932),
+        (0.532, 0.828),
+        (0.703, 0.941),
+        (0.673, 0.924),
     ),
     "organamnist": (
-        (0.935, 0.997), (0.951, 0.998), (0.935, 0.997), (0.947, 0.998),
-        (0.762, 0.963), (0.905, 0.994), (0.886, 0.990),
+        (0.935, 0.997),
+        (0.951, 0.998),
+        (0.935, 0.997),
+        (0.947, 0.998),
+        (0.762, 0.963),
+        (0.905, 0.994),
+        (0.886, 0.990),
     ),
     "organcmnist": (
-        (0.900, 0.992), (0.920, 0.994), (0.905, 0.992), (0.911, 0.993),
-        (0.829, 0.976), (0.879, 0.990), (0.877, 0.988),
+        (0.900, 0.992),
+        (0.920, 0.994),
+        (0.905, 0.992),
+        (0.911, 0.993),
+        (0.829, 0.976),
+        (0.879, 0.990),
+        (0.877, 0.988),
     ),
     "organsmnist": (
-        (0.782, 0.972), (0.778, 0.974), (0.770, 0.972), (0.785, 0.975),
-        (0.672, 0.945), (0.813, 0.974), (0.749, 0.964),
+        (0.782, 0.972),
+        (0.778, 0.974),
+        (0.770, 0.972),
+        (0.785, 0.975),
+        (0.672, 0.945),
+        (0.813, 0.974),
+        (0.749, 0.964),
     ),
-}  # fmt: skip
+}
 
 # dataset -> method -> Score
-MEDMNIST_V2 = {d: dict(zip(METHODS, (Score(*s) for s in scores), strict=True))
-               for d, scores in _TABLE.items()}  # fmt: skip
+MEDMNIST_V2 = {
+    d: dict(zip(METHODS, (Score(*s) for s in scores), strict=True)) for d, scores in _TABLE.items()
+}
 
 
 def published(dataset: str) -> dict[str, Score] | None:

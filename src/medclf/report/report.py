@@ -52,8 +52,7 @@ def seed_group(results: list[dict], run: dict) -> list[dict]:
 
 
 def pick(results, qid, settings) -> dict | None:
-    found = [r for r in base_runs(results) if matches(r, qid, settings)
-             and r["status"] in FINISHED]  # fmt: skip
+    found = [r for r in base_runs(results) if matches(r, qid, settings) and r["status"] in FINISHED]
     return min(found, key=lambda r: r["config"]["seed"]) if found else None
 
 
@@ -69,15 +68,18 @@ def divergence(run: dict) -> str | None:
     final validation accuracy ends far below its best epoch's."""
     if run.get("status") == "diverged":
         return run.get("stopped") or "the loss became NaN or infinite"
-    accs = [(r["val_acc"], r["epoch"]) for r in run.get("history", [])
-            if r.get("val_acc") is not None]  # fmt: skip
+    accs = [
+        (r["val_acc"], r["epoch"]) for r in run.get("history", []) if r.get("val_acc") is not None
+    ]
     if not accs:
         return None
     best, epoch = max(accs)
     final = accs[-1][0]
     if best - final > DIVERGED_DROP:
-        return (f"final validation accuracy {final:.4f} is far below its best, {best:.4f} at "
-                f"epoch {epoch}")  # fmt: skip
+        return (
+            f"final validation accuracy {final:.4f} is far below its best, {best:.4f} at "
+            f"epoch {epoch}"
+        )
     return None
 
 
@@ -107,8 +109,9 @@ def label(result: dict, qid: str | None = None) -> str:
     """A run named by what its question sweeps: 'lr=0.1', 'dropout=0.2', 'default'."""
     c = result["config"]
     qid = qid or result["questions"][0]
-    parts = [f"{k}={c[k]}" for k in SWEPT.get(qid, ()) if not (k in ("l2", "dropout") and
-                                                              c[k] == 0)]  # fmt: skip
+    parts = [
+        f"{k}={c[k]}" for k in SWEPT.get(qid, ()) if not (k in ("l2", "dropout") and c[k] == 0)
+    ]
     return ", ".join(parts) or "default"
 
 
@@ -183,11 +186,14 @@ def constant_class(run: dict, which: str) -> str | None:
 
 def matrix_table(matrix: list[list[int]], names: list[str]) -> list[str]:
     k = len(matrix)
-    lines = ["| true ↓ / predicted → | " + " | ".join(map(str, range(k))) + " | images |",
-             "|" + "---|" * (k + 2)]  # fmt: skip
+    lines = [
+        "| true ↓ / predicted → | " + " | ".join(map(str, range(k))) + " | images |",
+        "|" + "---|" * (k + 2),
+    ]
     for i, row in enumerate(matrix):
-        lines.append(f"| {i}: {escape_md(names[i])} | " + " | ".join(map(str, row)) +
-                     f" | {sum(row)} |")  # fmt: skip
+        lines.append(
+            f"| {i}: {escape_md(names[i])} | " + " | ".join(map(str, row)) + f" | {sum(row)} |"
+        )
     return lines
 
 
@@ -202,16 +208,22 @@ def prediction_note(run: dict, which: str) -> str:
     top = max(range(len(matrix)), key=predicted.__getitem__)
     share = f"{sum(matrix[top])}/{n}"
     if predicted[top] == n:
-        return (f"It predicts **{escape_md(names[top])} for every image**: its accuracy "
-                f"{number(m.get('acc'))} is just the share of {escape_md(names[top])} in this "
-                f"split ({share}); balanced accuracy {number(m.get('balanced_acc'))} (chance: "
-                f"{1 / len(matrix):.4f}), AUC {number(m.get('auc'))}.")  # fmt: skip
+        return (
+            f"It predicts **{escape_md(names[top])} for every image**: its accuracy "
+            f"{number(m.get('acc'))} is just the share of {escape_md(names[top])} in this "
+            f"split ({share}); balanced accuracy {number(m.get('balanced_acc'))} (chance: "
+            f"{1 / len(matrix):.4f}), AUC {number(m.get('auc'))}."
+        )
     if predicted[top] >= 0.9 * n:
-        return (f"It predicts {escape_md(names[top])} for {predicted[top]} of {n} images "
-                f"({predicted[top] / n:.0%}; {share} are {escape_md(names[top])}); balanced "
-                f"accuracy {number(m.get('balanced_acc'))}.")  # fmt: skip
-    return (f"Accuracy {number(m.get('acc'))}, balanced accuracy "
-            f"{number(m.get('balanced_acc'))}, AUC {number(m.get('auc'))}.")  # fmt: skip
+        return (
+            f"It predicts {escape_md(names[top])} for {predicted[top]} of {n} images "
+            f"({predicted[top] / n:.0%}; {share} are {escape_md(names[top])}); balanced "
+            f"accuracy {number(m.get('balanced_acc'))}."
+        )
+    return (
+        f"Accuracy {number(m.get('acc'))}, balanced accuracy "
+        f"{number(m.get('balanced_acc'))}, AUC {number(m.get('auc'))}."
+    )
 
 
 def selected_runs(results) -> dict[str, list[tuple[str, dict]]]:
@@ -232,8 +244,9 @@ def selected_runs(results) -> dict[str, list[tuple[str, dict]]]:
     if q22c:
         add("Q2.2c", "best configuration (final validation accuracy)", q22c[0])
         add("Q2.2c", "worst configuration (final validation accuracy)", q22c[-1])
-    return {qid: [("; ".join(why), run) for why, run in runs.values()]
-            for qid, runs in chosen.items()}  # fmt: skip
+    return {
+        qid: [("; ".join(why), run) for why, run in runs.values()] for qid, runs in chosen.items()
+    }
 
 
 def confusion_lines(results, qid: str) -> list[str]:
@@ -243,15 +256,22 @@ def confusion_lines(results, qid: str) -> list[str]:
         for which, split_name in TEST_SPLITS:
             if split_key(run, which) is None:
                 continue
-            title = (f"Confusion matrix, {why}: {label(run, qid)} ({code(run['key'])}), on "
-                     f"{split_name}")  # fmt: skip
+            title = (
+                f"Confusion matrix, {why}: {label(run, qid)} ({code(run['key'])}), on {split_name}"
+            )
             matrix = confusion(run, which)
             if matrix is None:
                 lines += [f"{title}: — (its metrics.json holds no confusion matrix)", ""]
                 continue
             table = matrix_table(matrix, class_names(run, len(matrix)))
-            lines += [f"{title} ({sum(map(sum, matrix))} images):", "", *table, "",
-                      prediction_note(run, which), ""]  # fmt: skip
+            lines += [
+                f"{title} ({sum(map(sum, matrix))} images):",
+                "",
+                *table,
+                "",
+                prediction_note(run, which),
+                "",
+            ]
     return lines
 
 
@@ -268,11 +288,19 @@ def imbalance_line(results) -> str:
         top = max(range(len(counts)), key=counts.__getitem__)
         one = "any one class" if min(counts) == counts[top] else escape_md(names[top])
         listed = ", ".join(f"{escape_md(name)} {c}" for name, c in zip(names, counts, strict=True))
-        parts.append(f"{split_name} has {sum(counts)} images ({listed}): always predicting "
-                     f"{one} scores accuracy {counts[top] / sum(counts):.4f} and balanced "
-                     f"accuracy {1 / len(counts):.4f}")  # fmt: skip
-    return ("Class balance: " + "; ".join(parts) + ". Accuracy alone cannot tell such a "
-            "constant classifier from a model; AUC and balanced accuracy can.") if parts else ""
+        parts.append(
+            f"{split_name} has {sum(counts)} images ({listed}): always predicting "
+            f"{one} scores accuracy {counts[top] / sum(counts):.4f} and balanced "
+            f"accuracy {1 / len(counts):.4f}"
+        )
+    return (
+        (
+            "Class balance: " + "; ".join(parts) + ". Accuracy alone cannot tell such a "
+            "constant classifier from a model; AUC and balanced accuracy can."
+        )
+        if parts
+        else ""
+    )
 
 
 def metrics_table(results) -> list[str]:
@@ -284,13 +312,19 @@ def metrics_table(results) -> list[str]:
     head.append("predicts one class only")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        cells = [" ".join(r["questions"]) or "—", code(r["key"]), r["config"]["model"],
-                 label(r) if r["questions"] else "—"]  # fmt: skip
+        cells = [
+            " ".join(r["questions"]) or "—",
+            code(r["key"]),
+            r["config"]["model"],
+            label(r) if r["questions"] else "—",
+        ]
         for which, _ in TEST_SPLITS:
             cells += [number(split_metrics(r, which).get(name)) for name, _ in names]
-        constant = [f"{escape_md(name)} ({short})" for (which, _), short in
-                    zip(TEST_SPLITS, ("subset", "official"), strict=True)
-                    if (name := constant_class(r, which))]  # fmt: skip
+        constant = [
+            f"{escape_md(name)} ({short})"
+            for (which, _), short in zip(TEST_SPLITS, ("subset", "official"), strict=True)
+            if (name := constant_class(r, which))
+        ]
         cells.append(", ".join(constant))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -327,13 +361,19 @@ def convexity_verdict(logreg: list[dict], mlp: list[dict]) -> str:
         f"{', '.join(f'{v:.4f}' for v in lr_loss)} (relative spread {lr_spread:.2%}); MLP from "
         f"{len(mlp)} seeds {', '.join(f'{v:.4f}' for v in mlp_loss)} (relative spread "
         f"{mlp_spread:.2%}). "
-        + ("The logistic-regression losses agree far more closely, as convexity predicts. "
-           if convex else "The logistic-regression losses do NOT agree more closely than the "
-           "MLP's here, so this run does not show the convexity claim. ")
+        + (
+            "The logistic-regression losses agree far more closely, as convexity predicts. "
+            if convex
+            else "The logistic-regression losses do NOT agree more closely than the "
+            "MLP's here, so this run does not show the convexity claim. "
+        )
         + f"Best training accuracy: MLP {mlp_acc:.4f} vs logistic regression {lr_acc:.4f}, so "
-        + ("the MLP fits the training data better (more expressive)."
-           if expressive else "the MLP does NOT fit the training data better in this run.")
-    )  # fmt: skip
+        + (
+            "the MLP fits the training data better (more expressive)."
+            if expressive
+            else "the MLP does NOT fit the training data better in this run."
+        )
+    )
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -365,13 +405,21 @@ def draw_figures(results, out: Path) -> dict[str, list[tuple[str, str]]]:
             continue
         subtitle = f"{run['config']['model']}: {label(run, qid)} — {run['key']}"
         stem = f"fig{number:02d}_{qid}_{series}"
-        png = save_both(curve_figure(run["history"], series, f"Figure {number}: {title}",
-                                     subtitle), fig_dir, stem)  # fmt: skip
-        shown.setdefault(qid, []).append((f"figures/{png.name}", f"Figure {number}: {title} "
-                                          f"({label(run, qid)})"))  # fmt: skip
+        png = save_both(
+            curve_figure(run["history"], series, f"Figure {number}: {title}", subtitle),
+            fig_dir,
+            stem,
+        )
+        shown.setdefault(qid, []).append(
+            (f"figures/{png.name}", f"Figure {number}: {title} ({label(run, qid)})")
+        )
     png = save_both(figure18(-1, 1), fig_dir, "fig18_Q3")
-    shown["Q3"] = [(f"figures/{png.name}", "Figure 18: f for D = 2, A = -1, B = 1, with the "
-                    "hidden units of the sign construction")]  # fmt: skip
+    shown["Q3"] = [
+        (
+            f"figures/{png.name}",
+            "Figure 18: f for D = 2, A = -1, B = 1, with the hidden units of the sign construction",
+        )
+    ]
     logreg, mlp = convexity_runs(results)
     if logreg and mlp:
         png = save_both(convexity_figure(logreg, mlp), fig_dir, "fig_Q1.2a_convexity")
@@ -380,31 +428,45 @@ def draw_figures(results, out: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def convexity_runs(results):
-    runs = [r for r in results if "Q1.2a" in r["questions"] and r["status"] == "done"
-            and r["history"]]  # fmt: skip
-    return ([r for r in runs if r["config"]["model"] == "numpy-logreg"],
-            [r for r in runs if r["config"]["model"] == "numpy-mlp"])  # fmt: skip
+    runs = [
+        r for r in results if "Q1.2a" in r["questions"] and r["status"] == "done" and r["history"]
+    ]
+    return (
+        [r for r in runs if r["config"]["model"] == "numpy-logreg"],
+        [r for r in runs if r["config"]["model"] == "numpy-mlp"],
+    )
 
 
 def comparison_table(results) -> list[str]:
     """The study's test accuracy beside ours, and our AUC and balanced accuracy on the study's
     subset and on the official test split (from metrics.json)."""
-    extra = [("subset", "auc"), ("subset", "balanced_acc"), ("official", "acc"),
-             ("official", "auc"), ("official", "balanced_acc")]  # fmt: skip
-    lines = ["| question | run | published test acc | ours | difference | AUC (subset) | "
-             "balanced acc (subset) | acc (official) | AUC (official) | balanced acc (official) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    extra = [
+        ("subset", "auc"),
+        ("subset", "balanced_acc"),
+        ("official", "acc"),
+        ("official", "auc"),
+        ("official", "balanced_acc"),
+    ]
+    lines = [
+        "| question | run | published test acc | ours | difference | AUC (subset) | "
+        "balanced acc (subset) | acc (official) | AUC (official) | balanced acc (official) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for qid, model, settings, published in STUDY_RESULTS:
         run = pick(results, qid, {"model": model, **settings})
         if run is None:
-            lines.append(f"| {qid} | {model} {settings_text(settings)} | {published:.4f} | "
-                         "not run |" + " — |" * 6)  # fmt: skip
+            lines.append(
+                f"| {qid} | {model} {settings_text(settings)} | {published:.4f} | "
+                "not run |" + " — |" * 6
+            )
             continue
         ours = stat(results, run, "test_acc", qid)
         diff = "—" if run.get("test_acc") is None else f"{run['test_acc'] - published:+.4f}"
         more = [stat(results, run, metric(which, name), qid) for which, name in extra]
-        lines.append(f"| {qid} | {model} {label(run, qid)} | {published:.4f} | {ours} | "
-                     f"{diff} | " + " | ".join(more) + " |")  # fmt: skip
+        lines.append(
+            f"| {qid} | {model} {label(run, qid)} | {published:.4f} | {ours} | "
+            f"{diff} | " + " | ".join(more) + " |"
+        )
     return lines
 
 
@@ -466,13 +528,28 @@ def status_text(r: dict) -> str:
 
 def runs_table(results) -> list[str]:
     """One row per run; ``run`` is its folder's name in runs/."""
-    head = ["run", "questions", "model", *HYPER, "seed", "train acc", "val acc", "test acc",
-            "time (s)", "status"]  # fmt: skip
+    head = [
+        "run",
+        "questions",
+        "model",
+        *HYPER,
+        "seed",
+        "train acc",
+        "val acc",
+        "test acc",
+        "time (s)",
+        "status",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         c = r["config"]
-        cells = [code(r["key"]), " ".join(r["questions"]) or "— (other settings)", c["model"],
-                 *[str(c.get(k, "")) for k in HYPER], str(c["seed"])]  # fmt: skip
+        cells = [
+            code(r["key"]),
+            " ".join(r["questions"]) or "— (other settings)",
+            c["model"],
+            *[str(c.get(k, "")) for k in HYPER],
+            str(c["seed"]),
+        ]
         for key in ("train_acc", "val_acc", "test_acc"):
             cells.append("—" if r.get(key) is None else f"{r[key]:.4f}")
         cells.append("—" if r.get("seconds") is None else f"{r['seconds']:.1f}")
@@ -494,21 +571,33 @@ def batch_size_verdict(results) -> str:
         f"Batch 16: test accuracy {small['test_acc']:.4f} (validation {small['val_acc']:.4f}) "
         f"in {small['seconds']:.1f} s; batch 1024: {large['test_acc']:.4f} (validation "
         f"{large['val_acc']:.4f}) in {large['seconds']:.1f} s. "
-        + (f"Batch 16 is more accurate by {acc:.4f}" if acc > 0 else
-           f"Batch 16 is NOT more accurate ({acc:+.4f})")
+        + (
+            f"Batch 16 is more accurate by {acc:.4f}"
+            if acc > 0
+            else f"Batch 16 is NOT more accurate ({acc:+.4f})"
+        )
         + f" and takes {speed:.1f}× the wall time of batch 1024 for the same "
         f"{small['config']['epochs']} epochs ({len(small['history']) or '?'} vs "
         f"{len(large['history']) or '?'} epochs run): "
-        + ("many small noisy updates buy accuracy at a cost in time."
-           if acc > 0 and speed > 1 else "this run does not show the study's trade-off.")
-    )  # fmt: skip
+        + (
+            "many small noisy updates buy accuracy at a cost in time."
+            if acc > 0 and speed > 1
+            else "this run does not show the study's trade-off."
+        )
+    )
 
 
 def divergence_lines(results, qid) -> list[str]:
-    flagged = [(r, divergence(r)) for r in base_runs(results) if qid in r["questions"]
-               and r["status"] in FINISHED]  # fmt: skip
-    return [f"- **Diverged**: {label(r, qid)} ({code(r['key'])}): {escape_md(why)}"
-            for r, why in flagged if why]  # fmt: skip
+    flagged = [
+        (r, divergence(r))
+        for r in base_runs(results)
+        if qid in r["questions"] and r["status"] in FINISHED
+    ]
+    return [
+        f"- **Diverged**: {label(r, qid)} ({code(r['key'])}): {escape_md(why)}"
+        for r, why in flagged
+        if why
+    ]
 
 
 SECTIONS = [
@@ -533,20 +622,37 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
     failed = [r for r in results if r["status"] == "failed"]
     md = ["# medclf reproduction of the OCTMNIST study", ""]
     if meta["synthetic"]:
-        md += ["> **Synthetic data.** These runs used a synthetic OCTMNIST look-alike, not the "
-               "real dataset: the numbers below show that the pipeline works and are **not "
-               "comparable** to the study's.", ""]  # fmt: skip
+        md += [
+            "> **Synthetic data.** These runs used a synthetic OCTMNIST look-alike, not the "
+            "real dataset: the numbers below show that the pipeline works and are **not "
+            "comparable** to the study's.",
+            "",
+        ]
     if meta["quick"]:
-        md += ["> **Quick mode.** A slice of the data and a few epochs: the numbers are **not "
-               "comparable** to the study's.", ""]  # fmt: skip
-    md += [f"- data: {code(meta['dataset'])} ({code(meta['source'])})"
-           f"{' — synthetic' * meta['synthetic']}",
-           f"- test split: {meta['test_split']}; seeds per run: {meta['seeds']}",
-           f"- runs: {len(results)} ({len(failed)} failed); wall time {meta['seconds']:.0f} s "
-           f"with {meta['workers']} worker(s)",
-           f"- machine: {meta['machine']}; {meta['versions']}", ""]  # fmt: skip
-    md += ["## Our numbers beside the published ones", "", *comparison_table(results), "",
-           "## The study's selections, made by code", "", *selections(results), ""]  # fmt: skip
+        md += [
+            "> **Quick mode.** A slice of the data and a few epochs: the numbers are **not "
+            "comparable** to the study's.",
+            "",
+        ]
+    md += [
+        f"- data: {code(meta['dataset'])} ({code(meta['source'])})"
+        f"{' — synthetic' * meta['synthetic']}",
+        f"- test split: {meta['test_split']}; seeds per run: {meta['seeds']}",
+        f"- runs: {len(results)} ({len(failed)} failed); wall time {meta['seconds']:.0f} s "
+        f"with {meta['workers']} worker(s)",
+        f"- machine: {meta['machine']}; {meta['versions']}",
+        "",
+    ]
+    md += [
+        "## Our numbers beside the published ones",
+        "",
+        *comparison_table(results),
+        "",
+        "## The study's selections, made by code",
+        "",
+        *selections(results),
+        "",
+    ]
     for qid, heading in SECTIONS:
         md += [f"## {heading}", ""]
         if qid == "Q1.2a":
@@ -562,16 +668,28 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
             md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
         if qid == "Q3":
             md += [code_spans(markdown_proof(2, -1, 1)).replace("### ", "### Proof: "), ""]
-    md += ["## Every run", "", *runs_table(results), "",
-           "## Test metrics of every run", "",
-           "From each run's metrics.json, computed from its saved predictions: the study's "
-           "subset and the official test split. " + imbalance_line(results), "",
-           *metrics_table(results), "",
-           "## MedMNIST v2 baselines on OCTMNIST (official 1,000-image test split)", "",
-           "| method | AUC | ACC |", "|---|---|---|",
-           *[f"| {m} | {auc:.3f} | {acc:.3f} |" for m, auc, acc in MEDMNIST_BASELINES], "",
-           "The study's test accuracies use its 529-image subset, so they are not directly "
-           "comparable with these baselines.", ""]  # fmt: skip
+    md += [
+        "## Every run",
+        "",
+        *runs_table(results),
+        "",
+        "## Test metrics of every run",
+        "",
+        "From each run's metrics.json, computed from its saved predictions: the study's "
+        "subset and the official test split. " + imbalance_line(results),
+        "",
+        *metrics_table(results),
+        "",
+        "## MedMNIST v2 baselines on OCTMNIST (official 1,000-image test split)",
+        "",
+        "| method | AUC | ACC |",
+        "|---|---|---|",
+        *[f"| {m} | {auc:.3f} | {acc:.3f} |" for m, auc, acc in MEDMNIST_BASELINES],
+        "",
+        "The study's test accuracies use its 529-image subset, so they are not directly "
+        "comparable with these baselines.",
+        "",
+    ]
     text = "\n".join(md)
     md_path = write_text(out / "report.md", text)
     html_path = write_text(out / "report.html", to_html(text, out))
@@ -588,10 +706,27 @@ pre{background:#f6f6f6;padding:.6em;overflow-x:auto}code{font-size:.9em}
 
 
 # LaTeX commands the report's maths uses, as Unicode; anything else stays visible as written
-SYMBOLS = {"sum": "∑", "le": "≤", "ge": "≥", "lt": "<", "gt": ">", "ne": "≠", "dots": "…",
-           "ldots": "…", "cdot": "·", "pm": "±", "in": "∈", "times": "×", "infty": "∞",
-           "{": "{", "}": "}", ",": "\u2009", ";": "\u2005", " ": " ",
-           "quad": "\u2003"}  # fmt: skip
+SYMBOLS = {
+    "sum": "∑",
+    "le": "≤",
+    "ge": "≥",
+    "lt": "<",
+    "gt": ">",
+    "ne": "≠",
+    "dots": "…",
+    "ldots": "…",
+    "cdot": "·",
+    "pm": "±",
+    "in": "∈",
+    "times": "×",
+    "infty": "∞",
+    "{": "{",
+    "}": "}",
+    ",": "\u2009",
+    ";": "\u2005",
+    " ": " ",
+    "quad": "\u2003",
+}
 COMMAND = re.compile(r"\\([A-Za-z]+|.)")
 
 
@@ -665,6 +800,8 @@ def to_html(markdown_text: str, out: Path) -> str:
         return f'src="data:image/png;base64,{data}"'
 
     body = re.sub(r'src="(figures/[^"]+\.png)"', inline, body)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>medclf reproduction</title><style>{CSS}</style></head>"
-            f"<body>\n{body}\n</body></html>\n")  # fmt: skip
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>medclf reproduction</title><style>{CSS}</style></head>"
+        f"<body>\n{body}\n</body></html>\n"
+    )

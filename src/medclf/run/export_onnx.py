@@ -46,17 +46,25 @@ def export_onnx(run_dir, out=None) -> dict:
     images, expected, checked_on = reference(run_dir, config, metrics)
     got = run_onnx(model_bytes, images)
     if got.shape != expected.shape:
-        raise DataError(f"the ONNX graph of {run_dir} gives shape {got.shape}, medclf "
-                        f"{expected.shape}; no file written")  # fmt: skip
+        raise DataError(
+            f"the ONNX graph of {run_dir} gives shape {got.shape}, medclf "
+            f"{expected.shape}; no file written"
+        )
     delta = float(np.max(np.abs(got - expected))) if got.size else 0.0
     if not delta <= TOLERANCE:  # NaN fails too
-        raise DataError(f"the ONNX graph of {run_dir} differs from medclf's probabilities by "
-                        f"{delta:.2g} on {checked_on} (limit {TOLERANCE:g}); no file written")
+        raise DataError(
+            f"the ONNX graph of {run_dir} differs from medclf's probabilities by "
+            f"{delta:.2g} on {checked_on} (limit {TOLERANCE:g}); no file written"
+        )
     with atomic_path(out) as tmp:
         tmp.write_bytes(model_bytes)
-    return {"path": str(out), "max_delta": delta, "checked_on": checked_on,
-            "input_shape": ["n", *metrics["image_shape"]],
-            "outputs": len(metrics["class_names"])}  # fmt: skip
+    return {
+        "path": str(out),
+        "max_delta": delta,
+        "checked_on": checked_on,
+        "input_shape": ["n", *metrics["image_shape"]],
+        "outputs": len(metrics["class_names"]),
+    }
 
 
 def run_onnx(model_bytes: bytes, images: np.ndarray) -> np.ndarray:
@@ -80,11 +88,15 @@ def reference(run_dir: Path, config: dict, metrics: dict):
         preds = load_predictions(run_dir)
         scores, labels = preds["test_scores"], preds["test_labels"]
     except Exception as err:  # missing, cut short, no such key
-        raise DataError(f"{run_dir / PREDICTIONS} is missing or damaged; train the run again "
-                        "with 'medclf train'") from err  # fmt: skip
+        raise DataError(
+            f"{run_dir / PREDICTIONS} is missing or damaged; train the run again "
+            "with 'medclf train'"
+        ) from err
     if not np.isfinite(scores).all():
-        raise DataError(f"{run_dir} holds a diverged model (non-finite scores); train it again "
-                        "with a smaller --lr")  # fmt: skip
+        raise DataError(
+            f"{run_dir} holds a diverged model (non-finite scores); train it again "
+            "with a smaller --lr"
+        )
     why = f"the dataset file {source} is gone"
     if isinstance(source, str) and Path(source).is_file():
         dataset = load_dataset(source, size=config.get("size", 28))

@@ -34,8 +34,9 @@ class NumpyTrainer(Family):
         self.config = config
         self.dtype = np.float64 if config["dtype"] == "float64" else np.float32
         self.input_kind = MODELS[config["model"]].inputs
-        self.features = make_features(dataset, config["test_split"], self.dtype,
-                                      inputs=self.input_kind)  # fmt: skip
+        self.features = make_features(
+            dataset, config["test_split"], self.dtype, inputs=self.input_kind
+        )
         self.model = build_numpy_model(config, dataset.info.n_classes)
         self.model.history_ = []
 
@@ -52,9 +53,16 @@ class NumpyTrainer(Family):
         f = self.features
         left = self.config["epochs"] - len(self.history)
         if left > 0:
-            self.model.fit(f.X_train, f.y_train, left, f.X_val, f.y_val,
-                           callback=lambda m, rec: on_epoch(rec), progress=progress,
-                           train_acc=train_acc)  # fmt: skip
+            self.model.fit(
+                f.X_train,
+                f.y_train,
+                left,
+                f.X_val,
+                f.y_val,
+                callback=lambda m, rec: on_epoch(rec),
+                progress=progress,
+                train_acc=train_acc,
+            )
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return inputs_of(images, self.input_kind, self.dtype)
@@ -107,14 +115,20 @@ def saved_model(run_dir: Path, config: dict, n_classes: int, image_shape):
     bias = MODELS[config["model"]].inputs == "flat+bias"
     n_features = int(np.prod(image_shape)) + bias
     if model.kind != config["model"]:
-        raise DataError(f"{path} holds a {model.kind}, but config.json says {config['model']}; "
-                        "train the run again")  # fmt: skip
+        raise DataError(
+            f"{path} holds a {model.kind}, but config.json says {config['model']}; "
+            "train the run again"
+        )
     if model.n_classes_ != n_classes:
-        raise DataError(f"{path} gives {model.n_classes_} classes, but metrics.json names "
-                        f"{n_classes}; train the run again")  # fmt: skip
+        raise DataError(
+            f"{path} gives {model.n_classes_} classes, but metrics.json names "
+            f"{n_classes}; train the run again"
+        )
     if model.n_features_ != n_features:
-        raise DataError(f"{path} takes {model.n_features_} inputs, but metrics.json's image "
-                        f"shape gives {n_features}; train the run again")  # fmt: skip
+        raise DataError(
+            f"{path} takes {model.n_features_} inputs, but metrics.json's image "
+            f"shape gives {n_features}; train the run again"
+        )
     return model, bias
 
 
@@ -133,15 +147,20 @@ def numpy_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
         layers = [(model.W_[:, :-1], model.W_[:, -1])]
     nodes, inits = flat_nodes(n_pixels, dtype, "a0")
     for l, (W, b) in enumerate(layers):
-        inits += [numpy_helper.from_array(np.ascontiguousarray(W.T, dtype), f"W{l}"),
-                  numpy_helper.from_array(np.asarray(b, dtype), f"b{l}")]  # fmt: skip
+        inits += [
+            numpy_helper.from_array(np.ascontiguousarray(W.T, dtype), f"W{l}"),
+            numpy_helper.from_array(np.asarray(b, dtype), f"b{l}"),
+        ]
         last = l == len(layers) - 1
-        nodes += [helper.make_node("MatMul", [f"a{l}", f"W{l}"], [f"m{l}"]),
-                  helper.make_node("Add", [f"m{l}", f"b{l}"], ["logits" if last else f"z{l}"])]
+        nodes += [
+            helper.make_node("MatMul", [f"a{l}", f"W{l}"], [f"m{l}"]),
+            helper.make_node("Add", [f"m{l}", f"b{l}"], ["logits" if last else f"z{l}"]),
+        ]
         if not last:
             nodes.append(helper.make_node("Relu", [f"z{l}"], [f"a{l + 1}"]))
     nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1))
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    graph = helper.make_graph(nodes, config["model"], [input_info(metrics)],
-                              [output_info(n_classes, elem)], inits)  # fmt: skip
+    graph = helper.make_graph(
+        nodes, config["model"], [input_info(metrics)], [output_info(n_classes, elem)], inits
+    )
     return serialise(graph, [helper.make_opsetid("", OPSET)])

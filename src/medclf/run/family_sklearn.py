@@ -54,8 +54,10 @@ def load_model_file(path: Path):
     except DataError:
         raise
     except Exception as err:  # not a zip, cut short, not skops
-        raise DataError(f"{path} is not a model file that medclf wrote ({type(err).__name__}); "
-                        "train the run again") from err  # fmt: skip
+        raise DataError(
+            f"{path} is not a model file that medclf wrote ({type(err).__name__}); "
+            "train the run again"
+        ) from err
     if not isinstance(model, BaseEstimator):  # a trusted part alone, such as a KD-tree
         raise DataError(
             f"{path} holds a {type(model).__name__}, not a scikit-learn model; train the run again"
@@ -71,8 +73,7 @@ class SklearnTrainer(Family):
         self.config, self.task = config, dataset.info.task
         self.threads = threads or 1
         self.n_classes = dataset.info.n_classes
-        self.features = f = make_features(dataset, config["test_split"], np.float32,
-                                          inputs="flat")  # fmt: skip
+        self.features = f = make_features(dataset, config["test_split"], np.float32, inputs="flat")
         name = config["model"]
         classic.check_task(name, self.task)
         classic.check_size(name, len(f.y_train), f.n_features)
@@ -90,8 +91,14 @@ class SklearnTrainer(Family):
         progress(len(f.y_train))
         val = self.scores(self.model, f.X_val)
         tr_acc = self.accuracy(self.model, f.X_train, f.y_train) if train_acc else None
-        rec = record(1, None, tr_acc, self.log_loss(f.y_val, val),
-                     medmnist_acc(self.task, f.y_val, val), seconds)  # fmt: skip
+        rec = record(
+            1,
+            None,
+            tr_acc,
+            self.log_loss(f.y_val, val),
+            medmnist_acc(self.task, f.y_val, val),
+            seconds,
+        )
         self.history.append(rec)
         on_epoch(rec)
 
@@ -155,9 +162,11 @@ def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
 
     model = config["model"]
     if model not in SKLEARN_MODELS or metrics.get("task") == MULTI_LABEL:
-        raise ConfigError(f"{model} on the task '{metrics.get('task')}' has no exact ONNX graph; "
-                          f"of the scikit-learn models, {' and '.join(SKLEARN_MODELS)} on "
-                          "single-label tasks export")  # fmt: skip
+        raise ConfigError(
+            f"{model} on the task '{metrics.get('task')}' has no exact ONNX graph; "
+            f"of the scikit-learn models, {' and '.join(SKLEARN_MODELS)} on "
+            "single-label tasks export"
+        )
     skl2onnx = need("skl2onnx")
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -167,18 +176,29 @@ def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     estimator = load_model_file(path)
     n_pixels, n_classes = int(np.prod(metrics["image_shape"])), len(metrics["class_names"])
     classes = np.asarray(getattr(estimator, "classes_", []))
-    if not (classes.ndim == 1 and np.issubdtype(classes.dtype, np.integer) and len(classes)
-            and classes.min() >= 0 and classes.max() < n_classes):  # fmt: skip
-        raise DataError(f"{path} does not fit metrics.json's {n_classes} classes; train the run "
-                        "again")  # fmt: skip
+    if not (
+        classes.ndim == 1
+        and np.issubdtype(classes.dtype, np.integer)
+        and len(classes)
+        and classes.min() >= 0
+        and classes.max() < n_classes
+    ):
+        raise DataError(
+            f"{path} does not fit metrics.json's {n_classes} classes; train the run again"
+        )
     try:
         converted = skl2onnx.convert_sklearn(
-            estimator, initial_types=[("features", FloatTensorType([None, n_pixels]))],
-            options={"zipmap": False}, target_opset={"": OPSET, "ai.onnx.ml": 3})
+            estimator,
+            initial_types=[("features", FloatTensorType([None, n_pixels]))],
+            options={"zipmap": False},
+            target_opset={"": OPSET, "ai.onnx.ml": 3},
+        )
     except Exception as err:  # an estimator or option skl2onnx cannot convert
         why = (str(err).splitlines() or [""])[0][:120]
-        raise ConfigError(f"skl2onnx cannot convert {path} ({type(err).__name__}: {why}); "
-                          "this model cannot be exported to ONNX") from err  # fmt: skip
+        raise ConfigError(
+            f"skl2onnx cannot convert {path} ({type(err).__name__}: {why}); "
+            "this model cannot be exported to ONNX"
+        ) from err
     graph = converted.graph
     proba = graph.output[1].name  # skl2onnx: label, then probabilities
     for node in graph.node:  # free the name "probabilities" for the graph's output
@@ -192,7 +212,8 @@ def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     scatter[np.arange(len(classes)), classes] = 1
     inits.append(numpy_helper.from_array(scatter, "class_columns"))
     nodes.append(helper.make_node("MatMul", [proba, "class_columns"], ["probabilities"]))
-    new = helper.make_graph(nodes, model, [input_info(metrics)],
-                            [output_info(n_classes, TensorProto.FLOAT)], inits)  # fmt: skip
+    new = helper.make_graph(
+        nodes, model, [input_info(metrics)], [output_info(n_classes, TensorProto.FLOAT)], inits
+    )
     opsets = {o.domain: o.version for o in converted.opset_import}
     return serialise(new, [helper.make_opsetid(d, v) for d, v in opsets.items()])

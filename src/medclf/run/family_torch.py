@@ -65,13 +65,16 @@ def load_checkpoint(path: Path, config: dict) -> dict:
     try:
         state = load_weights(path)
     except Exception as err:  # truncated, empty or foreign file
-        raise ConfigError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                          f"{afresh}") from err  # fmt: skip
+        raise ConfigError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}); {afresh}"
+        ) from err
     if not isinstance(state, dict) or not CHECKPOINT_KEYS <= set(state):
         raise ConfigError(f"checkpoint {path} is not a checkpoint medclf wrote; {afresh}")
     if state["config"] != config:
-        raise ConfigError(f"checkpoint {path} belongs to another config; use another --out or "
-                          "delete the checkpoint")  # fmt: skip
+        raise ConfigError(
+            f"checkpoint {path} belongs to another config; use another --out or "
+            "delete the checkpoint"
+        )
     return state
 
 
@@ -89,8 +92,9 @@ class TorchTrainer(Family):
     checkpoint_file, model_file, best_file = CHECKPOINT_PT, MODEL_PT, BEST_PT
     options = ("device", "threads")
 
-    def __init__(self, config: dict, dataset, device: str | None = None,
-                 threads: int | None = None):  # fmt: skip
+    def __init__(
+        self, config: dict, dataset, device: str | None = None, threads: int | None = None
+    ):
         self.config = config
         self.threads = threads or engine.default_threads(config["batch_size"])
         torch.set_num_threads(self.threads)
@@ -102,18 +106,26 @@ class TorchTrainer(Family):
         self.input_kind = "image-uint8" if images else MODELS[config["model"]].inputs
         self.prepare = scale_images if images else None
         self.chunk = 1024 if images else 65536  # evaluation batch: bounded by memory
-        self.features = f = make_features(dataset, config["test_split"], np.float32,
-                                          inputs=self.input_kind)  # fmt: skip
+        self.features = f = make_features(
+            dataset, config["test_split"], np.float32, inputs=self.input_kind
+        )
         label_type = torch.float32 if self.multi_label else torch.long
-        self.data = {name: torch.from_numpy(getattr(f, name)).to(self.device)
-                     for name in ("X_train", "X_val")}  # fmt: skip
-        self.data.update({name: torch.from_numpy(getattr(f, name)).to(self.device, label_type)
-                          for name in ("y_train", "y_val")})  # fmt: skip
+        self.data = {
+            name: torch.from_numpy(getattr(f, name)).to(self.device)
+            for name in ("X_train", "X_val")
+        }
+        self.data.update(
+            {
+                name: torch.from_numpy(getattr(f, name)).to(self.device, label_type)
+                for name in ("y_train", "y_val")
+            }
+        )
         self.model = build_network(config, f.X_train.shape[1:], dataset.info.n_classes)
         self.eval_options = {"chunk": self.chunk, "prepare": self.prepare}
         self.model.to(self.device)
-        self.optimizer = engine.make_optimizer(self.model, config["optimizer"], config["lr"],
-                                               config["l2"])  # fmt: skip
+        self.optimizer = engine.make_optimizer(
+            self.model, config["optimizer"], config["lr"], config["l2"]
+        )
         self.transform = augmentation(config, dataset.name, self.generator)
         self.history: list[dict] = []
 
@@ -123,8 +135,10 @@ class TorchTrainer(Family):
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, KeyError, ValueError) as err:
-            raise ConfigError(f"checkpoint {path} does not fit this model ({type(err).__name__})"
-                              "; delete it to start the run afresh") from err  # fmt: skip
+            raise ConfigError(
+                f"checkpoint {path} does not fit this model ({type(err).__name__})"
+                "; delete it to start the run afresh"
+            ) from err
         engine.set_rng_states(state["rng"], self.generator)
         self.history = state["history"]
         if (best := path.with_name(self.best_file)).exists():
@@ -137,10 +151,21 @@ class TorchTrainer(Family):
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
         c = self.config
         schedule = self.lr_at if c.get("schedule", "constant") != "constant" else None
-        engine.fit(self.model, self.optimizer, self.data, c["epochs"], c["batch_size"],
-                   self.generator, history=self.history, train_acc=train_acc,
-                   callback=on_epoch, progress=progress, lr_at=schedule,
-                   transform=self.transform, **self.eval_options)  # fmt: skip
+        engine.fit(
+            self.model,
+            self.optimizer,
+            self.data,
+            c["epochs"],
+            c["batch_size"],
+            self.generator,
+            history=self.history,
+            train_acc=train_acc,
+            callback=on_epoch,
+            progress=progress,
+            lr_at=schedule,
+            transform=self.transform,
+            **self.eval_options,
+        )
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         return inputs_of(images, self.input_kind, np.float32)
@@ -152,16 +177,23 @@ class TorchTrainer(Family):
     def accuracy(self, model, X, y) -> float:
         label_type = torch.float32 if self.multi_label else torch.long
         y = torch.from_numpy(y).to(self.device, label_type)
-        return engine.evaluate(model, torch.from_numpy(X).to(self.device), y,
-                               **self.eval_options)[1]  # fmt: skip
+        return engine.evaluate(model, torch.from_numpy(X).to(self.device), y, **self.eval_options)[
+            1
+        ]
 
     def save_checkpoint(self, path: Path) -> None:
-        save_atomic(path, {
-            "config": self.config, "epoch": self.history[-1]["epoch"],
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "rng": engine.rng_states(self.generator), "history": self.history,
-            "seconds": sum(r["seconds"] for r in self.history),
-        })  # fmt: skip
+        save_atomic(
+            path,
+            {
+                "config": self.config,
+                "epoch": self.history[-1]["epoch"],
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": engine.rng_states(self.generator),
+                "history": self.history,
+                "seconds": sum(r["seconds"] for r in self.history),
+            },
+        )
 
     def save_best(self, path: Path) -> None:
         save_atomic(path, self.model.state_dict())
@@ -218,10 +250,15 @@ def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
         state = None
     except Exception:  # random bytes, cut short, a pickle of something else
         state = None
-    if not (isinstance(state, dict) and state
-            and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())):
-        raise DataError(f"{path} is not a model file that medclf wrote (unreadable, cut short "
-                        "or not a state dict); train the run again")  # fmt: skip
+    if not (
+        isinstance(state, dict)
+        and state
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items())
+    ):
+        raise DataError(
+            f"{path} is not a model file that medclf wrote (unreadable, cut short "
+            "or not a state dict); train the run again"
+        )
     try:
         model = build_network(config, input_shape, n_classes)
     except (KeyError, TypeError, ValueError) as err:
@@ -230,12 +267,16 @@ def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
     got = {k: tuple(v.shape) for k, v in state.items()}
     out = list(want)[-1]  # the output layer's bias: one entry per class
     if out in got and got[out] != want[out]:
-        raise DataError(f"{path} gives {got[out][0] if got[out] else '?'} classes, but "
-                        f"metrics.json names {n_classes}; train the run again")  # fmt: skip
+        raise DataError(
+            f"{path} gives {got[out][0] if got[out] else '?'} classes, but "
+            f"metrics.json names {n_classes}; train the run again"
+        )
     bad = next((k for k in sorted({*want, *got}) if want.get(k) != got.get(k)), None)
     if bad is not None:
-        raise DataError(f"{path} does not fit config.json: '{bad}' has shape {got.get(bad)}, "
-                        f"the config needs {want.get(bad)}; train the run again")  # fmt: skip
+        raise DataError(
+            f"{path} does not fit config.json: '{bad}' has shape {got.get(bad)}, "
+            f"the config needs {want.get(bad)}; train the run again"
+        )
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 
@@ -246,18 +287,27 @@ def torch_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     shape, n_classes = metrics["image_shape"], len(metrics["class_names"])
     probe = np.zeros((1, *shape), np.uint8)
     image_inputs = MODELS[config["model"]].inputs == "image"
-    input_shape = ((1 if len(shape) == 2 else shape[2], shape[0], shape[1]) if image_inputs
-                   else (int(np.prod(shape)),))  # fmt: skip
+    input_shape = (
+        (1 if len(shape) == 2 else shape[2], shape[0], shape[1])
+        if image_inputs
+        else (int(np.prod(shape)),)
+    )
     network = saved_network(run_dir, config, n_classes, input_shape)
     multi_label = metrics.get("task") == MULTI_LABEL
     wrapped = Probabilities(network, image_inputs, multi_label).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapped, (torch.from_numpy(probe),), buffer, dynamo=False,
-                          input_names=["images"], output_names=["probabilities"],
-                          dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}},
-                          opset_version=OPSET)  # fmt: skip
+        torch.onnx.export(
+            wrapped,
+            (torch.from_numpy(probe),),
+            buffer,
+            dynamo=False,
+            input_names=["images"],
+            output_names=["probabilities"],
+            dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}},
+            opset_version=OPSET,
+        )
     return buffer.getvalue()
 
 
@@ -277,4 +327,3 @@ class Probabilities(torch.nn.Module):
             x = torch.flatten(x, 1) / 256
         logits = self.network(x)
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
-

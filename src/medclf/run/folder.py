@@ -100,8 +100,10 @@ def read_object(path: Path) -> dict:
     """A JSON object a finished run must have; a missing or damaged file is one DataError."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} is missing, so {path.parent} is not a complete run folder; "
-                        "train the run again with 'medclf train'")  # fmt: skip
+        raise DataError(
+            f"{path} is missing, so {path.parent} is not a complete run folder; "
+            "train the run again with 'medclf train'"
+        )
     try:
         obj = json.loads(path.read_text())
     except (ValueError, RecursionError) as err:  # not JSON, not text, nested too deeply
@@ -209,8 +211,11 @@ def load_arrays(path: Path) -> dict:
 
 def read_files(folder: Path, names=None) -> dict[str, bytes]:
     """The plain files of ``folder`` (only ``names`` where given), hidden ones left out."""
-    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()
-            and not p.name.startswith(".") and (names is None or p.name in names)}  # fmt: skip
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(Path(folder).iterdir())
+        if p.is_file() and not p.name.startswith(".") and (names is None or p.name in names)
+    }
 
 
 def write_files(run_dir: Path, files: dict[str, bytes]) -> None:
@@ -248,9 +253,14 @@ def history_csv(history: list[dict]) -> str:
 
 
 def environment(**extra) -> dict:
-    env = {"medclf": __version__, "python": platform.python_version(),
-           "platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-           "numpy": np.__version__}  # fmt: skip
+    env = {
+        "medclf": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "numpy": np.__version__,
+    }
     for name in ("torch", "numba"):
         try:
             env[name] = __import__(name).__version__

@@ -43,8 +43,10 @@ def claim_run_folder(out, config: dict, force: bool) -> None:
     if read_json_or_none(run_dir / CONFIG) == config and not force:
         return
     if not force:
-        raise ConfigError(f"{run_dir} holds a finished run of another config; choose another "
-                          "--out or pass --force to replace it")  # fmt: skip
+        raise ConfigError(
+            f"{run_dir} holds a finished run of another config; choose another "
+            "--out or pass --force to replace it"
+        )
     folder.clear(run_dir)
 
 
@@ -53,11 +55,15 @@ def start_run_folder(run_dir: Path, config: dict, checkpoint: Path | None, resum
     True where an unfinished run of this config is to be continued."""
     unfinished = checkpoint is not None and checkpoint.exists()
     if unfinished and not resume:
-        raise ConfigError(f"{run_dir} holds an unfinished run; pass --resume to continue it or "
-                          "choose another --out")  # fmt: skip
+        raise ConfigError(
+            f"{run_dir} holds an unfinished run; pass --resume to continue it or "
+            "choose another --out"
+        )
     if unfinished and read_json_or_none(run_dir / CONFIG) != config:
-        raise ConfigError(f"checkpoint {checkpoint} belongs to another config; use another "
-                          "--out or delete the checkpoint")  # fmt: skip
+        raise ConfigError(
+            f"checkpoint {checkpoint} belongs to another config; use another "
+            "--out or delete the checkpoint"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)  # ties the checkpoint to this config
     return unfinished
@@ -73,29 +79,43 @@ def check_memory(config: dict, dataset: Dataset) -> None:
     need = n * (int(np.prod(dataset.info.image_shape)) + 1) * itemsize
     have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if need > 0.8 * have:
-        raise ConfigError(f"{config['model']} on {dataset.name} at {dataset.info.size}x"
-                          f"{dataset.info.size} needs {need / 2**30:.0f} GiB of features, more "
-                          f"than this machine's {have / 2**30:.0f} GiB; use a smaller --size or "
-                          "an image model (torch-cnn)")  # fmt: skip
+        raise ConfigError(
+            f"{config['model']} on {dataset.name} at {dataset.info.size}x"
+            f"{dataset.info.size} needs {need / 2**30:.0f} GiB of features, more "
+            f"than this machine's {have / 2**30:.0f} GiB; use a smaller --size or "
+            "an image model (torch-cnn)"
+        )
 
 
 def check_task(config: dict, dataset: Dataset) -> None:
     """The config must describe the data it meets: its image size and a task its model learns."""
     side = dataset.info.size
     if config.get("size", 28) != side:
-        raise ConfigError(f"{dataset.source} holds {side}x{side} images, but the config says "
-                          f"size {config['size']}; drop --size or give the {config['size']}x"
-                          f"{config['size']} file")  # fmt: skip
+        raise ConfigError(
+            f"{dataset.source} holds {side}x{side} images, but the config says "
+            f"size {config['size']}; drop --size or give the {config['size']}x"
+            f"{config['size']} file"
+        )
     check_memory(config, dataset)
     spec = MODELS[config["model"]]
     if dataset.info.task not in spec.tasks:
         able = [m for m, s in MODELS.items() if dataset.info.task in s.tasks]
-        raise ConfigError(f"{config['model']} cannot learn {dataset.name}'s task "
-                          f"({dataset.info.task}); use one of {', '.join(able)}")  # fmt: skip
+        raise ConfigError(
+            f"{config['model']} cannot learn {dataset.name}'s task "
+            f"({dataset.info.task}); use one of {', '.join(able)}"
+        )
 
 
-def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_acc=True,
-            resume=True, after_epoch=None, **options) -> dict:  # fmt: skip
+def run_job(
+    config: dict,
+    dataset: Dataset,
+    run_dir,
+    quiet: bool = False,
+    train_acc=True,
+    resume=True,
+    after_epoch=None,
+    **options,
+) -> dict:
     """Train the run ``config`` describes (or continue it from its checkpoint) and write its
     folder. ``train_acc``: measure training accuracy every epoch (else only for the kept
     model). ``after_epoch(record)`` runs once the epoch's checkpoint is on disk (tests use it
@@ -112,8 +132,7 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
             return done
         folder.clear(run_dir)  # a finished run of other data is no result of this one
         if not quiet:
-            print(f"{run_dir}: training again, as {why}; its folder is replaced",
-                  file=sys.stderr)  # fmt: skip
+            print(f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr)
     check_task(config, dataset)
     dataset = dataset.head(config["train_fraction"])
     trainer = family(config, dataset, **options)
@@ -152,9 +171,19 @@ def run_job(config: dict, dataset: Dataset, run_dir, quiet: bool = False, train_
         preds.update({f"last_{k}": v for k, v in last.items()})
     save_predictions(run_dir, preds, medmnist_flag(dataset))
     best_val_acc = max((r["val_acc"] for r in history if r["val_acc"] is not None), default=None)
-    metrics = final_metrics(config, dataset, history, f, seconds, preds, kept["epoch"],
-                            stop_reason(history, selector), best_val_acc=best_val_acc, data_md5=md5,
-                            **trainer.extra_metrics(chosen))  # fmt: skip
+    metrics = final_metrics(
+        config,
+        dataset,
+        history,
+        f,
+        seconds,
+        preds,
+        kept["epoch"],
+        stop_reason(history, selector),
+        best_val_acc=best_val_acc,
+        data_md5=md5,
+        **trainer.extra_metrics(chosen),
+    )
     save_run(run_dir, config, history, metrics, trainer.environment())
     folder.remove_leftovers(run_dir)
     return metrics

@@ -20,8 +20,10 @@ def need(module: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise ConfigError(f"ONNX export needs the optional onnx extra ({module} is missing); "
-                          f"install it with {EXTRA}") from err  # fmt: skip
+        raise ConfigError(
+            f"ONNX export needs the optional onnx extra ({module} is missing); "
+            f"install it with {EXTRA}"
+        ) from err
 
 
 def input_info(metrics: dict):
@@ -42,11 +44,15 @@ def flat_nodes(n_features: int, np_dtype, name: str) -> tuple[list, list]:
     from onnx import helper, numpy_helper
 
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(np_dtype))
-    inits = [numpy_helper.from_array(np.array([-1, n_features], np.int64), "flat_shape"),
-             numpy_helper.from_array(np.array(256, np_dtype), "pixel_scale")]  # fmt: skip
-    nodes = [helper.make_node("Cast", ["images"], ["pixels"], to=elem),
-             helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]),
-             helper.make_node("Div", ["flat", "pixel_scale"], [name])]  # fmt: skip
+    inits = [
+        numpy_helper.from_array(np.array([-1, n_features], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array(256, np_dtype), "pixel_scale"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["pixels"], to=elem),
+        helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]),
+        helper.make_node("Div", ["flat", "pixel_scale"], [name]),
+    ]
     return nodes, inits
 
 

@@ -28,8 +28,18 @@ from medclf.run.folder import (
     write_text,
 )
 
-UNTITLED = {"model", "dataset", "test_split", "seed", "dtype", "train_fraction", "init_std",
-            "select", "patience", "size"}  # fmt: skip
+UNTITLED = {
+    "model",
+    "dataset",
+    "test_split",
+    "seed",
+    "dtype",
+    "train_fraction",
+    "init_std",
+    "select",
+    "patience",
+    "size",
+}
 
 
 def title_of(config: dict, dataset: Dataset) -> str:
@@ -100,24 +110,45 @@ def summary(metrics: dict, split: str) -> dict:
     return {f"{split}_acc": m.get("acc"), f"{split}_auc": m.get("auc")}
 
 
-def final_metrics(config, dataset: Dataset, history, features, seconds, preds: dict,
-                  selected_epoch: int, stopped: str | None, **extra) -> dict:  # fmt: skip
+def final_metrics(
+    config,
+    dataset: Dataset,
+    history,
+    features,
+    seconds,
+    preds: dict,
+    selected_epoch: int,
+    stopped: str | None,
+    **extra,
+) -> dict:
     """metrics.json of a finished run: the selected epoch's headline numbers, every metric of
     every saved split, and the dataset facts that let `medclf predict` check inputs."""
     per_split = metrics_per_split(preds, dataset.info.task, dataset.class_names)
     chosen = history[selected_epoch - 1]
     diverged = stopped is not None and stopped.startswith("diverged")
     return {
-        "status": "diverged" if diverged else "done", "title": title_of(config, dataset),
-        "task": dataset.info.task, "select": config["select"],
-        "selected_epoch": chosen["epoch"], "epochs_run": len(history), "stopped": stopped,
-        "train_acc": chosen["train_acc"], "val_acc": chosen["val_acc"],
-        "val_auc": chosen["val_auc"], **extra, **summary(per_split, "test"),
-        "test_split": features.test_split, "n_test": len(features.y_test), "seconds": seconds,
-        "dataset_name": dataset.name, "dataset_source": str(Path(dataset.source).resolve()),
-        "synthetic": dataset.synthetic, "class_names": list(dataset.class_names),
-        "image_shape": list(dataset.info.image_shape), "metrics": per_split,
-    }  # fmt: skip
+        "status": "diverged" if diverged else "done",
+        "title": title_of(config, dataset),
+        "task": dataset.info.task,
+        "select": config["select"],
+        "selected_epoch": chosen["epoch"],
+        "epochs_run": len(history),
+        "stopped": stopped,
+        "train_acc": chosen["train_acc"],
+        "val_acc": chosen["val_acc"],
+        "val_auc": chosen["val_auc"],
+        **extra,
+        **summary(per_split, "test"),
+        "test_split": features.test_split,
+        "n_test": len(features.y_test),
+        "seconds": seconds,
+        "dataset_name": dataset.name,
+        "dataset_source": str(Path(dataset.source).resolve()),
+        "synthetic": dataset.synthetic,
+        "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.info.image_shape),
+        "metrics": per_split,
+    }
 
 
 def save_run(run_dir: Path, config: dict, history: list[dict], metrics: dict, env: dict) -> Path:

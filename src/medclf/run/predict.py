@@ -28,11 +28,15 @@ def check_images(images: np.ndarray, image_shape, source: str = "the images") ->
     if images.size == 0:
         raise DataError(f"{source} are empty; give at least one image")
     if images.dtype != np.uint8:
-        raise DataError(f"{source} have dtype {images.dtype}, expected uint8 pixels 0-255; "
-                        "convert with images.astype(np.uint8)")  # fmt: skip
+        raise DataError(
+            f"{source} have dtype {images.dtype}, expected uint8 pixels 0-255; "
+            "convert with images.astype(np.uint8)"
+        )
     if images.shape[1:] != tuple(image_shape) or len(images) == 0:
-        raise DataError(f"{source} have shape {images.shape}, but the model expects "
-                        f"(n, {', '.join(map(str, image_shape))}); resize or convert them first")
+        raise DataError(
+            f"{source} have shape {images.shape}, but the model expects "
+            f"(n, {', '.join(map(str, image_shape))}); resize or convert them first"
+        )
     return images
 
 
@@ -41,8 +45,9 @@ def read_images(paths, image_shape) -> tuple[np.ndarray, list[str]]:
     images, names = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            raise DataError(f"{path} is a folder; give PNG images or .npz files of images "
-                            f"(e.g. {path}/*.png)")  # fmt: skip
+            raise DataError(
+                f"{path} is a folder; give PNG images or .npz files of images (e.g. {path}/*.png)"
+            )
         if not path.exists():
             raise DataError(f"{path} does not exist; give PNG images or an .npz of images")
         is_npz = path.suffix.lower() == ".npz"
@@ -64,8 +69,13 @@ def _read_png(path: Path, image_shape) -> np.ndarray:
         with Image.open(path) as img:
             img.load()  # a truncated file fails here, not later
             if img.mode in ("P", "PA", "1"):
-                img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else
-                                  "L" if img.mode == "1" else "RGB")  # fmt: skip
+                img = img.convert(
+                    "RGBA"
+                    if "transparency" in img.info or img.mode == "PA"
+                    else "L"
+                    if img.mode == "1"
+                    else "RGB"
+                )
             mode = img.mode
             if mode not in MODES:
                 raise DataError(f"{path} has mode {mode}; save it as 8-bit grayscale (L) or RGB")
@@ -80,8 +90,10 @@ def _read_png(path: Path, image_shape) -> np.ndarray:
         raise DataError(f"{path} is a damaged or truncated image ({err}); save it again") from err
     if mode in ("LA", "RGBA"):  # matplotlib writes RGBA: fine when fully opaque
         if pixels[..., -1].min() < 255:
-            raise DataError(f"{path} has transparent pixels; save it without transparency "
-                            "(opaque grayscale or RGB)")  # fmt: skip
+            raise DataError(
+                f"{path} has transparent pixels; save it without transparency "
+                "(opaque grayscale or RGB)"
+            )
         pixels = pixels[..., :-1] if mode == "RGBA" else pixels[..., 0]
     gray_rgba = mode == "RGBA" and (pixels == pixels[..., :1]).all()
     if len(image_shape) == 2 and gray_rgba:
@@ -99,26 +111,35 @@ def _read_npz(path: Path) -> np.ndarray:
     except Exception:  # not a zip, cut short, pickled
         npz = None
     if isinstance(npz, np.ndarray):
-        raise DataError(f"{path} is a plain .npy array, not an .npz archive; save it with "
-                        "numpy.savez(path, images=array)")  # fmt: skip
+        raise DataError(
+            f"{path} is a plain .npy array, not an .npz archive; save it with "
+            "numpy.savez(path, images=array)"
+        )
     if npz is None:
-        raise DataError(f"{path} is not a readable .npz archive (damaged, cut short or pickled); "
-                        "save the images with numpy.savez(path, images=array)")  # fmt: skip
+        raise DataError(
+            f"{path} is not a readable .npz archive (damaged, cut short or pickled); "
+            "save the images with numpy.savez(path, images=array)"
+        )
     with npz:
         key = next((k for k in ("images", "test_images") if k in npz.files), None)
         if key is None:
-            raise DataError(f"{path} has no 'images' or 'test_images' key; store the images "
-                            "under 'images'")  # fmt: skip
+            raise DataError(
+                f"{path} has no 'images' or 'test_images' key; store the images under 'images'"
+            )
         try:
             images = npz[key]
         except Exception as err:  # object array, damaged member, absurd header
-            raise DataError(f"{path}: the '{key}' array cannot be read ({type(err).__name__}); "
-                            "save plain uint8 images with numpy.savez") from err  # fmt: skip
+            raise DataError(
+                f"{path}: the '{key}' array cannot be read ({type(err).__name__}); "
+                "save plain uint8 images with numpy.savez"
+            ) from err
     if images.dtype != np.uint8:
         raise DataError(f"{path}: images have dtype {images.dtype}, expected uint8 pixels")
     if images.ndim not in (3, 4):
-        raise DataError(f"{path}: '{key}' has shape {images.shape}, expected images as "
-                        "(n, height, width) or (n, height, width, channels)")  # fmt: skip
+        raise DataError(
+            f"{path}: '{key}' has shape {images.shape}, expected images as "
+            "(n, height, width) or (n, height, width, channels)"
+        )
     if len(images) == 0:
         raise DataError(f"{path} holds no images ('{key}' is empty); give at least one image")
     return images
@@ -133,8 +154,10 @@ def check_run(run_dir) -> tuple[dict, dict]:
     if not run_dir.is_dir():
         raise DataError(f"{run_dir} is not a folder; give a run folder that 'medclf train' wrote")
     if not has_metrics(run_dir):
-        raise DataError(f"{run_dir} is not a finished run folder (no metrics.json); train one "
-                        "with 'medclf train'")  # fmt: skip
+        raise DataError(
+            f"{run_dir} is not a finished run folder (no metrics.json); train one "
+            "with 'medclf train'"
+        )
     config = read_object(run_dir / CONFIG)
     metrics = read_object(run_dir / METRICS)
     if config.get("model") not in MODELS:
@@ -146,8 +169,11 @@ def check_run(run_dir) -> tuple[dict, dict]:
     names, shape = metrics.get("class_names"), metrics.get("image_shape")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise damaged(run_dir / METRICS, "'class_names' is not a list of names")
-    if not (isinstance(shape, list) and len(shape) in (2, 3)
-            and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape)):  # fmt: skip
+    if not (
+        isinstance(shape, list)
+        and len(shape) in (2, 3)
+        and all(isinstance(n, int) and 1 <= n <= 4096 for n in shape)
+    ):
         raise damaged(run_dir / METRICS, "'image_shape' is not an image shape")
     return config, metrics
 
@@ -164,8 +190,10 @@ def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | N
             return (values > 0.5).astype(np.int64), values
         return values.argmax(axis=1), values
     if not np.isfinite(values).all():
-        raise DataError(f"the model in {run_dir} gives non-finite outputs (its training "
-                        "diverged); train it again with a smaller --lr")  # fmt: skip
+        raise DataError(
+            f"the model in {run_dir} gives non-finite outputs (its training "
+            "diverged); train it again with a smaller --lr"
+        )
     if multi_label:
         proba = np.exp(-np.logaddexp(0, -values))  # sigmoid, without overflow
         return (proba >= 0.5).astype(np.int64), proba

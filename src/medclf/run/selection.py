@@ -17,8 +17,9 @@ def finite_or_none(value):
 
 def is_diverged(rec: dict) -> bool:
     """A loss that became NaN or infinite: later epochs cannot recover from it."""
-    return any(rec.get(k) is not None and not math.isfinite(rec[k])
-               for k in ("train_loss", "val_loss"))  # fmt: skip
+    return any(
+        rec.get(k) is not None and not math.isfinite(rec[k]) for k in ("train_loss", "val_loss")
+    )
 
 
 def auc_of(task: str, labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -69,8 +70,10 @@ def stop_reason(history: list[dict], selector: Selector) -> str | None:
     if is_diverged(last):
         return f"diverged at epoch {last['epoch']} (the loss became NaN or infinite)"
     if selector.should_stop(last["epoch"]):
-        return (f"early stop at epoch {last['epoch']}: no better {selector.metric} for "
-                f"{selector.patience} epochs")  # fmt: skip
+        return (
+            f"early stop at epoch {last['epoch']}: no better {selector.metric} for "
+            f"{selector.patience} epochs"
+        )
     return None
 
 

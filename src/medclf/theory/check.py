@@ -92,8 +92,9 @@ def check_network(D: int, A: int, B: int, W1, b1, w2, b2, hidden: str) -> Check:
     return _check(D, A, B, W1, lambda z: sign(act(z + b1_) @ w2_ + b2))
 
 
-def check_witness(D: int, A: int, B: int, negatives, negative_weights, positives,
-                  positive_weights) -> Check:  # fmt: skip
+def check_witness(
+    D: int, A: int, B: int, negatives, negative_weights, positives, positive_weights
+) -> Check:
     """Farkas: sum_i a_i (n_i, 1) == sum_j c_j (p_j, 1), a, c > 0, f(n_i) = -1, f(p_j) = +1.
 
     A perceptron matching f would give a_i (w.n_i + b) < 0 and c_j (w.p_j + b) >= 0, so the

@@ -46,32 +46,51 @@ def solve(D: int, A: int, B: int) -> Solution:
         nets.append((net, verify(net, D, A, B), check_network(D, A, B, **lists)))
     failed = [c for c in [answer_check] + [c for _, _, c in nets] if not c.ok]
     if failed:
-        raise CertificateError(f"internal error: a certificate for D={D}, A={A}, B={B} "
-                               f"failed its check ({failed[0].method}); please report this bug")
+        raise CertificateError(
+            f"internal error: a certificate for D={D}, A={A}, B={B} "
+            f"failed its check ({failed[0].method}); please report this bug"
+        )
     return Solution(D, A, B, answer, answer_check, nets)
 
 
 def network_lists(net: Network) -> dict:
-    return {"W1": net.W1.tolist(), "b1": net.b1.tolist(), "w2": net.w2.tolist(),
-            "b2": int(net.b2), "hidden": net.hidden}  # fmt: skip
+    return {
+        "W1": net.W1.tolist(),
+        "b1": net.b1.tolist(),
+        "w2": net.w2.tolist(),
+        "b2": int(net.b2),
+        "hidden": net.hidden,
+    }
 
 
 def json_answer(D: int, A: int, B: int) -> dict:
     """The whole answer as plain data: rerun ``medclf.theory.check`` on it to trust nothing."""
     sol = solve(D, A, B)
     ans = sol.answer
-    out = {"D": D, "A": A, "B": B,
-           "conventions": "x in {-1,+1}^D; f(x) = +1 iff A <= sum(x) <= B; "
-                          "sign(z) = +1 if z >= 0 else -1",
-           "perceptron_computable": ans.computable, "decided_by": ans.method,
-           "perceptron": {"w": ans.weights.tolist(), "b": ans.bias} if ans.computable else None,
-           "witness": None if ans.computable else ans.witness.as_lists(),
-           "certificate_check": sol.answer_check.as_dict()}  # fmt: skip
+    out = {
+        "D": D,
+        "A": A,
+        "B": B,
+        "conventions": "x in {-1,+1}^D; f(x) = +1 iff A <= sum(x) <= B; "
+        "sign(z) = +1 if z >= 0 else -1",
+        "perceptron_computable": ans.computable,
+        "decided_by": ans.method,
+        "perceptron": {"w": ans.weights.tolist(), "b": ans.bias} if ans.computable else None,
+        "witness": None if ans.computable else ans.witness.as_lists(),
+        "certificate_check": sol.answer_check.as_dict(),
+    }
     for name, (net, v, c) in zip(("sign_mlp", "relu_mlp"), sol.nets, strict=True):
-        out[name] = network_lists(net) | {"check": c.as_dict(), "verification": {
-            "ok": v.ok, "correct": v.correct, "no_zero_preactivation": v.robust,
-            "certified_linf_radius": v.radius, "random_perturbations_ok": v.random_ok,
-            "method": v.method}}  # fmt: skip
+        out[name] = network_lists(net) | {
+            "check": c.as_dict(),
+            "verification": {
+                "ok": v.ok,
+                "correct": v.correct,
+                "no_zero_preactivation": v.robust,
+                "certified_linf_radius": v.radius,
+                "random_perturbations_ok": v.random_ok,
+                "method": v.method,
+            },
+        }
     return out
 
 
@@ -96,18 +115,21 @@ def network_table(net: Network) -> str:
 
 def verification_line(v: Verification, c: Check) -> str:
     status = "VERIFIED" if v.ok and c.ok else "FAILED"
-    return (f"{status}: independent check: {c.method}, wrong on {c.wrong_inputs} inputs; "
-            f"no zero pre-activation={v.robust}, certified radius {v.radius:.6g} (l_inf), "
-            f"random perturbations ok={v.random_ok}"
-            + ("; " + "; ".join(v.notes) if v.notes else ""))  # fmt: skip
+    return (
+        f"{status}: independent check: {c.method}, wrong on {c.wrong_inputs} inputs; "
+        f"no zero pre-activation={v.robust}, certified radius {v.radius:.6g} (l_inf), "
+        f"random perturbations ok={v.random_ok}" + ("; " + "; ".join(v.notes) if v.notes else "")
+    )
 
 
 def perceptron_text(sol: Solution) -> str:
     answer, check = sol.answer, sol.answer_check
     checked = f"checked independently: {check.method}"
     if answer.computable:
-        return (f"a) A single perceptron CAN compute f ({answer.method}): "
-                f"w = {_row(answer.weights)}, b = {answer.bias}; {checked}")  # fmt: skip
+        return (
+            f"a) A single perceptron CAN compute f ({answer.method}): "
+            f"w = {_row(answer.weights)}, b = {answer.bias}; {checked}"
+        )
     wit = answer.witness
     neg = " + ".join(
         f"{k}*{_row(x)}" for k, x in zip(wit.negative_weights, wit.negatives, strict=True)
@@ -125,8 +147,12 @@ def perceptron_text(sol: Solution) -> str:
 
 def text_report(D: int, A: int, B: int) -> str:
     sol = solve(D, A, B)
-    parts = [f"f(x) = +1 iff {A} <= sum(x) <= {B}, x in {{-1,+1}}^{D}", "",
-             perceptron_text(sol), ""]  # fmt: skip
+    parts = [
+        f"f(x) = +1 iff {A} <= sum(x) <= {B}, x in {{-1,+1}}^{D}",
+        "",
+        perceptron_text(sol),
+        "",
+    ]
     titles = ["b) two sign hidden units, sign output", "c) two ReLU hidden units, sign output"]
     for title, (net, v, c) in zip(titles, sol.nets, strict=True):
         parts += [title, network_table(net), verification_line(v, c), ""]
@@ -188,10 +214,20 @@ def figure18(A: int, B: int):
     t = np.linspace(-1.8, 1.8, 2)
     for j, style in enumerate(("--", ":")):
         (w1, w2), b = net.W1[j], net.b1[j]
-        ax.plot(t, -(w1 * t + b) / w2, style, color="k", label=f"hidden unit {j + 1}: "
-                f"{w1:+d}x1 {w2:+d}x2 {b:+d} = 0")  # fmt: skip
-    ax.set(xlim=(-1.8, 1.8), ylim=(-1.8, 1.8), xlabel="$x_1$", ylabel="$x_2$",
-           title=f"f for D = 2, A = {A}, B = {B}")  # fmt: skip
+        ax.plot(
+            t,
+            -(w1 * t + b) / w2,
+            style,
+            color="k",
+            label=f"hidden unit {j + 1}: {w1:+d}x1 {w2:+d}x2 {b:+d} = 0",
+        )
+    ax.set(
+        xlim=(-1.8, 1.8),
+        ylim=(-1.8, 1.8),
+        xlabel="$x_1$",
+        ylabel="$x_2$",
+        title=f"f for D = 2, A = {A}, B = {B}",
+    )
     ax.axhline(0, color="0.85", lw=0.8)
     ax.axvline(0, color="0.85", lw=0.8)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15))

@@ -48,8 +48,10 @@ def check_params(D, A, B) -> None:
     if D < 1:
         raise SettingError(f"D == {D}, must be >= 1")
     if D > MAX_D:
-        raise SettingError(f"D == {D} is above the largest supported D ({MAX_D}, where answers "
-                           f"and their checks take seconds); use D <= {MAX_D}")  # fmt: skip
+        raise SettingError(
+            f"D == {D} is above the largest supported D ({MAX_D}, where answers "
+            f"and their checks take seconds); use D <= {MAX_D}"
+        )
     if not -D <= A <= B <= D:
         raise SettingError(f"need -D <= A <= B <= D, got D={D}, A={A}, B={B}; adjust A or B")
 
@@ -59,7 +61,7 @@ def all_inputs(D: int) -> np.ndarray:
     """(2^D, D) int8, read-only: every x in {-1,+1}^D."""
     if D > 26:
         raise ConfigError(f"D == {D} has 2^{D} inputs, too many to enumerate; use D <= 26")
-    bits = ((np.arange(2**D, dtype=np.uint32)[:, None] >> np.arange(D, dtype=np.uint32)) & 1)
+    bits = (np.arange(2**D, dtype=np.uint32)[:, None] >> np.arange(D, dtype=np.uint32)) & 1
     X = 2 * bits.astype(np.int8) - 1
     X.flags.writeable = False
     return X
@@ -105,8 +107,10 @@ class FarkasWitness:
     positive_weights: np.ndarray  # (m,)
 
     def as_lists(self) -> dict:
-        return {name: getattr(self, name).tolist() for name in
-                ("negatives", "negative_weights", "positives", "positive_weights")}  # fmt: skip
+        return {
+            name: getattr(self, name).tolist()
+            for name in ("negatives", "negative_weights", "positives", "positive_weights")
+        }
 
     def check(self, D: int, A: int, B: int) -> bool:
         """Exact integer check, by the independent checker."""
@@ -147,8 +151,13 @@ def _lp_all_inputs(D: int, A: int, B: int) -> tuple[np.ndarray, int] | None:
     y = interval_function(D, A, B, X.astype(np.int64)).astype(float)
     # variables (w, b); constraints -y_i (w.x_i + b) <= -1
     A_ub = -y[:, None] * np.hstack([X, np.ones((len(X), 1))])
-    res = linprog(np.zeros(D + 1), A_ub=A_ub, b_ub=-np.ones(len(X)),
-                  bounds=[(None, None)] * (D + 1), method="highs")  # fmt: skip
+    res = linprog(
+        np.zeros(D + 1),
+        A_ub=A_ub,
+        b_ub=-np.ones(len(X)),
+        bounds=[(None, None)] * (D + 1),
+        method="highs",
+    )
     if res.status == 2:
         return None
     if res.status != 0:
@@ -200,8 +209,9 @@ def farkas_witness(D: int, A: int, B: int) -> FarkasWitness:
     p1 = np.array([1] + [-1] * (k - 1) + shared, dtype=np.int64)
     p2 = np.array([-1] + [1] * (k - 1) + shared, dtype=np.int64)
     ones = np.ones(2, dtype=np.int64)
-    return FarkasWitness(np.stack([np.minimum(p1, p2), np.maximum(p1, p2)]), ones,
-                         np.stack([p1, p2]), ones.copy())  # fmt: skip
+    return FarkasWitness(
+        np.stack([np.minimum(p1, p2), np.maximum(p1, p2)]), ones, np.stack([p1, p2]), ones.copy()
+    )
 
 
 # --- b), c) construct ----------------------------------------------------------------------
@@ -234,16 +244,26 @@ def sign_mlp(D: int, A: int, B: int) -> Network:
     """b) h1 = sign(2s - 2A + 1), h2 = sign(-2s + 2B + 1), out = sign(h1 + h2 - 1)."""
     check_params(D, A, B)
     ones = np.ones(D, dtype=np.int64)
-    return Network(np.stack([2 * ones, -2 * ones]), np.array([1 - 2 * A, 2 * B + 1]),
-                   np.array([1, 1]), -1, "sign")  # fmt: skip
+    return Network(
+        np.stack([2 * ones, -2 * ones]),
+        np.array([1 - 2 * A, 2 * B + 1]),
+        np.array([1, 1]),
+        -1,
+        "sign",
+    )
 
 
 def relu_mlp(D: int, A: int, B: int) -> Network:
     """c) h1 = relu(2s - 2B - 1), h2 = relu(-2s + 2A - 1), out = sign(1 - 2 h1 - 2 h2)."""
     check_params(D, A, B)
     ones = np.ones(D, dtype=np.int64)
-    return Network(np.stack([2 * ones, -2 * ones]), np.array([-2 * B - 1, 2 * A - 1]),
-                   np.array([-2, -2]), 1, "relu")  # fmt: skip
+    return Network(
+        np.stack([2 * ones, -2 * ones]),
+        np.array([-2 * B - 1, 2 * A - 1]),
+        np.array([-2, -2]),
+        1,
+        "relu",
+    )
 
 
 # --- verify --------------------------------------------------------------------------------

@@ -61,8 +61,16 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         "engine": [StrOptions(set(ENGINES))],
     }
 
-    def __init__(self, *, epochs=20, warm_start=False, n_classes=None, dtype="float64", seed=42,
-                 engine="numba"):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        epochs=20,
+        warm_start=False,
+        n_classes=None,
+        dtype="float64",
+        seed=42,
+        engine="numba",
+    ):
         self.epochs = epochs
         self.warm_start = warm_start
         self.n_classes = n_classes
@@ -101,8 +109,12 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X, reset=False) -> np.ndarray:
         shape = getattr(X, "shape", ())
-        if not reset and hasattr(self, "n_features_in_") and len(shape) == 2 \
-                and shape[1] != self.n_features_in_:  # fmt: skip
+        if (
+            not reset
+            and hasattr(self, "n_features_in_")
+            and len(shape) == 2
+            and shape[1] != self.n_features_in_
+        ):
             raise ModelInputError(
                 f"X has {shape[1]} features but the model was built for {self.n_features_in_}; "
                 "use the same features (and bias column) as in training"
@@ -125,8 +137,10 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
             raise ModelInputError(f"y has {len(y)} labels for {n} examples")
         if self.n_classes is not None:
             if not np.issubdtype(y.dtype, np.integer):
-                raise ModelInputError(f"y has dtype {y.dtype}; with n_classes given, labels "
-                                      "are the ints 0..n_classes-1")  # fmt: skip
+                raise ModelInputError(
+                    f"y has dtype {y.dtype}; with n_classes given, labels "
+                    "are the ints 0..n_classes-1"
+                )
             if len(y) and (y.min() < 0 or y.max() >= self.n_classes_):
                 raise ModelInputError(
                     f"labels range from {y.min()} to {y.max()}, outside 0..{self.n_classes_ - 1}; "
@@ -136,8 +150,10 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         idx = np.searchsorted(self.classes_, y).clip(max=self.n_classes_ - 1)
         unknown = self.classes_[idx] != y
         if unknown.any():
-            raise ModelInputError(f"label {y[unknown][0]!r} is not one of the classes "
-                                  f"{self.classes_.tolist()} the model was built for")  # fmt: skip
+            raise ModelInputError(
+                f"label {y[unknown][0]!r} is not one of the classes "
+                f"{self.classes_.tolist()} the model was built for"
+            )
         return idx.astype(np.int64)
 
     def _start(self, X, y, y_val=None, classes=None) -> None:
@@ -145,8 +161,9 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         self._check_X(X, reset=True)
         if y is None:
-            raise ModelInputError(f"{type(self).__name__} requires y to be passed, but the "
-                                  "target y is None")  # fmt: skip
+            raise ModelInputError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         check_classification_targets(y)
         if self.n_classes is not None:
             self.classes_ = np.arange(int(self.n_classes))
@@ -159,8 +176,17 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
 
     # --- training --------------------------------------------------------------------------
 
-    def fit(self, X, y, epochs=None, X_val=None, y_val=None, callback=None, progress=None,
-            train_acc=True):  # fmt: skip
+    def fit(
+        self,
+        X,
+        y,
+        epochs=None,
+        X_val=None,
+        y_val=None,
+        callback=None,
+        progress=None,
+        train_acc=True,
+    ):
         """Train for ``epochs`` passes (None: the constructor's), reshuffled each epoch from
         ``seed``; afresh unless ``warm_start`` and already fitted (then training continues, its
         history and RNG too: a checkpoint loaded by ``load_model`` continues this way).
@@ -249,8 +275,9 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
     def _scores_checked(self, X) -> np.ndarray:
-        return np.concatenate([self._decision(X[i : i + CHUNK])
-                               for i in range(0, max(len(X), 1), CHUNK)])  # fmt: skip
+        return np.concatenate(
+            [self._decision(X[i : i + CHUNK]) for i in range(0, max(len(X), 1), CHUNK)]
+        )
 
     def _scores(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -305,8 +332,13 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         path = Path(path)
         params = {k: v for k, v in self.get_params().items() if k != "warm_start"}
-        meta = {"kind": self.kind, "params": params, "n_classes": self.n_classes_,
-                "n_features": self.n_features_in_, "classes": self.classes_.tolist()}  # fmt: skip
+        meta = {
+            "kind": self.kind,
+            "params": params,
+            "n_classes": self.n_classes_,
+            "n_features": self.n_features_in_,
+            "classes": self.classes_.tolist(),
+        }
         if training_state:
             meta["history"] = getattr(self, "history_", [])
             meta["rng"] = self.rng_.bit_generator.state
@@ -348,12 +380,16 @@ def load_model(path):
         reason = f"no '{str(err.args[0]).split(' is not')[0].strip(chr(39))}'"
     except Exception as err:  # untrusted bytes: any failure means "not what medclf wrote"
         reason = str(err) if isinstance(err, ValueError | MedclfError) else type(err).__name__
-        reason = {"EOFError": "empty or cut short", "BadZipFile": "not a zip archive, or cut "
-                  "short"}.get(reason, reason)  # fmt: skip
+        reason = {
+            "EOFError": "empty or cut short",
+            "BadZipFile": "not a zip archive, or cut short",
+        }.get(reason, reason)
     reason = "pickled data, which medclf never loads" if "pickled" in reason else reason
     reason = reason.splitlines()[0][:80] if reason else "empty"
-    raise DataError(f"{path} is not a model file that medclf wrote ({reason}); delete it and "
-                    "train the run afresh")  # fmt: skip
+    raise DataError(
+        f"{path} is not a model file that medclf wrote ({reason}); delete it and "
+        "train the run afresh"
+    )
 
 
 def _expected_shapes(kind: str, params: dict, n_features: int, n_classes: int) -> dict:
@@ -362,8 +398,10 @@ def _expected_shapes(kind: str, params: dict, n_features: int, n_classes: int) -
     if kind != "numpy-mlp":
         return {"W": (n_classes, n_features)}
     sizes = [n_features, *params.get("hidden_sizes", (200,)), n_classes]
-    return {**{f"W{l}": (sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)},
-            **{f"b{l}": (sizes[l + 1],) for l in range(len(sizes) - 1)}}  # fmt: skip
+    return {
+        **{f"W{l}": (sizes[l + 1], sizes[l]) for l in range(len(sizes) - 1)},
+        **{f"b{l}": (sizes[l + 1],) for l in range(len(sizes) - 1)},
+    }
 
 
 def _rebuild(meta, arrays: dict[str, np.ndarray]):

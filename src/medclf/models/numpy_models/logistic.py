@@ -31,10 +31,27 @@ class LogisticRegression(NumpyClassifier):
         "init_std": [NON_NEGATIVE],
     }
 
-    def __init__(self, *, lr=0.01, batch_size=1, init_std=0.0, epochs=20, warm_start=False,
-                 n_classes=None, dtype="float64", seed=42, engine="numba"):  # fmt: skip
-        super().__init__(epochs=epochs, warm_start=warm_start, n_classes=n_classes, dtype=dtype,
-                         seed=seed, engine=engine)  # fmt: skip
+    def __init__(
+        self,
+        *,
+        lr=0.01,
+        batch_size=1,
+        init_std=0.0,
+        epochs=20,
+        warm_start=False,
+        n_classes=None,
+        dtype="float64",
+        seed=42,
+        engine="numba",
+    ):
+        super().__init__(
+            epochs=epochs,
+            warm_start=warm_start,
+            n_classes=n_classes,
+            dtype=dtype,
+            seed=seed,
+            engine=engine,
+        )
         self.lr = lr
         self.batch_size = batch_size
         self.init_std = init_std
@@ -42,8 +59,9 @@ class LogisticRegression(NumpyClassifier):
     def _init_params(self, rng):
         """W = 0 as in the study, or W ~ N(0, init_std) to show that the start does not matter."""
         shape = (self.n_classes_, self.n_features_)
-        self.W_ = (rng.normal(0, self.init_std, shape) if self.init_std else np.zeros(shape)
-                   ).astype(self.np_dtype)  # fmt: skip
+        self.W_ = (
+            rng.normal(0, self.init_std, shape) if self.init_std else np.zeros(shape)
+        ).astype(self.np_dtype)
 
     def _epoch_compiled(self, X, y, order):
         return float(_kernels.logistic_epoch(self.W_, X, y, order, self.np_dtype(self.lr)))

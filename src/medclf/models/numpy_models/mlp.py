@@ -39,11 +39,29 @@ class MLP(NumpyClassifier):
         "init_std": [NON_NEGATIVE],
     }
 
-    def __init__(self, *, hidden_sizes=(200,), lr=0.001, batch_size=1, init_mean=0.1,
-                 init_std=0.1, epochs=20, warm_start=False, n_classes=None, dtype="float64",
-                 seed=42, engine="numba"):  # fmt: skip
-        super().__init__(epochs=epochs, warm_start=warm_start, n_classes=n_classes, dtype=dtype,
-                         seed=seed, engine=engine)  # fmt: skip
+    def __init__(
+        self,
+        *,
+        hidden_sizes=(200,),
+        lr=0.001,
+        batch_size=1,
+        init_mean=0.1,
+        init_std=0.1,
+        epochs=20,
+        warm_start=False,
+        n_classes=None,
+        dtype="float64",
+        seed=42,
+        engine="numba",
+    ):
+        super().__init__(
+            epochs=epochs,
+            warm_start=warm_start,
+            n_classes=n_classes,
+            dtype=dtype,
+            seed=seed,
+            engine=engine,
+        )
         self.hidden_sizes = hidden_sizes
         self.lr = lr
         self.batch_size = batch_size
@@ -61,8 +79,10 @@ class MLP(NumpyClassifier):
     def _init_params(self, rng):
         hidden = [int(h) for h in self.hidden_sizes]
         sizes = [self.n_features_, *hidden, self.n_classes_]
-        self.weights_ = [rng.normal(self.init_mean, self.init_std, (out, inp)).astype(self.np_dtype)
-                         for inp, out in zip(sizes[:-1], sizes[1:], strict=True)]  # fmt: skip
+        self.weights_ = [
+            rng.normal(self.init_mean, self.init_std, (out, inp)).astype(self.np_dtype)
+            for inp, out in zip(sizes[:-1], sizes[1:], strict=True)
+        ]
         self.biases_ = [np.zeros(out, dtype=self.np_dtype) for out in sizes[1:]]
 
     def _epoch_compiled(self, X, y, order):
@@ -110,8 +130,10 @@ class MLP(NumpyClassifier):
         return self.forward(X)[-1]
 
     def params(self):
-        return {**{f"W{l}": W for l, W in enumerate(self.weights_)},
-                **{f"b{l}": b for l, b in enumerate(self.biases_)}}  # fmt: skip
+        return {
+            **{f"W{l}": W for l, W in enumerate(self.weights_)},
+            **{f"b{l}": b for l, b in enumerate(self.biases_)},
+        }
 
     def set_params_arrays(self, arrays):
         n = len(self.hidden_sizes) + 1

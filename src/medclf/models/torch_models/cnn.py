@@ -17,17 +17,29 @@ from medclf.errors import ConfigError
 
 def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     # No conv bias: the BatchNorm after it has its own shift.
-    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
-            nn.ReLU(inplace=True)]  # fmt: skip
+    return [
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, in_channels: int, n_outputs: int, size: int = 28, width: int = 32,
-                 dropout: float = 0.0, convs: int = 2):  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        n_outputs: int,
+        size: int = 28,
+        width: int = 32,
+        dropout: float = 0.0,
+        convs: int = 2,
+    ):
         super().__init__()
         if in_channels < 1 or n_outputs < 1 or width < 1 or convs < 1:
-            raise ConfigError(f"in_channels == {in_channels}, n_outputs == {n_outputs}, "
-                              f"width == {width}, convs == {convs}: each must be >= 1")  # fmt: skip
+            raise ConfigError(
+                f"in_channels == {in_channels}, n_outputs == {n_outputs}, "
+                f"width == {width}, convs == {convs}: each must be >= 1"
+            )
         if not 0 <= dropout < 1:
             raise ConfigError(f"dropout == {dropout}, must be in [0, 1)")
         if size < 8:
@@ -45,8 +57,9 @@ class SmallCNN(nn.Module):
                     side //= 2
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(c_in, n_outputs))  # fmt: skip
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_outputs)
+        )
 
     def forward(self, x: Tensor) -> Tensor:  # (b, C, H, W) -> (b, n_outputs) logits
         return self.head(self.features(x))

@@ -11,9 +11,15 @@ FFN = DEFAULTS["torch-ffn"]
 
 
 class FeedforwardNetwork(nn.Module):
-    def __init__(self, n_features: int, n_classes: int, hidden_size: int = FFN["hidden_size"],
-                 layers: int = FFN["layers"], activation: str = FFN["activation"],
-                 dropout: float = FFN["dropout"]):  # fmt: skip
+    def __init__(
+        self,
+        n_features: int,
+        n_classes: int,
+        hidden_size: int = FFN["hidden_size"],
+        layers: int = FFN["layers"],
+        activation: str = FFN["activation"],
+        dropout: float = FFN["dropout"],
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation == {activation!r}, must be one of {ACTIVATIONS}")
@@ -30,4 +36,3 @@ class FeedforwardNetwork(nn.Module):
 
     def forward(self, x):  # (b, n_features) -> (b, n_classes) logits
         return self.net(x)
-

@@ -19,8 +19,10 @@ STEMS = ("cifar", "imagenet")
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
-            nn.BatchNorm2d(c_out)]  # fmt: skip
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
 
 
 def shortcut(c_in: int, c_out: int, stride: int) -> nn.Module:
@@ -35,8 +37,9 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, planes: int, stride: int = 1):
         super().__init__()
-        self.body = nn.Sequential(*conv_bn(c_in, planes, 3, stride), nn.ReLU(inplace=True),
-                                  *conv_bn(planes, planes, 3))  # fmt: skip
+        self.body = nn.Sequential(
+            *conv_bn(c_in, planes, 3, stride), nn.ReLU(inplace=True), *conv_bn(planes, planes, 3)
+        )
         self.shortcut = shortcut(c_in, planes, stride)
         self.relu = nn.ReLU(inplace=True)
 
@@ -51,10 +54,12 @@ class Bottleneck(nn.Module):
         super().__init__()
         c_out = planes * self.expansion
         self.body = nn.Sequential(
-            *conv_bn(c_in, planes, 1), nn.ReLU(inplace=True),
-            *conv_bn(planes, planes, 3, stride), nn.ReLU(inplace=True),
+            *conv_bn(c_in, planes, 1),
+            nn.ReLU(inplace=True),
+            *conv_bn(planes, planes, 3, stride),
+            nn.ReLU(inplace=True),
             *conv_bn(planes, c_out, 1),
-        )  # fmt: skip
+        )
         self.shortcut = shortcut(c_in, c_out, stride)
         self.relu = nn.ReLU(inplace=True)
 
@@ -63,9 +68,15 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: type[BasicBlock | Bottleneck], blocks: tuple[int, int, int, int],
-                 in_channels: int, n_outputs: int, size: int = 28,
-                 stem: str | None = None):  # fmt: skip
+    def __init__(
+        self,
+        block: type[BasicBlock | Bottleneck],
+        blocks: tuple[int, int, int, int],
+        in_channels: int,
+        n_outputs: int,
+        size: int = 28,
+        stem: str | None = None,
+    ):
         super().__init__()
         stem = stem or ("cifar" if size <= 32 else "imagenet")
         if stem not in STEMS:
@@ -76,8 +87,11 @@ class ResNet(nn.Module):
         if stem == "cifar":
             self.stem = nn.Sequential(*conv_bn(in_channels, 64, 3), nn.ReLU(inplace=True))
         else:
-            self.stem = nn.Sequential(*conv_bn(in_channels, 64, 7, stride=2), nn.ReLU(inplace=True),
-                                      nn.MaxPool2d(3, stride=2, padding=1))  # fmt: skip
+            self.stem = nn.Sequential(
+                *conv_bn(in_channels, 64, 7, stride=2),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
         layers, c_in = [], 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks, strict=True)):
             for j in range(n):
@@ -99,12 +113,10 @@ class ResNet(nn.Module):
 
 
 class ResNet18(ResNet):
-    def __init__(self, in_channels: int, n_outputs: int, size: int = 28,
-                 stem: str | None = None):  # fmt: skip
+    def __init__(self, in_channels: int, n_outputs: int, size: int = 28, stem: str | None = None):
         super().__init__(BasicBlock, (2, 2, 2, 2), in_channels, n_outputs, size, stem)
 
 
 class ResNet50(ResNet):
-    def __init__(self, in_channels: int, n_outputs: int, size: int = 28,
-                 stem: str | None = None):  # fmt: skip
+    def __init__(self, in_channels: int, n_outputs: int, size: int = 28, stem: str | None = None):
         super().__init__(Bottleneck, (3, 4, 6, 3), in_channels, n_outputs, size, stem)

@@ -33,8 +33,9 @@ def vflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
     return torch.where(flip[:, None, None, None], x.flip(-2), x)
 
 
-def random_crop(x: Tensor, generator: torch.Generator, pad: int | None = None,
-                mode: str = "reflect") -> Tensor:  # fmt: skip
+def random_crop(
+    x: Tensor, generator: torch.Generator, pad: int | None = None, mode: str = "reflect"
+) -> Tensor:
     """Pad each side by ``pad`` pixels, then cut an H x W window at a random offset per image.
 
     ``pad`` defaults to an eighth of the side (3 at 28, as CIFAR's 4 at 32). ``mode`` "reflect"
@@ -55,8 +56,12 @@ def random_crop(x: Tensor, generator: torch.Generator, pad: int | None = None,
     return out.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
-def random_affine(x: Tensor, generator: torch.Generator, degrees: float = 10.0,
-                  scale: tuple[float, float] = (0.9, 1.1)) -> Tensor:  # fmt: skip
+def random_affine(
+    x: Tensor,
+    generator: torch.Generator,
+    degrees: float = 10.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+) -> Tensor:
     """Rotate each image by up to +-degrees and zoom it by a factor in ``scale``, about its
     centre, with bilinear interpolation and mirrored borders."""
     b = len(x)
@@ -104,15 +109,15 @@ AUGMENT_REASONS: dict[str, str] = {
     "chestmnist": "no label is sided, so a mirrored X-ray keeps them; upside-down never occurs",
     "dermamnist": "dermoscopy of a lesion has no orientation",
     "octmnist": "a mirrored B-scan looks like the other eye's; flipping depth would invert the "
-                "retinal layers",
+    "retinal layers",
     "pneumoniamnist": "pneumonia is not a sided label; upside-down X-rays never occur",
     "retinamnist": "the DR grade counts lesions anywhere in the fundus, whatever its orientation",
     "breastmnist": "benign/malignant is not sided; depth matters (skin on top, shadowing below)",
     "bloodmnist": "a cell under the microscope has no orientation",
     "tissuemnist": "kidney cortex cells under the microscope have no orientation",
     "organamnist": "labels name left/right femur, kidney and lung: a mirror swaps them; a "
-                   "vertical flip gives anatomy never seen at test time",
+    "vertical flip gives anatomy never seen at test time",
     "organcmnist": "coronal views: a mirror swaps the left/right labels as in organamnist",
     "organsmnist": "sagittal views: a mirror swaps front and back, anatomy never seen at "
-                   "test time; no flips",
-}  # fmt: skip
+    "test time; no flips",
+}

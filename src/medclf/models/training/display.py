@@ -19,8 +19,13 @@ class EpochProgress:
         if self.bar is None:
             epoch = getattr(self, "epoch", 0) + 1
             self.epoch = epoch
-            self.bar = tqdm(total=self.n, desc=f"{self.label} epoch {epoch}/{self.epochs}",
-                            unit="ex", leave=False, dynamic_ncols=True)  # fmt: skip
+            self.bar = tqdm(
+                total=self.n,
+                desc=f"{self.label} epoch {epoch}/{self.epochs}",
+                unit="ex",
+                leave=False,
+                dynamic_ncols=True,
+            )
         self.bar.update(done)
 
     def end_epoch(self, rec: dict) -> None:

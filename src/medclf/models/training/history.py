@@ -12,11 +12,14 @@ from __future__ import annotations
 FIELDS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "seconds")
 
 
-def record(epoch, train_loss=None, train_acc=None, val_loss=None, val_acc=None, seconds=0.0,
-           val_auc=None):
+def record(
+    epoch, train_loss=None, train_acc=None, val_loss=None, val_acc=None, seconds=0.0, val_auc=None
+):
     values = (epoch, train_loss, train_acc, val_loss, val_acc, val_auc, seconds)
-    return {k: (None if v is None else float(v) if k != "epoch" else int(v))
-            for k, v in zip(FIELDS, values, strict=True)}  # fmt: skip
+    return {
+        k: (None if v is None else float(v) if k != "epoch" else int(v))
+        for k, v in zip(FIELDS, values, strict=True)
+    }
 
 
 def epoch_line(rec: dict) -> str:
@@ -25,7 +28,9 @@ def epoch_line(rec: dict) -> str:
     def fmt(key):
         return "  -   " if rec.get(key) is None else f"{rec[key]:.4f}"
 
-    return (f"epoch {rec['epoch']:3d}  train loss {fmt('train_loss')}  train acc "
-            f"{fmt('train_acc')}  val loss {fmt('val_loss')}  val acc {fmt('val_acc')}  "
-            f"val auc {fmt('val_auc')}  "
-            f"({rec['seconds']:.2f}s)")  # fmt: skip
+    return (
+        f"epoch {rec['epoch']:3d}  train loss {fmt('train_loss')}  train acc "
+        f"{fmt('train_acc')}  val loss {fmt('val_loss')}  val acc {fmt('val_acc')}  "
+        f"val auc {fmt('val_auc')}  "
+        f"({rec['seconds']:.2f}s)"
+    )

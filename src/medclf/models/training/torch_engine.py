@@ -42,15 +42,19 @@ def pick_device(device: str | None) -> torch.device:
     except (RuntimeError, ValueError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"device '{device}' is not one medclf can use; use --device cpu, cuda "
-                          "or cuda:N")  # fmt: skip
+        raise ConfigError(
+            f"device '{device}' is not one medclf can use; use --device cpu, cuda or cuda:N"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' asked for, but no CUDA device is available; "
-                          "use --device cpu")  # fmt: skip
+        raise ConfigError(
+            f"device '{device}' asked for, but no CUDA device is available; use --device cpu"
+        )
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
-        raise ConfigError(f"device '{device}' asked for, but there are only "
-                          f"{torch.cuda.device_count()} CUDA devices; use cuda:0 .. "
-                          f"cuda:{torch.cuda.device_count() - 1}")  # fmt: skip
+        raise ConfigError(
+            f"device '{device}' asked for, but there are only "
+            f"{torch.cuda.device_count()} CUDA devices; use cuda:0 .. "
+            f"cuda:{torch.cuda.device_count() - 1}"
+        )
     return dev
 
 
@@ -97,8 +101,9 @@ def channels_last(model, X) -> bool:
     return True
 
 
-def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
-                transform=None, prepare=None) -> float:
+def train_epoch(
+    model, optimizer, X, y, batch_size, generator, progress=None, transform=None, prepare=None
+) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
     (medclf.models.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
@@ -111,8 +116,12 @@ def train_epoch(model, optimizer, X, y, batch_size, generator, progress=None,
     total = torch.zeros((), device=X.device)
     n_batches = 0
     report_every = max(1, 8192 // batch_size)
-    fused = (fusable(model, optimizer) and not y.is_floating_point() and transform is None
-             and prepare is None)
+    fused = (
+        fusable(model, optimizer)
+        and not y.is_floating_point()
+        and transform is None
+        and prepare is None
+    )
     nhwc = channels_last(model, X)
     if fused:
         linears, act, p = structure(model)
@@ -147,8 +156,9 @@ def logits_of(model, X, chunk: int = 65536, prepare=None) -> torch.Tensor:
         if channels_last(model, X):
             before = prepare
             prepare = lambda x: before(x).contiguous(memory_format=torch.channels_last)  # noqa: E731
-        return torch.cat([model(prepare(X[start : start + chunk]))
-                          for start in range(0, len(X), chunk)])  # fmt: skip
+        return torch.cat(
+            [model(prepare(X[start : start + chunk])) for start in range(0, len(X), chunk)]
+        )
     finally:
         model.train(was_training)
 
@@ -166,9 +176,22 @@ def scores(model, X, multi_label: bool, chunk: int = 65536, prepare=None) -> np.
     return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu().numpy()
 
 
-def fit(model, optimizer, data, epochs, batch_size, generator, history=None, train_acc=True,
-        callback=None, progress=None, lr_at=None, transform=None,
-        chunk=65536, prepare=None) -> list[dict]:  # fmt: skip
+def fit(
+    model,
+    optimizer,
+    data,
+    epochs,
+    batch_size,
+    generator,
+    history=None,
+    train_acc=True,
+    callback=None,
+    progress=None,
+    lr_at=None,
+    transform=None,
+    chunk=65536,
+    prepare=None,
+) -> list[dict]:
     """Train from ``len(history) + 1`` to ``epochs``, appending each epoch's record to
     ``history``; ``callback(record)`` after each epoch (checkpoints plug in there; returning
     True stops). ``data``: dict of device tensors X_train, y_train, X_val, y_val.
@@ -181,12 +204,24 @@ def fit(model, optimizer, data, epochs, batch_size, generator, history=None, tra
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(epoch)
         start = time.perf_counter()
-        loss = train_epoch(model, optimizer, data["X_train"], data["y_train"], batch_size,
-                           generator, progress, transform, prepare)  # fmt: skip
+        loss = train_epoch(
+            model,
+            optimizer,
+            data["X_train"],
+            data["y_train"],
+            batch_size,
+            generator,
+            progress,
+            transform,
+            prepare,
+        )
         seconds = time.perf_counter() - start
         val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"], chunk, prepare)
-        tr_acc = (evaluate(model, data["X_train"], data["y_train"], chunk, prepare)[1]
-                  if train_acc else None)  # fmt: skip
+        tr_acc = (
+            evaluate(model, data["X_train"], data["y_train"], chunk, prepare)[1]
+            if train_acc
+            else None
+        )
         rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
         history.append(rec)
         if callback is not None and callback(rec):
