@@ -759,3 +759,72 @@ def test_a_near_miss_gets_a_did_you_mean(tmp_path, args, hint):
     result = run(*args)
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert hint in result.output, result.output
+
+
+# --- found by the red-team pass after the issue-16 fixes ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def logreg_run(tmp_path_factory, synth_file):
+    out = tmp_path_factory.mktemp("redteam") / "run"
+    result = run("train", "sklearn-logreg", "--dataset", synth_file, "--quiet", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.mark.parametrize("model", [[1], {"a": 1}, 7, None])
+def test_a_run_whose_config_names_no_model_is_damaged_in_one_line(logreg_run, tmp_path, model):
+    import medclf
+
+    bad = tmp_path / "bad"
+    shutil.copytree(logreg_run, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "model": model}))
+    one_line(run("predict", bad, tmp_path / "x.npz"), "config.json")
+    from medclf.errors import MedclfError
+
+    with pytest.raises(MedclfError, match="config.json"):
+        medclf.open_run(bad).predict_proba(np.zeros((1, 28, 28), np.uint8))
+
+
+def test_predictions_of_strings_are_refused_by_export_too(logreg_run, tmp_path):
+    pytest.importorskip("onnx")
+    bad = tmp_path / "bad"
+    shutil.copytree(logreg_run, bad)
+    with np.load(bad / "predictions.npz") as npz:
+        arrays = dict(npz)
+    arrays["test_scores"] = np.array(["a"] * len(arrays["test_scores"]))
+    np.savez(bad / "predictions.npz", **arrays)
+    one_line(run("export", "onnx", bad, "--out", tmp_path / "m.onnx"), "predictions.npz")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("twice.json", '{"model": "torch-ffn", "epochs": 1, "epochs": 2}'),
+        ("twice.yaml", "model: torch-ffn\nepochs: 1\nepochs: 2\n"),
+    ],
+)
+def test_a_setting_given_twice_in_a_config_file_is_refused(tmp_path, synth_file, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    args = ("train", "--config", path, "--dataset", synth_file, "--out", tmp_path / "r")
+    one_line(run(*args), "'epochs' is given twice", code=2)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_alias_bomb_as_the_model_gives_a_short_line(tmp_path, synth_file):
+    pytest.importorskip("yaml")
+    lines = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for name, prev in zip("bcdefgh", "abcdefg", strict=True):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*lines, "model: *h"]) + "\n")
+    line = one_line(run("train", "--config", path, "--dataset", synth_file), "model ==", code=2)
+    assert len(line) < 300
+
+
+def test_synth_of_an_unknown_dataset_is_a_usage_error(tmp_path):
+    line = one_line(run("data", "synth", "--like", "octmnst", "--out", tmp_path / "s.npz"), code=2)
+    assert "did you mean 'octmnist'" in line and not (tmp_path / "s.npz").exists()

@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from medclf import __version__, api
+from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError, MedclfError, SettingError, did_you_mean
 from medclf.models.config import (
     ACTIVATIONS,
@@ -183,7 +184,6 @@ data_size_option = click.option(
 @data.command("list")
 def data_list():
     """List the datasets medclf knows (each at sizes 28, 64, 128 and 224)."""
-    from medclf.data.registry import REGISTRY
 
     click.echo(f"{'dataset':15} {'task':26} {'classes':>7}  train / val / test images")
     for info in REGISTRY.values():
@@ -275,7 +275,13 @@ def show(dataset, out, split, per_class, root, size):
 
 
 @data.command()
-@click.option("--like", default="octmnist", show_default=True, help="Dataset to imitate.")
+@click.option(
+    "--like",
+    default="octmnist",
+    show_default=True,
+    type=Choice(sorted(REGISTRY), case_sensitive=False),
+    help="MedMNIST dataset to imitate.",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help=".npz to write.")
 @click.option(
     "--scale",

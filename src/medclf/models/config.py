@@ -141,6 +141,34 @@ def check_config(c: dict) -> None:
         )
 
 
+class DuplicateKey(ValueError):
+    """A config file names one setting twice: which one wins is not the user's intent."""
+
+
+def unique_keys(pairs: list) -> dict:
+    """json's object_pairs_hook that refuses a key given twice (json keeps the last)."""
+    keys = [k for k, _ in pairs]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        raise DuplicateKey(f"{_SHORT.repr(twice)} is given twice; keep one")
+    return dict(pairs)
+
+
+def unique_keys_loader(yaml):
+    """PyYAML's SafeLoader, refusing a mapping key given twice (PyYAML keeps the last)."""
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            hashable = [k for k in keys if isinstance(k, str | int | float | bool)]
+            twice = next((k for k in hashable if hashable.count(k) > 1), None)
+            if twice is not None:
+                raise DuplicateKey(f"{_SHORT.repr(twice)} is given twice; keep one")
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     """``(model, settings)`` from a JSON or YAML file holding a config (a run's config.json,
     ``medclf tune``'s best_config.json or one written by hand: at least "model", unless
@@ -163,7 +191,9 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
                 f"reading {path} needs PyYAML (pip install pyyaml); or write the config as JSON"
             ) from None
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=unique_keys_loader(yaml))
+        except DuplicateKey as err:
+            raise SettingError(f"config file {path}: {err}") from None
         except yaml.YAMLError as err:
             where = getattr(err, "problem_mark", None)
             at = f" at line {where.line + 1}" if where else ""
@@ -178,7 +208,9 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
             }
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=unique_keys)
+        except DuplicateKey as err:
+            raise SettingError(f"config file {path}: {err}") from None
         except (ValueError, RecursionError) as err:  # RecursionError: nested too deeply
             raise ConfigError(
                 f"config file {path} is not valid JSON ({err}); YAML files must "
@@ -197,7 +229,8 @@ def read_config_file(path, model: str | None = None) -> tuple[str, dict]:
     settings = dict(data)
     named = settings.pop("model", None)
     if named is not None and not isinstance(named, str):
-        raise SettingError(f"config file {path}: model == {named!r}, must be one name (text)")
+        shown = _SHORT.repr(named)
+        raise SettingError(f"config file {path}: model == {shown}, must be one name (text)")
     if named is not None and model is not None and named != model:
         raise ConfigError(
             f"the MODEL argument is {model} but {path} holds a {named} config; "

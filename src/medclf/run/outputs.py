@@ -10,6 +10,7 @@ import numpy as np
 
 from medclf.data.features import select_test
 from medclf.data.load import Dataset
+from medclf.errors import DataError
 from medclf.files import atomic_path
 from medclf.metrics import medmnist_csv, task_metrics
 from medclf.plots import confusion_figure, history_figures, save_figure
@@ -100,8 +101,16 @@ def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
 
 
 def load_predictions(run_dir: Path) -> dict:
-    """predictions.npz's arrays; a file medclf did not write is refused in one line."""
-    return load_arrays(Path(run_dir) / PREDICTIONS)
+    """predictions.npz's arrays, every one numeric; a file medclf did not write is refused in
+    one line."""
+    path = Path(run_dir) / PREDICTIONS
+    preds = load_arrays(path)
+    odd = next((k for k, v in preds.items() if v.dtype.kind not in "biuf"), None)
+    if odd is not None:
+        raise DataError(
+            f"{path}: '{odd}' holds {preds[odd].dtype} values, not numbers; train the run again"
+        )
+    return preds
 
 
 def summary(metrics: dict, split: str) -> dict:

@@ -160,7 +160,7 @@ def check_run(run_dir) -> tuple[dict, dict]:
         )
     config = read_object(run_dir / CONFIG)
     metrics = read_object(run_dir / METRICS)
-    if config.get("model") not in MODELS:
+    if not isinstance(config.get("model"), str) or config["model"] not in MODELS:
         raise damaged(run_dir / CONFIG, f"'model' is not one of {', '.join(MODELS)}")
     try:
         check_config(config)
