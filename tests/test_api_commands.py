@@ -81,3 +81,18 @@ def test_data_commands_are_the_api(tmp_path):
     figure = medclf.sample_figure(str(path), "val", per_class=2)
     assert len(figure.axes) == 2 * len(medclf.load_dataset(str(path)).class_names)
     assert medclf.verify(["breastmnist"], root=tmp_path) == {"breastmnist": "missing"}
+
+
+def test_theory_is_the_api_answer(tmp_path):
+    answer = medclf.interval_answer(3, -1, 1)
+    assert json.loads(invoke("theory", "interval", "--D", 3, "--A", -1, "--B", 1, "--json")) == (
+        answer
+    )
+    assert invoke("theory", "interval", "--D", 3, "--A", -1, "--B", 1, "--markdown").strip() == (
+        medclf.interval_answer(3, -1, 1, "markdown").strip()
+    )
+    invoke("theory", "interval", "--D", 2, "--A", -1, "--B", 1, "--plot", tmp_path / "a.png")
+    medclf.interval_figure(-1, 1, tmp_path / "b.png")
+    assert (tmp_path / "a.png").read_bytes()[:8] == (tmp_path / "b.png").read_bytes()[:8]
+    with pytest.raises(medclf.api.ConfigError, match="form must be one of"):
+        medclf.interval_answer(3, -1, 1, "html")

@@ -27,6 +27,8 @@ API = (
     "verify",
     "synthesize",
     "sample_figure",
+    "interval_answer",
+    "interval_figure",
 )
 NUMPY_MODELS = ("Perceptron", "LogisticRegression", "MLP")
 __all__ = ["__version__", *API, *NUMPY_MODELS]

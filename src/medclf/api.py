@@ -361,3 +361,29 @@ def sample_figure(dataset, split: str = "train", per_class: int = 8, root=None, 
     for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
         fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
     return fig
+
+
+def interval_answer(D: int, A: int, B: int, form: str = "json"):
+    """Question 3 for f(x) = +1 iff A <= sum(x) <= B on x in {-1,+1}^D: can a perceptron compute
+    it (with a certificate), and the two-unit sign and ReLU networks that do, every certificate
+    checked. ``form``: "json" the whole answer as plain data (recheck it with
+    medclf.theory.check), "text" a report, "markdown" a proof."""
+    from medclf.theory.explain import json_answer, markdown_proof, text_report
+    from medclf.theory.interval import check_params
+
+    forms = {"json": json_answer, "text": text_report, "markdown": markdown_proof}
+    if form not in forms:
+        raise ConfigError(f"form must be one of {', '.join(forms)}, not {form!r}")
+    check_params(D, A, B)
+    return forms[form](D, A, B)
+
+
+def interval_figure(A: int, B: int, out) -> Path:
+    """Figure 18 (D = 2): the four inputs coloured by f and the sign network's hidden lines,
+    saved to ``out`` (PNG or PDF); its path."""
+    from medclf.plots import save_figure
+    from medclf.theory.explain import figure18
+    from medclf.theory.interval import check_params
+
+    check_params(2, A, B)
+    return save_figure(figure18(A, B), out)

@@ -314,22 +314,14 @@ def interval(D, A, B, plot, markdown, as_json):
     """Decide, construct and verify networks for f(x) = +1 iff A <= sum(x) <= B."""
     import json
 
-    from medclf.theory.explain import figure18, json_answer, markdown_proof, text_report
-    from medclf.theory.interval import check_params
-
-    check_params(D, A, B)
     if markdown and as_json:
         raise ConfigError("--markdown and --json both choose the output format; pick one")
     if plot and D != 2:
         raise ConfigError(f"--plot draws the D = 2 picture, but D == {D}; drop --plot or use D 2")
-    if as_json:
-        text = json.dumps(json_answer(D, A, B), separators=(",", ":"))
-    else:
-        text = markdown_proof(D, A, B) if markdown else text_report(D, A, B)
+    answer = api.interval_answer(D, A, B, "json" if as_json else "markdown" if markdown else "text")
+    text = json.dumps(answer, separators=(",", ":")) if as_json else answer
     if plot:  # before printing, so that a failed save prints only its one line
-        from medclf.plots import save_figure
-
-        wrote = save_figure(figure18(A, B), plot)
+        wrote = api.interval_figure(A, B, plot)
     click.echo(text)
     if plot:  # on stderr under --json, so that stdout stays one JSON object
         click.echo(f"wrote {wrote}", err=as_json)
