@@ -95,8 +95,10 @@ def test_tune_killed_and_resumed_keeps_finished_trials_and_best_config_retrains(
             assert (
                 retry.params == t.params and retry.user_attrs["run_dir"] == t.user_attrs["run_dir"]
             )
-    rows = list(csv.DictReader((out / "trials.csv").open()))
-    assert [int(r["number"]) for r in rows] == [t.number for t in study.trials]
+    rows = list(csv.DictReader((out / "trials.csv").open()))  # one row a trial, by slot
+    assert [(r["number"], r["state"]) for r in rows] == [(str(n), "COMPLETE") for n in range(4)]
+    assert [r["run_dir"] for r in rows] == [str(out / f"trials/trial-{n:04d}") for n in range(4)]
+    assert "1 killed attempt(s) were retried" in result.output
     assert {r["epochs"] for r in rows if r["state"] == "COMPLETE"} == {"3"}
     assert "number" in result.output and "COMPLETE" in result.output
     assert "best trial" in result.output and "test accuracy" in result.output
@@ -347,10 +349,10 @@ def killed_search(tmp_path, args, points):
     for _ in range(len(points) + 2):
         command = [sys.executable, "-c", KILLER, marks, ",".join(points), *map(str, args)]
         proc = subprocess.run(command, capture_output=True, text=True)
-        runs.append((proc.returncode, proc.stderr))
+        runs.append((proc.returncode, proc.stderr, proc.stdout))
         if proc.returncode == 0:
             break
-    return runs, sorted(p.name for p in marks.iterdir())
+    return [run[:2] for run in runs], sorted(p.name for p in marks.iterdir()), runs[-1][2]
 
 
 def uninterrupted_search(monkeypatch, args):
@@ -360,6 +362,7 @@ def uninterrupted_search(monkeypatch, args):
     monkeypatch.setattr(optuna.pruners, "MedianPruner", pruner)
     result = medclf(*args)
     assert result.exit_code == 0, result.output
+    return result.output
 
 
 def finished_trials(out):
@@ -377,11 +380,28 @@ def reference(tiny, tmp_path_factory):
     """An uninterrupted search with seed 3 (MedianPruner after 1 finished trial)."""
     out = tmp_path_factory.mktemp("reference") / "search"
     with pytest.MonkeyPatch.context() as monkeypatch:
-        uninterrupted_search(monkeypatch, search_args(tiny, out))
+        output = uninterrupted_search(monkeypatch, search_args(tiny, out))
     trials = finished_trials(out)
     states = [state for _, state, _, _ in trials.values()]
     assert len(trials) == 5 and "PRUNED" in states and "COMPLETE" in states  # both are tested
-    return out, trials
+    return out, trials, output
+
+
+def csv_rows(out):
+    """trials.csv row by row (number, state, value, epochs, settings, folder within OUT)."""
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    return [{**r, "run_dir": os.path.relpath(r["run_dir"], out)} for r in rows]
+
+
+def assert_reads_like(reference, out, output):
+    """A resumed search's trials.csv, progress lines and best trial read as the reference's."""
+    ref_out, _, ref_output = reference
+    assert csv_rows(out) == csv_rows(ref_out)
+    [best] = [line for line in output.splitlines() if line.startswith("best trial")]
+    assert best in ref_output.splitlines()
+    progress = [line for line in output.splitlines() if line.startswith("trial ")]
+    assert progress and set(progress) <= set(ref_output.splitlines())
+    assert "killed attempt(s) were retried" in output
 
 
 # 1:1:before: checkpointed, not reported, so the retry starts again; 2:2:after then 2:3:before:
@@ -391,24 +411,46 @@ KILLS = [["1:1:before", "2:2:after", "2:3:before"], ["0:3:after", "0:tell", "4:1
 
 @pytest.mark.parametrize("points", KILLS)
 def test_a_search_killed_and_resumed_is_the_uninterrupted_search(tmp_path, tiny, reference, points):
-    ref_out, ref_trials = reference
+    ref_out, ref_trials, _ = reference
     out = tmp_path / "search"
-    runs, reached = killed_search(tmp_path, search_args(tiny, out), points)
+    runs, reached, output = killed_search(tmp_path, search_args(tiny, out), points)
     assert finished_trials(out) == ref_trials  # the same settings, values, prunings, folders
     assert reached == sorted(points)
     assert [rc for rc, _ in runs] == [-signal.SIGKILL] * len(points) + [0]
     assert read(out / "best_config.json") == read(ref_out / "best_config.json")
+    assert_reads_like(reference, out, output)  # the same numbers, rows and best trial
 
 
 def test_ctrl_c_stops_the_search_even_inside_a_finaliser(tmp_path, tiny, reference):
-    ref_out, ref_trials = reference
+    _, ref_trials, _ = reference
     out = tmp_path / "search"
-    runs, reached = killed_search(tmp_path, search_args(tiny, out), ["0:2:after:int"])
+    runs, reached, output = killed_search(tmp_path, search_args(tiny, out), ["0:2:after:int"])
     assert reached == ["0:2:after:int"]
     assert [rc for rc, _ in runs] == [130, 0]  # not swallowed: the search stopped
     assert "Exception ignored" in runs[0][1]  # Python did ignore the KeyboardInterrupt
     assert runs[0][1].strip().splitlines()[-1].startswith("Error: interrupted;")
     assert finished_trials(out) == ref_trials
+    assert_reads_like(reference, out, output)
+
+
+def test_a_trial_that_failed_stays_a_row_and_a_retried_kill_does_not(tmp_path):
+    from medclf.experiments.tune import ask, requeue_killed, trial_rows
+
+    study = optuna.create_study(direction="maximize")
+    failed, _ = ask(optuna, study, 5)
+    failed.set_user_attr("reason", "diverged")  # an error: FAIL, not retried
+    study.tell(failed, state=optuna.trial.TrialState.FAIL)
+    ask(optuna, study, 5)  # slot 1, left RUNNING as a kill leaves it
+    requeue_killed(optuna, study)
+    for _ in range(2):  # slot 1 again (the retry), then slot 2
+        trial, slot = ask(optuna, study, 5)
+        study.tell(trial, float(slot))
+    rows = trial_rows(study, tmp_path, {})
+    assert [(r["number"], r["state"], r["value"]) for r in rows] == [
+        (0, "FAIL", None),
+        (1, "COMPLETE", 1.0),
+        (2, "COMPLETE", 2.0),
+    ]
 
 
 def test_a_search_interrupted_by_ctrl_c_stops_with_one_line(tmp_path, tiny):

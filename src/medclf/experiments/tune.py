@@ -17,7 +17,9 @@ killed trial's epochs again, so that the pruner decides as it would have.
 A resumed search is the same search: every trial has a slot (its place among the search's
 trials; a retry has the slot of the trial it retries, and the folder trials/trial-SLOT), and its
 settings are drawn by a sampler seeded with (seed, slot), from the finished trials only. The
-pruner reads only the finished trials' reported values. Ctrl-C stops the search even where
+pruner reads only the finished trials' reported values. The user sees a trial by its slot: the
+progress lines, trials.csv (one row a slot, its last attempt), the table and "best trial N"; a
+killed attempt that was retried is only counted. Ctrl-C stops the search even where
 Python ignores its KeyboardInterrupt (raised inside a finaliser, e.g. SQLAlchemy's): the signal
 also sets a flag checked after every epoch and every trial.
 
@@ -183,6 +185,13 @@ def slots(trials) -> tuple[dict, int]:
     return slot, fresh
 
 
+def last_attempts(trials) -> tuple[list, int]:
+    """Each slot's last attempt, in slot order, and how many killed attempts were retried."""
+    slot, _ = slots(trials)
+    last = {slot[t.number]: t for t in trials}
+    return [(n, last[n]) for n in sorted(last)], len(trials) - len(last)
+
+
 def ask(optuna, study, seed: int):
     """The next trial (a queued retry first) and its slot. Its settings come from a TPE sampler
     seeded with (seed, slot), which reads only the finished trials: the same in a resumed
@@ -261,10 +270,11 @@ def run_batch_on_ray(
     root,
     address,
     seed: int,
-) -> None:
+) -> list[int]:
     """``n`` trials at once as Ray tasks (medclf.experiments.executors), each in its trial
     folder, as local trials. A worker cannot reach the driver's study, so these trials are
-    not pruned: they run their epochs and are told their kept value when they come back."""
+    not pruned: they run their epochs and are told their kept value when they come back.
+    Returns the trials' numbers."""
     batch, entries = [ask(optuna, study, seed) for _ in range(n)], []
     for trial, slot in batch:
         config = make_config(model, **base, **suggest(trial, space))
@@ -273,10 +283,10 @@ def run_batch_on_ray(
         # per-epoch training accuracy, as run_job measures it for a local trial
         entries.append(
             {
-                "key": f"trial-{trial.number}",
+                "key": f"trial-{slot}",
                 "config": config,
                 "folder": rel,
-                "questions": [f"trial {trial.number}"],
+                "questions": [f"trial {slot}"],
                 "train_acc": True,
             }
         )
@@ -285,6 +295,7 @@ def run_batch_on_ray(
     )
     for (trial, _), entry, result in zip(batch, entries, results, strict=True):
         tell(optuna, study, trial, out / entry["folder"], result, metric)
+    return [trial.number for trial, _ in batch]
 
 
 def best_trial(study, out: Path, model: str, base: dict, data, echo) -> dict | None:
@@ -293,14 +304,15 @@ def best_trial(study, out: Path, model: str, base: dict, data, echo) -> dict | N
     if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
         return None
     b = study.best_trial
+    number = slots(study.get_trials(deepcopy=False))[0][b.number]
     run_dir = out / b.user_attrs["run_dir"]
     config = make_config(model, **base, **b.params)
     metrics = folder.finished_run(run_dir, config)
     if metrics is None:
-        echo(f"trial {b.number}: {run_dir} holds no readable result; training it again")
+        echo(f"trial {number}: {run_dir} holds no readable result; training it again")
         metrics = run_job(config, data, run_dir, quiet=True)
     write_json(out / "best_config.json", config)
-    run = {"number": b.number, "value": b.value, "params": b.params, "run_dir": str(run_dir)}
+    run = {"number": number, "value": b.value, "params": b.params, "run_dir": str(run_dir)}
     return {**run, "metrics": metrics}
 
 
@@ -327,8 +339,9 @@ def ctrl_c_flag():
 
 
 def trial_rows(study, out: Path, space: dict) -> list[dict]:
+    """One row a slot (the trial's number), from its last attempt."""
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for number, t in last_attempts(study.get_trials(deepcopy=False))[0]:
         run_dir = out / t.user_attrs["run_dir"] if "run_dir" in t.user_attrs else None
         metrics = read_json_or_none(run_dir / folder.METRICS) if run_dir else None
         if t.state.name == "COMPLETE" and isinstance(metrics, dict) and "epochs_run" in metrics:
@@ -337,7 +350,7 @@ def trial_rows(study, out: Path, space: dict) -> list[dict]:
             epochs = max(t.intermediate_values, default=None)
         rows.append(
             {
-                "number": t.number,
+                "number": number,
                 "state": t.state.name,
                 "value": t.value,
                 "epochs": epochs,
@@ -436,10 +449,9 @@ def tune(
             if timeout is not None and time.monotonic() - start >= timeout:
                 echo(f"--timeout {timeout:g} s reached; rerun the same command to go on")
                 break
-            before = len(study.trials)
             if backend == "ray":
                 left = trials - sum(map(counted, study.get_trials(deepcopy=False)))
-                run_batch_on_ray(
+                numbers = run_batch_on_ray(
                     optuna,
                     study,
                     min(workers, left),
@@ -457,14 +469,22 @@ def tune(
                 trial, slot = ask(optuna, study, seed)
                 context = (out, base, space, metric, data, model, stopped)
                 run_trial(optuna, study, trial, slot, *context)
-            for t in study.trials[before:]:
+                numbers = [trial.number]
+            done = study.get_trials(deepcopy=False)
+            slot_of = slots(done)[0]
+            for t in (done[n] for n in numbers):
                 echo(
-                    f"trial {t.number}: {t.state.name}"
+                    f"trial {slot_of[t.number]}: {t.state.name}"
                     + (f", {metric} {t.value:.4f}" if t.value is not None else "")
                 )
         if stopped():
             raise KeyboardInterrupt
         rows = trial_rows(study, out, space)
+        retried = last_attempts(study.get_trials(deepcopy=False))[1]
+        if retried:
+            echo(
+                f"{retried} killed attempt(s) were retried in their own folders (not in trials.csv)"
+            )
         write_csv(out / "trials.csv", rows)
         best = best_trial(study, out, model, base, data, echo)
     return {
