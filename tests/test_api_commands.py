@@ -96,3 +96,26 @@ def test_theory_is_the_api_answer(tmp_path):
     assert (tmp_path / "a.png").read_bytes()[:8] == (tmp_path / "b.png").read_bytes()[:8]
     with pytest.raises(medclf.api.ConfigError, match="form must be one of"):
         medclf.interval_answer(3, -1, 1, "html")
+
+
+@pytest.mark.parametrize("model", ["torch-ffn", "numpy-logreg"])
+def test_repeated_predictions_load_the_model_once_until_it_changes(
+    tmp_path, synth_file, model, monkeypatch
+):
+    """Run.predict_proba keeps the checked model while its file is unchanged (a notebook's
+    image-by-image calls do not reload it); a changed file is loaded and checked again."""
+    from medclf.run import folder
+
+    monkeypatch.setattr(folder, "_KEPT", {})
+    run = medclf.train(model, dataset=str(synth_file), epochs=1, out=tmp_path / "r", quiet=True)
+    images = medclf.load_dataset(synth_file).test.images[:5]
+    first = medclf.open_run(run.path).predict_proba(images)
+    assert len(folder._KEPT) == 1
+    for i in range(3):
+        again = medclf.open_run(run.path).predict_proba(images[i : i + 2])
+        np.testing.assert_array_equal(again, first[i : i + 2])
+    assert len(folder._KEPT) == 1
+    model_file = next(p for p in run.path.iterdir() if p.name.startswith("model."))
+    model_file.write_bytes(b"not a model any more")
+    with pytest.raises(medclf.api.DataError):
+        medclf.open_run(run.path).predict_proba(images)

@@ -7,6 +7,7 @@ of its decision values (same argmax, uncalibrated), so that AUC can rank its exa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from medclf.models.numpy_models import MLP, load_model
 from medclf.models.numpy_models.base import softmax
 from medclf.models.registry import MODELS, builder
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import BEST_NPZ, CHECKPOINT_NPZ, MODEL_NPZ, environment
+from medclf.run.folder import BEST_NPZ, CHECKPOINT_NPZ, MODEL_NPZ, environment, kept
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, output_info, serialise
 from medclf.run.selection import damaged_best
 
@@ -107,10 +108,19 @@ class NumpyTrainer(Family):
 
 
 def saved_model(run_dir: Path, config: dict, n_classes: int, image_shape):
-    """The run's model.npz, checked against its config and metrics.json."""
+    """The run's model.npz, checked against its config and metrics.json (loaded once while the
+    file and the settings stay the same)."""
     path = run_dir / NumpyTrainer.model_file
     if not path.is_file():
         raise missing_model(run_dir, NumpyTrainer.model_file)
+    settings = json.dumps(config, sort_keys=True)
+    shape = tuple(image_shape)
+    return kept(
+        path, lambda: load_checked(path, config, n_classes, shape), settings, n_classes, shape
+    )
+
+
+def load_checked(path: Path, config: dict, n_classes: int, image_shape):
     model = load_model(path)
     bias = MODELS[config["model"]].inputs == "flat+bias"
     n_features = int(np.prod(image_shape)) + bias

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged, environment
+from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged, environment, kept
 from medclf.run.onnx_graph import OPSET
 from medclf.run.selection import damaged_best, finite_or_none
 
@@ -238,10 +239,19 @@ class TorchTrainer(Family):
 
 def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
     """The run's model.pt in its network, checked against config.json and metrics.json; on
-    the CPU, in eval mode."""
+    the CPU, in eval mode. Loaded once while the file and the settings stay the same."""
     path = run_dir / TorchTrainer.model_file
     if not path.is_file():
         raise missing_model(run_dir, TorchTrainer.model_file)
+    settings = json.dumps(config, sort_keys=True)
+    shape = tuple(input_shape)
+    return kept(
+        path, lambda: load_network(path, config, n_classes, shape), settings, n_classes, shape
+    )
+
+
+def load_network(path: Path, config: dict, n_classes: int, input_shape):
+    run_dir = path.parent
     try:
         state = load_weights(path)  # never unpickles code
     except OSError as err:

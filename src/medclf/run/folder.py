@@ -191,6 +191,24 @@ def clear(run_dir: Path) -> None:
         csv_file.unlink()
 
 
+_KEPT: dict[tuple, object] = {}  # loaded models, newest last
+KEEP = 4  # models kept at once: a notebook's few runs, without holding every model in memory
+
+
+def kept(path: Path, load, *key):
+    """``load()``'s model for the file ``path``, loaded (and checked) once while the file stays
+    the same (inode, size, mtime) and ``key`` (what else the model depends on) too, so that
+    repeated predictions from one run do not read and rebuild its model every time."""
+    st = Path(path).stat()
+    k = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, *key)
+    if k not in _KEPT:
+        model = load()
+        if len(_KEPT) >= KEEP:
+            del _KEPT[next(iter(_KEPT))]
+        _KEPT[k] = model
+    return _KEPT[k]
+
+
 def save_arrays(path: Path, arrays: dict) -> None:
     with atomic_path(path) as tmp:
         np.savez(tmp, **arrays)
