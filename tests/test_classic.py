@@ -219,3 +219,27 @@ def test_every_type_medclf_writes_is_on_the_exact_allow_list(tmp_path):
                 images = load_dataset(files[task]).test.images[:3]
                 assert run.predict(images).shape[0] == 3  # medclf's loader takes its own file
     assert written == set(TRUSTED_TYPES)
+
+
+def test_fitted_trees_put_children_after_their_parent(data):
+    """What medclf's model-file check relies on (family_sklearn.check_nodes): scikit-learn's
+    tree builders (depth-first, best-first with max_leaf_nodes) and HGB's predictors store every
+    child at a larger index than its parent, and leaves with no children."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    ds = data["octmnist"]
+    X, y = features(ds.train), ds.train.labels
+    forests = [fitted("sklearn-rf", ds)]
+    forests.append(RandomForestClassifier(5, max_leaf_nodes=30, random_state=0).fit(X, y))
+    trees = [t.tree_ for f in forests for t in f.estimators_]
+    arrays = [(t.children_left != -1, t.children_left, t.children_right) for t in trees]
+    hgb = fitted("sklearn-hgb", ds)
+    nodes = [p.nodes for predictors in hgb._predictors for p in predictors]
+    arrays += [(n["is_leaf"] == 0, n["left"], n["right"]) for n in nodes]
+    for internal, left, right in arrays:
+        parent = np.flatnonzero(internal)
+        assert len(parent) > 1
+        assert np.all(left[parent] > parent) and np.all(right[parent] > parent)
+        assert np.all(left[parent] < len(left)) and np.all(right[parent] < len(left))
+    for t in trees:
+        assert np.all(t.children_right[t.children_left == -1] == -1)

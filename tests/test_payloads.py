@@ -257,6 +257,145 @@ def test_the_exact_allow_list_refuses_a_builtin_callable(tmp_path, marker):
         load_model_file(tmp_path / "tree.skops")
 
 
+# --- crafted tree arrays: out-of-bounds indices in trusted Cython trees -----------------------
+
+
+# Trusted types whose node arrays scikit-learn's Cython code indexes without bounds checks. Each
+# run goes through predict, export onnx and the API in a subprocess: a segfault fails the test.
+TREE_RUNS = {
+    "sklearn-rf": {"n_estimators": 5},
+    "sklearn-hgb": {"max_iter": 3},
+    "sklearn-knn": {"pca_components": 5},  # few components: sklearn builds a KD-tree
+}
+ENTRY_CODE = """
+import sys, numpy as np, medclf
+from medclf.cli import cli
+from medclf.errors import MedclfError
+entry, folder, images = sys.argv[1:4]
+if entry == "api":
+    try:
+        medclf.open_run(folder).predict_proba(np.load(images)["images"])
+    except MedclfError as err:
+        print(f"Error: {err}")
+        sys.exit(1)
+else:
+    inputs = [images] if entry == "predict" else []
+    cli([*entry.split(), folder, *inputs, *sys.argv[4:]], prog_name="medclf")
+"""
+
+
+@pytest.fixture(scope="module")
+def tree_runs(synth_file, tmp_path_factory):
+    top = tmp_path_factory.mktemp("tree-runs")
+    return {
+        m: medclf.train(m, dataset=str(synth_file), out=top / m, **s).path
+        for m, s in TREE_RUNS.items()
+    }
+
+
+def crafted_arrays(node, key=None):
+    """(file name, edit) of each node array that a crafted file rewrites: tree and predictor
+    'nodes' (children and features far out of range), a KD-tree's index and node arrays."""
+    if isinstance(node, dict):
+        if node.get("__loader__") == "NdArrayNode" and key == "nodes":
+            yield node["file"], out_of_range
+        if node.get("__class__") == "KDTree":
+            state = node["content"]["content"]  # data, idx_array, node_data, node_bounds, ...
+            yield state[1]["file"], lambda a: np.full_like(a, 10**8)
+            yield state[2]["file"], kd_nodes_out_of_range
+        for k, value in node.items():
+            yield from crafted_arrays(value, k)
+    elif isinstance(node, list):
+        for value in node:
+            yield from crafted_arrays(value, key)
+
+
+def out_of_range(a: np.ndarray) -> np.ndarray:
+    names = a.dtype.names
+    left, right, feature = ("left_child", "right_child", "feature")
+    if "left" in names:  # a gradient boosting predictor: no leaf is left, as the repro had it
+        left, right, feature = "left", "right", "feature_idx"
+        a["is_leaf"] = 0
+    a[left][a[left] > 0] = 10**8
+    a[right][a[right] > 0] = 10**8
+    a[feature][a[feature] >= 0] = 10**6
+    return a
+
+
+def kd_nodes_out_of_range(a: np.ndarray) -> np.ndarray:
+    a["idx_end"] = 10**8
+    return a
+
+
+def craft(folder: Path, out: Path) -> Path:
+    """A copy of the run whose model.skops has its tree arrays rewritten by crafted_arrays."""
+    import io
+
+    shutil.copytree(folder, out)
+    with zipfile.ZipFile(folder / "model.skops") as z:
+        edits = dict(crafted_arrays(json.loads(z.read("schema.json"))))
+        assert edits, "no tree array found: the test would prove nothing"
+        with zipfile.ZipFile(out / "model.skops", "w") as crafted:
+            for name in z.namelist():
+                data = z.read(name)
+                if name in edits:
+                    buffer = io.BytesIO()
+                    np.save(buffer, edits[name](np.load(io.BytesIO(data))))
+                    data = buffer.getvalue()
+                crafted.writestr(name, data)
+    return out
+
+
+def in_subprocess(entry: str, folder: Path, images: Path, *extra):
+    """The entry point in a fresh Python running this checkout's medclf: (exit code, output)."""
+    import os
+    import subprocess
+    import sys
+
+    src = str(Path(medclf.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": src}
+    args = [sys.executable, "-c", ENTRY_CODE, entry, str(folder), str(images), *map(str, extra)]
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    return out.returncode, (out.stdout + out.stderr).strip()
+
+
+@pytest.mark.parametrize("entry", ["predict", "export onnx", "api"])
+@pytest.mark.parametrize("model", list(TREE_RUNS))
+def test_crafted_tree_arrays_are_refused_in_one_line(trained, tree_runs, tmp_path, model, entry):
+    if entry == "export onnx" and not HAS_ONNX:
+        pytest.skip("export onnx needs the onnx extra (pip install medclf[onnx])")
+    folder = craft(tree_runs[model], tmp_path / "crafted")
+    before = snapshot(folder)
+    onnx = tmp_path / "model.onnx"
+    extra = ["--out", onnx] if entry == "export onnx" else []
+    code, output = in_subprocess(entry, folder, trained[2], *extra)
+    assert code == 1, (code, output)  # -11 or 139: the crafted indices were used
+    lines = output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), output
+    if entry != "export onnx" or model == "sklearn-rf":  # the others have no ONNX graph
+        assert "is not a model medclf wrote" in lines[0] and "train the run again" in lines[0]
+    assert not onnx.exists() and snapshot(folder) == before
+
+
+@pytest.mark.parametrize("model", list(TREE_RUNS))
+def test_checked_tree_models_predict_as_skops_loads_them(trained, tree_runs, model):
+    """The checks (and the rebuilt KD-tree) change no probability: bit-identical to the file
+    as skops loads it unchecked, on the test images and on random ones."""
+    import skops.io as sio
+
+    from medclf.run.family_sklearn import TRUSTED_TYPES, load_model_file
+
+    path = tree_runs[model] / "model.skops"
+    images = trained[1].reshape(len(trained[1]), -1).astype(np.float32) / 255
+    X = np.concatenate(
+        [images, np.random.default_rng(0).random((100, images.shape[1]), np.float32)]
+    )
+    plain = sio.load(path, trusted=list(TRUSTED_TYPES)).predict_proba(X)
+    np.testing.assert_array_equal(load_model_file(path).predict_proba(X), plain)
+    code, output = in_subprocess("predict", tree_runs[model], trained[2])
+    assert code == 0, output
+
+
 # --- checkpoints and best models: train --resume -------------------------------------------
 
 

@@ -62,7 +62,143 @@ def load_model_file(path: Path):
         raise DataError(
             f"{path} holds a {type(model).__name__}, not a scikit-learn model; train the run again"
         )
+    try:
+        check_structures(model)
+    except Exception as err:  # a check failed, or the arrays were not even arrays
+        why = ascii(str(err))[1:-1][:200]
+        raise DataError(f"{path} is not a model medclf wrote ({why}); train the run again") from err
     return model
+
+
+# The trusted types above are Cython trees whose node arrays scikit-learn indexes without bounds
+# checks (skops leaves them untrusted for this reason): a crafted child or feature index reads
+# or writes outside memory. Every tree is checked, or rebuilt, before the model is used.
+
+
+def check_structures(model: BaseEstimator) -> None:
+    """Raise ValueError unless every tree reachable from ``model`` indexes only within its
+    arrays; KD-trees are rebuilt from the estimator's own training data instead."""
+    from sklearn.ensemble._forest import BaseForest
+    from sklearn.ensemble._hist_gradient_boosting.gradient_boosting import (
+        BaseHistGradientBoosting,
+    )
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+    from sklearn.neighbors import KDTree
+    from sklearn.neighbors._base import NeighborsBase
+    from sklearn.tree import BaseDecisionTree
+    from sklearn.tree._tree import Tree
+
+    checked = set()  # ids of the trees that were checked or rebuilt
+    for est in reachable_estimators(model):
+        if isinstance(est, BaseForest):  # trees take X as the forest validated it
+            n = n_features(est)
+            if any(n_features(tree) != n for tree in est.estimators_):
+                raise ValueError("a forest's trees disagree on the number of features")
+        if isinstance(est, BaseDecisionTree) and hasattr(est, "tree_"):  # not a template
+            check_tree(est.tree_, n_features(est))
+            checked.add(id(est.tree_))
+        if isinstance(est, BaseHistGradientBoosting):
+            if est._preprocessor is not None:  # categorical features: medclf writes none
+                raise ValueError("a categorical gradient boosting model")
+            for predictors in est._predictors:
+                for predictor in predictors:
+                    check_predictor(predictor, n_features(est))
+                    checked.add(id(predictor))
+        if isinstance(est, NeighborsBase) and isinstance(getattr(est, "_tree", None), KDTree):
+            # As NeighborsBase._fit builds it: the file's tree arrays are never used, only
+            # compared (from numpy) with the rebuilt ones, which a file medclf wrote equals.
+            params = est.effective_metric_params_ or {}
+            tree = KDTree(est._fit_X, est.leaf_size, metric=est.effective_metric_, **params)
+            pairs = zip(est._tree.get_arrays(), tree.get_arrays(), strict=True)
+            if not all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in pairs):
+                raise ValueError("a KD-tree that its own training data does not build")
+            est._tree = tree
+            checked.add(id(tree))
+    for obj in reachable(model):
+        if isinstance(obj, (Tree, TreePredictor, KDTree)) and id(obj) not in checked:
+            raise ValueError(f"a {type(obj).__name__} outside the estimator that uses it")
+
+
+def n_features(est) -> int:
+    """The width predict validates X against (without n_features_in_ it checks none)."""
+    n = getattr(est, "n_features_in_", None)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"a {type(est).__name__} without its number of features")
+    return int(n)
+
+
+def check_tree(tree, n: int) -> None:
+    """A scikit-learn Tree whose nodes index within it and within X's ``n`` features."""
+    from sklearn.tree._tree import Tree
+
+    if not isinstance(tree, Tree):
+        raise ValueError("a decision tree without a Tree")
+    # The node arrays are views of node_count nodes over memory of capacity nodes.
+    if not 1 <= tree.node_count == tree.capacity or tree.n_features != n:
+        raise ValueError("a tree whose node count does not match its arrays")
+    left, right, feature = tree.children_left, tree.children_right, tree.feature
+    if tree.value.shape != (tree.node_count, tree.n_outputs, tree.max_n_classes):
+        raise ValueError("a tree whose values do not match its nodes")
+    check_nodes(left != -1, left, right, feature, n)
+
+
+def check_predictor(predictor, n: int) -> None:
+    """A gradient boosting TreePredictor whose nodes index within it and within X."""
+    from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    nodes = getattr(predictor, "nodes", None)
+    if not (
+        isinstance(predictor, TreePredictor)
+        and isinstance(nodes, np.ndarray)
+        and nodes.dtype == PREDICTOR_RECORD_DTYPE
+        and nodes.ndim == 1
+        and len(nodes) >= 1  # prediction starts at nodes[0]
+    ):
+        raise ValueError("a gradient boosting tree without its node array")
+    if nodes["is_categorical"].any():  # bitset indices: medclf writes no categorical splits
+        raise ValueError("a categorical split")
+    internal = nodes["is_leaf"] == 0
+    check_nodes(internal, nodes["left"], nodes["right"], nodes["feature_idx"], n, leaves=False)
+
+
+def check_nodes(internal, left, right, feature, n: int, leaves: bool = True) -> None:
+    """Children of each internal node come after it (scikit-learn appends them so, which also
+    rules out cycles) and within the array; features are within X's ``n`` columns; leaves
+    (with ``leaves``) have no children."""
+    count = len(internal)
+    i = np.flatnonzero(internal)
+    for child in (left[i].astype(np.int64), right[i].astype(np.int64)):
+        if not np.all((child > i) & (child < count)):
+            raise ValueError("a tree node whose child is out of order or out of range")
+    if not np.all((feature[i] >= 0) & (feature[i] < n)):
+        raise ValueError("a tree node that splits on a feature X does not have")
+    if leaves and not (np.all(left[~internal] == -1) and np.all(right[~internal] == -1)):
+        raise ValueError("a tree leaf with children")
+
+
+def reachable(model):
+    """Every object reachable from ``model`` through attributes, containers and object arrays."""
+    seen, stack = set(), [model]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        yield obj
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            stack.extend(obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend(obj.flat)
+        elif hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+
+
+def reachable_estimators(model):
+    return [obj for obj in reachable(model) if isinstance(obj, BaseEstimator)]
 
 
 class SklearnTrainer(Family):
