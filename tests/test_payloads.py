@@ -396,6 +396,59 @@ def test_checked_tree_models_predict_as_skops_loads_them(trained, tree_runs, mod
     assert code == 0, output
 
 
+def svm_counts_out_of_range(node, key=None):
+    """(file name, edit) of an SVC's support-vector counts per class: the same total, which
+    scikit-learn checks, but one count negative and one far beyond its class's vectors."""
+    if isinstance(node, dict):
+        if node.get("__loader__") == "NdArrayNode" and key == "_n_support":
+            yield node["file"], shifted_counts
+        for k, value in node.items():
+            yield from svm_counts_out_of_range(value, k)
+    elif isinstance(node, list):
+        for value in node:
+            yield from svm_counts_out_of_range(value, key)
+
+
+def shifted_counts(a: np.ndarray) -> np.ndarray:
+    a = a.copy()
+    a[0], a[-1] = a[0] - 10**6, a[-1] + 10**6
+    return a
+
+
+@pytest.mark.parametrize("entry", ["predict", "api"])
+def test_a_crafted_svm_is_refused_in_one_line(trained, synth_file, tmp_path, entry):
+    """libsvm reads the support vectors per class as counted in the file: counts beyond the
+    arrays must be refused before libsvm sees them."""
+    import io
+
+    run = medclf.train("sklearn-svm", dataset=str(synth_file), out=tmp_path / "svm").path
+    folder = tmp_path / "crafted"
+    shutil.copytree(run, folder)
+    with zipfile.ZipFile(run / "model.skops") as z:
+        edits = dict(svm_counts_out_of_range(json.loads(z.read("schema.json"))))
+        assert edits, "no support-vector counts found: the test would prove nothing"
+        with zipfile.ZipFile(folder / "model.skops", "w") as crafted:
+            for name in z.namelist():
+                data = z.read(name)
+                if name in edits:
+                    buffer = io.BytesIO()
+                    np.save(buffer, edits[name](np.load(io.BytesIO(data))))
+                    data = buffer.getvalue()
+                crafted.writestr(name, data)
+    code, output = in_subprocess(entry, folder, trained[2])
+    assert code == 1, (code, output)
+    assert output.startswith("Error: ") and "is not a model medclf wrote" in output, output
+    assert in_subprocess(entry, run, trained[2])[0] == 0  # the file medclf wrote still works
+
+
+def test_a_model_file_of_another_estimator_is_refused(tree_runs, trained, tmp_path):
+    """Every type in a forest's file is trusted, but a forest is not the logistic regression
+    that config.json names: the estimator's layout must be the one medclf builds."""
+    folder = copy_run(trained, "sklearn", tmp_path)  # a sklearn-logreg run
+    shutil.copyfile(tree_runs["sklearn-rf"] / "model.skops", folder / "model.skops")
+    refused(run("predict", folder, trained[2]), "is not the sklearn-logreg", "config.json")
+
+
 # --- checkpoints and best models: train --resume -------------------------------------------
 
 

@@ -8,6 +8,7 @@ one medclf itself writes.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from medclf.metrics import MULTI_LABEL, medmnist_acc
 from medclf.models import classic
 from medclf.models.training.history import record
 from medclf.run.family import Family, missing_model
-from medclf.run.folder import MODEL_SKOPS, environment
+from medclf.run.folder import MODEL_SKOPS, environment, kept
 from medclf.run.onnx_graph import OPSET, flat_nodes, input_info, need, output_info, serialise
 
 # Every type beyond skops's own defaults that medclf's sklearn models write (each model, each
@@ -39,8 +40,10 @@ TRUSTED_TYPES = (
 SKLEARN_MODELS = ("sklearn-logreg", "sklearn-rf")
 
 
-def load_model_file(path: Path):
-    """A skops file medclf wrote; a file holding any other type is refused before it loads."""
+def load_model_file(path: Path, config: dict | None = None):
+    """A skops file medclf wrote; a file holding any other type is refused before it loads, and
+    one whose estimator is not laid out as medclf builds ``config``'s model (the same classes,
+    step by step) is refused after."""
     import skops.io as sio
 
     try:
@@ -62,12 +65,32 @@ def load_model_file(path: Path):
         raise DataError(
             f"{path} holds a {type(model).__name__}, not a scikit-learn model; train the run again"
         )
+    if config is not None and layout(model) != layout(expected_estimator(config)):
+        raise DataError(
+            f"{path} is not the {config.get('model')} that config.json names (another "
+            "estimator or pipeline); train the run again"
+        )
     try:
         check_structures(model)
     except Exception as err:  # a check failed, or the arrays were not even arrays
         why = ascii(str(err))[1:-1][:200]
         raise DataError(f"{path} is not a model medclf wrote ({why}); train the run again") from err
     return model
+
+
+def layout(estimator) -> tuple:
+    """The estimator's classes, a pipeline's step by step: what a file must match."""
+    from sklearn.pipeline import Pipeline
+
+    if type(estimator) is Pipeline:
+        return (Pipeline, tuple(layout(step) for _, step in estimator.steps))
+    return (type(estimator),)
+
+
+def expected_estimator(config: dict) -> BaseEstimator:
+    """The unfitted estimator medclf builds for ``config`` (config.json, checked by the caller)."""
+    name = config["model"]
+    return classic.build_classic(name, {k: config[k] for k in classic.CLASSIC[name]}, 0)
 
 
 # The trusted types above are Cython trees whose node arrays scikit-learn indexes without bounds
@@ -85,11 +108,14 @@ def check_structures(model: BaseEstimator) -> None:
     from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
     from sklearn.neighbors import KDTree
     from sklearn.neighbors._base import NeighborsBase
+    from sklearn.svm._base import BaseLibSVM
     from sklearn.tree import BaseDecisionTree
     from sklearn.tree._tree import Tree
 
     checked = set()  # ids of the trees that were checked or rebuilt
     for est in reachable_estimators(model):
+        if isinstance(est, BaseLibSVM) and hasattr(est, "support_vectors_"):
+            check_svm(est)
         if isinstance(est, BaseForest):  # trees take X as the forest validated it
             n = n_features(est)
             if any(n_features(tree) != n for tree in est.estimators_):
@@ -117,6 +143,42 @@ def check_structures(model: BaseEstimator) -> None:
     for obj in reachable(model):
         if isinstance(obj, (Tree, TreePredictor, KDTree)) and id(obj) not in checked:
             raise ValueError(f"a {type(obj).__name__} outside the estimator that uses it")
+
+
+def check_svm(est) -> None:
+    """An SVC whose arrays have the sizes libsvm's C code reads them at (it takes the support
+    vector counts per class and the coefficient shapes on trust)."""
+    from sklearn.svm import SVC
+
+    if (
+        type(est) is not SVC
+        or est._sparse
+        or est.kernel not in ("linear", "poly", "rbf", "sigmoid")
+    ):
+        raise ValueError("an SVM other than medclf's dense SVC")
+    k, n = len(est.classes_), n_features(est)
+    sv, counts = est.support_vectors_, est._n_support
+    arrays = (sv, counts, est._dual_coef_, est._intercept_, est._probA, est._probB, est.support_)
+    if not all(isinstance(a, np.ndarray) for a in arrays) or k < 2:
+        raise ValueError("an SVM without its arrays")
+    pairs = k * (k - 1) // 2
+    sized = (
+        sv.ndim == 2
+        and sv.shape[1] == n
+        and sv.dtype == np.float64
+        and counts.shape == (k,)
+        and counts.dtype == np.int32
+        and (counts >= 0).all()
+        and int(counts.sum()) == len(sv)
+        and est._dual_coef_.shape == (k - 1, len(sv))
+        and est._dual_coef_.dtype == np.float64
+        and est._intercept_.shape == (pairs,)
+        and all(p.shape in ((0,), (pairs,)) for p in (est._probA, est._probB))
+        and est.support_.shape == (len(sv),)
+        and np.isfinite(float(est._gamma))
+    )
+    if not sized:
+        raise ValueError("an SVM whose arrays do not match its support vectors and classes")
 
 
 def n_features(est) -> int:
@@ -270,19 +332,21 @@ class SklearnTrainer(Family):
 
     @classmethod
     def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
-        return "proba", saved_proba(run_dir, metrics, images)
+        return "proba", saved_proba(run_dir, config, metrics, images)
 
     @classmethod
     def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
         return sklearn_graph(run_dir, config, metrics)
 
 
-def saved_proba(run_dir: Path, metrics: dict, images):
+def saved_proba(run_dir: Path, config: dict, metrics: dict, images):
     """The probabilities of the run's model.skops for uint8 images."""
     path = run_dir / SklearnTrainer.model_file
     if not path.is_file():
         raise missing_model(run_dir, SklearnTrainer.model_file)
-    model = load_model_file(path)
+    # loaded and checked once while the file is unchanged
+    settings = json.dumps(config, sort_keys=True)
+    model = kept(path, lambda: load_model_file(path, config), settings)
     n_classes = len(metrics["class_names"])
     X = inputs_of(images, "flat", np.float32)
     try:
@@ -309,7 +373,7 @@ def sklearn_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     path = run_dir / SklearnTrainer.model_file
     if not path.is_file():
         raise missing_model(run_dir, SklearnTrainer.model_file)
-    estimator = load_model_file(path)
+    estimator = load_model_file(path, config)
     n_pixels, n_classes = int(np.prod(metrics["image_shape"])), len(metrics["class_names"])
     classes = np.asarray(getattr(estimator, "classes_", []))
     if not (
