@@ -144,8 +144,8 @@ def compare_text(c: dict) -> str:
                 f"{m['only_b_right']}, p {m['p_value']:.4g}"
             )
     lines.append(
-        "A p-value above 0.05, or an interval that holds 0, means the two runs cannot be "
-        "told apart on these images."
+        "A p-value above 0.05, or an interval that holds 0: these images show no difference "
+        "between the two runs at the 5 % level."
     )
     return "\n".join(lines)
 
