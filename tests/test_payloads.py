@@ -327,14 +327,15 @@ def kd_nodes_out_of_range(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def craft(folder: Path, out: Path) -> Path:
-    """A copy of the run whose model.skops has its tree arrays rewritten by crafted_arrays."""
+def craft(folder: Path, out: Path, edits_of=None) -> Path:
+    """A copy of the run whose model.skops has arrays rewritten by ``edits_of`` (default:
+    crafted_arrays, the tree arrays)."""
     import io
 
     shutil.copytree(folder, out)
     with zipfile.ZipFile(folder / "model.skops") as z:
-        edits = dict(crafted_arrays(json.loads(z.read("schema.json"))))
-        assert edits, "no tree array found: the test would prove nothing"
+        edits = dict((edits_of or crafted_arrays)(json.loads(z.read("schema.json"))))
+        assert edits, "no array to rewrite found: the test would prove nothing"
         with zipfile.ZipFile(out / "model.skops", "w") as crafted:
             for name in z.namelist():
                 data = z.read(name)
@@ -419,22 +420,9 @@ def shifted_counts(a: np.ndarray) -> np.ndarray:
 def test_a_crafted_svm_is_refused_in_one_line(trained, synth_file, tmp_path, entry):
     """libsvm reads the support vectors per class as counted in the file: counts beyond the
     arrays must be refused before libsvm sees them."""
-    import io
 
     run = medclf.train("sklearn-svm", dataset=str(synth_file), out=tmp_path / "svm").path
-    folder = tmp_path / "crafted"
-    shutil.copytree(run, folder)
-    with zipfile.ZipFile(run / "model.skops") as z:
-        edits = dict(svm_counts_out_of_range(json.loads(z.read("schema.json"))))
-        assert edits, "no support-vector counts found: the test would prove nothing"
-        with zipfile.ZipFile(folder / "model.skops", "w") as crafted:
-            for name in z.namelist():
-                data = z.read(name)
-                if name in edits:
-                    buffer = io.BytesIO()
-                    np.save(buffer, edits[name](np.load(io.BytesIO(data))))
-                    data = buffer.getvalue()
-                crafted.writestr(name, data)
+    folder = craft(run, tmp_path / "crafted", svm_counts_out_of_range)
     code, output = in_subprocess(entry, folder, trained[2])
     assert code == 1, (code, output)
     assert output.startswith("Error: ") and "is not a model medclf wrote" in output, output
