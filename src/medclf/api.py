@@ -117,13 +117,13 @@ class Run:
     def _predict(self, images):
         from medclf.run.predict import check_images, check_run, predict_run
 
-        _, metrics = check_run(self.path)  # image_shape and class names checked
+        config, metrics = check_run(self.path)  # image_shape and class names checked
         try:
             images = np.asarray(images)
         except (ValueError, TypeError) as err:  # ragged lists, objects
             raise InputError(f"images must be one uint8 array (n, H, W[, C]) ({err})") from None
         images = check_images(images, metrics["image_shape"])
-        return predict_run(self.path, images)
+        return predict_run(self.path, images, (config, metrics))
 
 
 def open_run(path) -> Run:

@@ -178,11 +178,14 @@ def check_run(run_dir) -> tuple[dict, dict]:
     return config, metrics
 
 
-def predict_run(run_dir, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def predict_run(
+    run_dir, images: np.ndarray, checked: tuple[dict, dict] | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(predicted classes, probabilities or None for the perceptron). For a multi-label run
-    (metrics.json "task"), one sigmoid per label and a 0/1 row of predicted labels."""
+    (metrics.json "task"), one sigmoid per label and a 0/1 row of predicted labels.
+    ``checked``: check_run's (config, metrics) where the caller has them already."""
     run_dir = Path(run_dir)
-    config, metrics = check_run(run_dir)
+    config, metrics = checked or check_run(run_dir)
     kind, values = family_of(config["model"]).outputs(run_dir, config, metrics, images)
     multi_label = metrics.get("task") == MULTI_LABEL
     if kind == "proba":  # probabilities already
