@@ -38,6 +38,7 @@ class DatasetInfo:
     study_test_counts: tuple[int, ...] | None = None
     # MD5s of earlier genuine releases that are still accepted (the v2 Organ{A,C,S}MNIST files).
     legacy_md5s: tuple[str, ...] = ()
+    dims: int = 2  # 2 for images (H, W[, C]); 3 for MedMNIST3D's one-channel volumes (D, H, W)
 
     @property
     def key(self) -> str:
@@ -66,7 +67,8 @@ class DatasetInfo:
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        side = (self.size, self.size)
+        """(H, W), (H, W, C) or, for a 3D dataset, (D, H, W): one sample as stored in the .npz."""
+        side = (self.size,) * self.dims
         return side if self.channels == 1 else (*side, self.channels)
 
 
