@@ -12,7 +12,7 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
+prints): train, predict (Run.predict_files), evaluate, compare, list_runs, view, reproduce,
 benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
 synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
@@ -281,6 +281,23 @@ def list_runs(top="runs", sort: str = "run") -> list[dict]:
     from medclf.report.evaluate import list_runs as rows
 
     return rows(top, sort)
+
+
+def view(top="runs", out=None) -> dict:
+    """One self-contained HTML page over every run folder under ``top`` (default
+    TOP/view.html): its path ("path") and the runs it shows ("runs", each with its "status":
+    done, diverged, unfinished or damaged, and a "note" where it has one)."""
+    from medclf.report.view import write_view
+
+    return write_view(top, out)
+
+
+def serve_page(port: int):
+    """A server bound to 127.0.0.1:``port`` (refused in one line where the port is taken or
+    out of range); ``.run(html)`` serves the page until Ctrl-C, ``.url`` is its address."""
+    from medclf.report.view import PageServer
+
+    return PageServer(port)
 
 
 def tune(dataset, model: str, trials: int, out="tune", **options) -> dict:

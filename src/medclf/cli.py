@@ -730,6 +730,39 @@ def runs(top, sort, as_json):
 
 
 @cli.command()
+@click.argument("top", metavar="DIR")
+@click.option("--out", type=click.Path(dir_okay=False), help="HTML file (default: DIR/view.html).")
+@click.option(
+    "--serve",
+    "port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the page on http://127.0.0.1:PORT/ until Ctrl-C.",
+)
+def view(top, out, port):
+    """One self-contained HTML page over every run folder under DIR: a sortable table, each
+    run's curves, calibration, confusion matrix, wrong images and robustness."""
+    server = api.serve_page(port) if port is not None else None  # a taken port: before work
+    page = api.view(top, out)
+    runs = page["runs"]
+    bad = [r for r in runs if r["status"] == "damaged"]
+    unfinished = [r for r in runs if r["status"] == "unfinished"]
+    click.echo(
+        f"{len(runs) - len(bad) - len(unfinished)} finished run(s), {len(unfinished)} "
+        f"unfinished, {len(bad)} damaged: {page['path']}"
+    )
+    if bad:
+        click.echo(
+            f"Error: {len(bad)} damaged run folder(s), listed as damaged in the page: "
+            + "; ".join(r["note"] for r in bad),
+            err=True,
+        )
+    if server is not None:
+        click.echo(f"serving {server.url} (Ctrl-C to stop)")
+        server.run(Path(page["path"]).read_text(encoding="utf-8"))
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
 @click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
