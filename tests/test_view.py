@@ -337,3 +337,52 @@ def test_view_works_in_headless_chromium(runs, tmp_path):
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+# --- the study and benchmark reports (issue 19 §5) ---------------------------------------------
+
+
+def test_report_tables_scroll_sideways_in_both_reports(tmp_path):
+    from PIL import Image
+
+    from medclf.report import benchmark, report
+
+    wide = "| " + " | ".join(f"column {i}" for i in range(17)) + " |\n" + "|---" * 17 + "|\n"
+    wide += "| " + " | ".join("0.1234 ± 0.0040 (n=3)" for _ in range(17)) + " |\n"
+    Image.new("L", (4, 4)).save(tmp_path / "plot.png")
+    for html in (report.to_html(wide, tmp_path), benchmark.to_html(wide, tmp_path / "plot.png")):
+        assert html.count("<table>") == 1
+        assert '<div class="scroll"><table>' in html and "</table></div>" in html
+        style = html[html.index("<style>") : html.index("</style>")]
+        assert ".scroll{overflow-x:auto" in style
+
+
+def test_the_study_s_top_table_names_its_metric_and_split():
+    from medclf.report.report import comparison_table
+
+    run = {"config": {"model": "x", "seed": 42}, "questions": [], "status": "done"}
+    for split, named in (("study", "the study's subset"), ("official", "the official test split")):
+        lines = comparison_table([{**run, "test_split": split}])
+        header = next(line for line in lines if line.startswith("| question"))
+        assert f"ours: test acc ({named})" in header
+        assert "published test acc (study's subset)" in header
+        assert lines[0].startswith("Metric: test accuracy")
+
+
+def test_a_quick_study_keeps_to_its_own_folder(tmp_path, synth_file):
+    def reproduce(*args):
+        return subprocess.run(
+            ["medclf", "reproduce", "--only", "Q1.1a", "--workers", "1", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+
+    done = reproduce("--quick", "--dataset", str(synth_file))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "reproduction-quick" / "report.html").is_file()
+    assert not (tmp_path / "reproduction").exists()
+    runs = sorted((tmp_path / "reproduction-quick" / "runs").iterdir())
+    line = one_line_error(reproduce("--dataset", str(synth_file), "--out", "reproduction-quick"))
+    assert "holds a --quick study" in line and "reproduction" in line
+    assert sorted((tmp_path / "reproduction-quick" / "runs").iterdir()) == runs

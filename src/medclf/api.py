@@ -213,13 +213,15 @@ def _dataset_of(config: dict, root, size_given: bool):
     return dataset
 
 
-def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:
+def reproduce(dataset="octmnist", out=None, **options) -> dict:
     """The whole study: its runs (medclf.experiments.reproduce.run_study: only, workers, seeds,
     quick, root, backend, address, ...), then its report; returns the results and the
-    report's paths ("report_md", "report_html"), the failed runs and the seconds taken."""
-    from medclf.experiments.reproduce import run_study
+    report's paths ("report_md", "report_html"), the failed runs and the seconds taken.
+    ``out`` defaults to reproduction, or reproduction-quick for a quick study."""
+    from medclf.experiments.reproduce import default_out, run_study
     from medclf.report.report import write_report
 
+    out = out or default_out(options.get("quick", False))
     study = run_study(dataset, out, **options)
     md, html = write_report(study["results"], Path(out), study["meta"])
     seconds = time.perf_counter() - study["started"]

@@ -526,6 +526,12 @@ def train(
         click.echo(f"MLflow run {run.log_to_mlflow(mlflow_uri)} in {mlflow_uri}")
 
 
+def study_folder(quick: bool) -> str:
+    from medclf.experiments.reproduce import default_out
+
+    return default_out(quick)
+
+
 def run_summary(metrics: dict, out) -> str:
     """One line: the selected epoch's test ACC and AUC, and where everything else is (a key
     missing from metrics.json reads as unknown: the line is informational)."""
@@ -764,7 +770,13 @@ def view(top, out, port):
 
 @cli.command()
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
-@click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    default="reproduction",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of the study (with --quick, by default: reproduction-quick).",
+)
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
 @click.option(
     "--workers",
@@ -788,6 +800,8 @@ def view(top, out, port):
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     check_mlflow(mlflow_uri)
+    if click.get_current_context().get_parameter_source("out").name == "DEFAULT":
+        out = study_folder(quick)  # a quick study's own folder: never mixed with a full one
     summary = api.reproduce(
         dataset,
         out,
