@@ -386,3 +386,18 @@ def test_a_quick_study_keeps_to_its_own_folder(tmp_path, synth_file):
     line = one_line_error(reproduce("--dataset", str(synth_file), "--out", "reproduction-quick"))
     assert "holds a --quick study" in line and "reproduction" in line
     assert sorted((tmp_path / "reproduction-quick" / "runs").iterdir()) == runs
+
+
+def test_saliency_hook_and_3d_slices(runs, monkeypatch, tmp_path):
+    from PIL import Image
+
+    from medclf.report import view
+
+    monkeypatch.setattr(view, "saliency_images", lambda run_dir, split, idx: ["data:x"] * len(idx))
+    top = tmp_path / "runs"
+    shutil.copytree(runs[0] / "logreg", top / "r")
+    (run,) = collect(top)
+    assert run["wrong"] and all(w["saliency"] == "data:x" for w in run["wrong"])
+    volume = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)
+    png = base64.b64decode(view.png_uri(volume, 3).removeprefix("data:image/png;base64,"))
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), volume[2])  # middle slice

@@ -531,7 +531,7 @@ function chart(title, series, xlabel, ylabel, diagonal) {
   const W = 260, H = 200, L = 38, B = 30, T = 8, R = 8;
   const xs = series.flatMap(s => s.xy[0]), ys = series.flatMap(s => s.xy[1]);
   const x0 = Math.min(0, ...xs), x1 = Math.max(1, ...xs), y0 = Math.min(0, ...ys);
-  const y1 = Math.max(...ys, y0 + 1e-9) > 1 ? Math.max(...ys) : 1;
+  const y1 = Math.ceil(Math.max(1, ...ys) * 10) / 10;  // a loss may pass 1
   const X = x => L + (x - x0) / (x1 - x0 || 1) * (W - L - R);
   const Y = y => H - B - (y - y0) / (y1 - y0 || 1) * (H - B - T);
   let svg = `<svg width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img">`;
