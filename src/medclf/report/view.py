@@ -90,8 +90,7 @@ def finished_entry(run_dir: Path, data: dict) -> dict:
     labels, scores = preds["test_labels"], preds["test_scores"]
     entry = {
         "status": str(metrics["status"]),
-        "dataset": str(metrics.get("dataset_name", "?"))
-        + " (synthetic)" * bool(metrics.get("synthetic")),
+        "dataset": dataset_text(metrics),
         "task": task,
         "classes": names,
         "val_acc": split["val"].get("acc"),
@@ -111,6 +110,11 @@ def finished_entry(run_dir: Path, data: dict) -> dict:
     entry.update(curves(task, labels, scores, names))
     entry["wrong"], entry["images_note"] = wrong_images(run_dir, config, metrics, preds, data)
     return entry
+
+
+def dataset_text(metrics: dict) -> str:
+    name = str(metrics.get("dataset_name", "?"))
+    return f"{name} (synthetic)" if metrics.get("synthetic") else name
 
 
 def split_of(run_dir, preds: dict, split: str, task: str, names) -> dict:
@@ -318,16 +322,16 @@ def robustness_of(run_dir: Path) -> dict | None:
             {
                 "corruption": str(r["corruption"]),
                 "severity": int(r["severity"]),
-                **{k: finite(float(r[k])) if r[k] not in ("", None) else None for k in METRICS3},
+                **{
+                    k: finite(float(r[k])) if r[k] not in ("", None) else None
+                    for k in ROBUSTNESS_COLUMNS[2:]
+                },
             }
             for r in rows
         ]
     except (ValueError, UnicodeDecodeError, csv.Error) as err:
         return {"rows": [], "note": f"{path} cannot be read ({err})"}
     return {"rows": rows, "note": ""}
-
-
-METRICS3 = ("acc", "auc", "balanced_acc")
 
 
 # --- the page ----------------------------------------------------------------------------------
