@@ -24,6 +24,9 @@ from medclf.report.evaluate import read_predictions
 from medclf.run.folder import (
     CONFIG,
     HISTORY,
+    METRICS,
+    PREDICTIONS,
+    has_metrics,
     is_finished,
     is_unfinished,
     read_json_or_none,
@@ -71,7 +74,7 @@ def run_entry(run_dir: Path, top: Path, data: dict) -> dict:
     config = read_json_or_none(run_dir / CONFIG)
     config = config if isinstance(config, dict) else {}
     entry = {"name": name, "model": str(config.get("model", "?")), "seed": config.get("seed")}
-    if not (run_dir / "metrics.json").exists():
+    if not has_metrics(run_dir):
         why = "stopped mid-way" if is_unfinished(run_dir) else "no epoch saved yet"
         return {**entry, "status": "unfinished", "note": f"no metrics.json: training {why}"}
     try:
@@ -83,7 +86,10 @@ def run_entry(run_dir: Path, top: Path, data: dict) -> dict:
 def finished_entry(run_dir: Path, data: dict) -> dict:
     config, metrics = check_run(run_dir)  # config.json and metrics.json checked
     if not is_finished(metrics):
-        raise DataError(f"{run_dir}/metrics.json has status {metrics.get('status')!r}")
+        raise DataError(
+            f"{run_dir / METRICS} has status {metrics.get('status')!r}, not a finished "
+            "one; train the run again"
+        )
     preds = read_predictions(run_dir)
     task, names = str(metrics.get("task")), metrics["class_names"]
     split = {s: split_of(run_dir, preds, s, task, names) for s in ("val", "test")}
@@ -122,13 +128,13 @@ def split_of(run_dir, preds: dict, split: str, task: str, names) -> dict:
     finite: a diverged model); a split that is missing or does not fit is damage."""
     labels, scores = preds.get(f"{split}_labels"), preds.get(f"{split}_scores")
     if labels is None or scores is None:
-        raise DataError(f"{run_dir}/predictions.npz has no '{split}' split; train the run again")
+        raise DataError(f"{run_dir / PREDICTIONS} has no '{split}' split; train the run again")
     if not np.isfinite(scores).all():
         return {}
     try:
         return task_metrics(task, labels, scores, names)
     except MedclfError as err:
-        raise DataError(f"{run_dir}/predictions.npz: {err}") from err
+        raise DataError(f"{run_dir / PREDICTIONS}: {err}") from err
 
 
 def finite(value):
