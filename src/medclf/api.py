@@ -12,7 +12,7 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
+prints): train, predict (Run.predict_files), evaluate, compare, list_runs, view, reproduce,
 benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
 synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
@@ -213,13 +213,15 @@ def _dataset_of(config: dict, root, size_given: bool):
     return dataset
 
 
-def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:
+def reproduce(dataset="octmnist", out=None, **options) -> dict:
     """The whole study: its runs (medclf.experiments.reproduce.run_study: only, workers, seeds,
     quick, root, backend, address, ...), then its report; returns the results and the
-    report's paths ("report_md", "report_html"), the failed runs and the seconds taken."""
-    from medclf.experiments.reproduce import run_study
+    report's paths ("report_md", "report_html"), the failed runs and the seconds taken.
+    ``out`` defaults to reproduction, or reproduction-quick for a quick study."""
+    from medclf.experiments.reproduce import default_out, run_study
     from medclf.report.report import write_report
 
+    out = out or default_out(options.get("quick", False))
     study = run_study(dataset, out, **options)
     md, html = write_report(study["results"], Path(out), study["meta"])
     seconds = time.perf_counter() - study["started"]
@@ -281,6 +283,23 @@ def list_runs(top="runs", sort: str = "run") -> list[dict]:
     from medclf.report.evaluate import list_runs as rows
 
     return rows(top, sort)
+
+
+def view(top="runs", out=None) -> dict:
+    """One self-contained HTML page over every run folder under ``top`` (default
+    TOP/view.html): its path ("path") and the runs it shows ("runs", each with its "status":
+    done, diverged, unfinished or damaged, and a "note" where it has one)."""
+    from medclf.report.view import write_view
+
+    return write_view(top, out)
+
+
+def serve_page(port: int):
+    """A server bound to 127.0.0.1:``port`` (refused in one line where the port is taken or
+    out of range); ``.run(html)`` serves the page until Ctrl-C, ``.url`` is its address."""
+    from medclf.report.view import PageServer
+
+    return PageServer(port)
 
 
 def tune(dataset, model: str, trials: int, out="tune", **options) -> dict:

@@ -526,6 +526,12 @@ def train(
         click.echo(f"MLflow run {run.log_to_mlflow(mlflow_uri)} in {mlflow_uri}")
 
 
+def study_folder(quick: bool) -> str:
+    from medclf.experiments.reproduce import default_out
+
+    return default_out(quick)
+
+
 def run_summary(metrics: dict, out) -> str:
     """One line: the selected epoch's test ACC and AUC, and where everything else is (a key
     missing from metrics.json reads as unknown: the line is informational)."""
@@ -730,8 +736,47 @@ def runs(top, sort, as_json):
 
 
 @cli.command()
+@click.argument("top", metavar="DIR")
+@click.option("--out", type=click.Path(dir_okay=False), help="HTML file (default: DIR/view.html).")
+@click.option(
+    "--serve",
+    "port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the page on http://127.0.0.1:PORT/ until Ctrl-C.",
+)
+def view(top, out, port):
+    """One self-contained HTML page over every run folder under DIR: a sortable table, each
+    run's curves, calibration, confusion matrix, wrong images and robustness."""
+    server = api.serve_page(port) if port is not None else None  # a taken port: before work
+    page = api.view(top, out)
+    runs = page["runs"]
+    bad = [r for r in runs if r["status"] == "damaged"]
+    unfinished = [r for r in runs if r["status"] == "unfinished"]
+    click.echo(
+        f"{len(runs) - len(bad) - len(unfinished)} finished run(s), {len(unfinished)} "
+        f"unfinished, {len(bad)} damaged: {page['path']}"
+    )
+    if bad:
+        click.echo(
+            f"Error: {len(bad)} damaged run folder(s), listed as damaged in the page: "
+            + "; ".join(r["note"] for r in bad),
+            err=True,
+        )
+    if server is not None:
+        click.echo(f"serving {server.url} (Ctrl-C to stop)")
+        server.run(Path(page["path"]).read_text(encoding="utf-8"))
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
-@click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    default="reproduction",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of the study (with --quick, by default: reproduction-quick).",
+)
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
 @click.option(
     "--workers",
@@ -755,6 +800,8 @@ def runs(top, sort, as_json):
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     check_mlflow(mlflow_uri)
+    if click.get_current_context().get_parameter_source("out").name == "DEFAULT":
+        out = study_folder(quick)  # a quick study's own folder: never mixed with a full one
     summary = api.reproduce(
         dataset,
         out,
