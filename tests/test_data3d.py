@@ -269,3 +269,25 @@ def test_genuine_adrenalmnist3d(tmp_path, monkeypatch):
     shutil.copy(GENUINE, tmp_path / "adrenalmnist3d_64.npz")  # the 28 file under the 64 name
     with pytest.raises(ShapeError, match="named as adrenalmnist3d at size 64"):
         load_dataset(tmp_path / "adrenalmnist3d_64.npz")
+
+
+def test_non_cubic_volumes_of_an_unknown_file_are_one_line(tmp_path):
+    arrays = {k: v[:, :9] if k.endswith("images") else v for k, v in volumes(side=12).items()}
+    path = save(tmp_path / "myvolumes.npz", arrays)  # (n, 9, 12, 12)
+    assert "volumes of shape (9, 12, 12), but medclf reads cubic volumes" in one_line_failure(
+        ["data", "info", str(path)]
+    )
+
+
+def test_voxel_statistics_take_a_few_megabytes_at_a_time(monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(load, "STATS_PIXELS", 1 << 16)
+    vol = np.random.default_rng(0).integers(0, 256, (200, 16, 16, 16), dtype=np.uint8)
+    tracemalloc.start()
+    mean, sd, lo, hi = load.pixel_stats(vol)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < vol.nbytes  # counting all at once takes 8 bytes a voxel
+    assert np.isclose(mean, vol.mean()) and np.isclose(sd, vol.std())
+    assert (lo, hi) == (vol.min(), vol.max())

@@ -41,6 +41,7 @@ from medclf.errors import (
 
 META_KEY = "medclf_meta"
 MAX_CLASSES = 1000  # for files of unknown dataset, whose class count comes from the labels
+STATS_PIXELS = 1 << 22  # pixels per chunk of pixel_stats
 MEMORY_SHARE = 0.8  # of physical memory that inflated (compressed) arrays may take
 
 
@@ -288,7 +289,13 @@ def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
             f"classes, but medclf reads at most {MAX_CLASSES:,} from a file of unknown dataset; "
             "fix the labels, or name the file after its MedMNIST dataset (e.g. octmnist.npz)"
         )
-    channels = images.shape[3] if dims == 2 and images is not None and images.ndim == 4 else 1
+    if dims == 3 and len(set(images.shape[1:4])) > 1:
+        raise ShapeError(
+            f"train_images in {path} holds volumes of shape {images.shape[1:]}, but medclf reads "
+            "cubic volumes (depth = height = width), as MedMNIST3D stores them; resample them "
+            "to a cube"
+        )
+    channels = images.shape[3] if dims == 2 and images.ndim == 4 else 1
     return DatasetInfo(
         name=path.stem,
         md5="",
@@ -298,16 +305,18 @@ def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
         n_samples={s: 0 for s in SPLITS},
         size=side,
         licence="unknown",
-        dims=dims,
+        dims=dims or 2,
     )
 
 
-def _layout(images: np.ndarray | None) -> tuple[int, int]:
+def _layout(images: np.ndarray | None) -> tuple[int | None, int]:
     """(dims, side) of a file's images: (n, H, W) and (n, H, W, C) with C of 1, 3 or 4 are 2D;
-    (n, D, H, W) with any other last axis is 3D (MedMNIST3D stores no channel axis)."""
+    (n, D, H, W) with any other last axis, and (n, D, H, W, C), are 3D (MedMNIST3D stores no
+    channel axis). dims is None where the images are missing or no image at all (the split
+    check names that)."""
     if images is None or images.ndim < 3:
-        return 2, 28
-    volume = images.ndim == 4 and images.shape[3] not in (1, 3, 4)
+        return None, 28
+    volume = images.ndim > 4 or (images.ndim == 4 and images.shape[3] not in (1, 3, 4))
     return (3 if volume else 2), images.shape[1]
 
 
@@ -320,29 +329,31 @@ def _name_and_size(stem: str) -> tuple[str, int | None]:
     return name, int(suffix) if suffix.isdigit() else None
 
 
-def _named_info(path: Path, name: str, dims: int, side: int, claimed: int | None):
+def _named_info(path: Path, name: str, dims: int | None, side: int, claimed: int | None):
     """The entry of dataset ``name`` at the file's size, once the file's contents agree with
     the dataset's dimensionality and with the size its name claims (None: no claim)."""
     info = REGISTRY[name]
     shape = "volumes" if dims == 3 else "images"
-    if dims != info.dims:
+    if dims not in (None, info.dims):
         raise ShapeError(
             f"{path} holds {dims}D {shape}, but {name} is a {info.kind} dataset; give the "
             f"{info.kind} file of {name}, or name the file after the dataset it holds"
         )
-    if claimed != side and {claimed, side} <= set(info.sizes):  # else the shape check says it
+    if dims and claimed != side and {claimed, side} <= set(info.sizes):  # else the shape check
         cube = "x".join([str(side)] * dims)
         raise ShapeError(
             f"{path} is named as {name} at size {claimed} but holds {cube} {shape}, so it is "
-            f"the wrong file or misnamed; rename it {REGISTRY[name].name}"
+            f"the wrong file or misnamed; rename it {name}"
             f"{'' if side == 28 else f'_{side}'}.npz or give the size-{claimed} file"
         )
     return SIZED.get((name, side), info)
 
 
-def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float, int, int]:
+def pixel_stats(images: np.ndarray, chunk: int | None = None) -> tuple[float, float, int, int]:
     """Mean, sd, min and max of uint8 pixels, a chunk of images at a time (no float copy of
-    the whole array)."""
+    the whole array). The default chunk holds about 4M pixels (bincount counts them as 8-byte
+    integers), so a 64-voxel volume split never needs GBs for its statistics."""
+    chunk = chunk or max(1, STATS_PIXELS // max(1, math.prod(images.shape[1:])))
     total = sq = 0.0
     lo, hi = 255, 0
     for start in range(0, len(images), chunk):
