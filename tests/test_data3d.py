@@ -225,7 +225,9 @@ def mirror(tmp_path, monkeypatch):
     return folder
 
 
-def test_a_3d_dataset_downloads_from_a_mirror_verifies_and_loads_by_name(tmp_path, mirror):
+def test_a_3d_dataset_downloads_from_a_mirror_verifies_and_loads_by_name(
+    tmp_path, mirror, monkeypatch
+):
     root = tmp_path / "cache"
     result = CliRunner().invoke(
         cli, ["data", "download", "vesselmnist3d", "--root", str(root), "--mirror", str(mirror)]
@@ -238,9 +240,16 @@ def test_a_3d_dataset_downloads_from_a_mirror_verifies_and_loads_by_name(tmp_pat
     (mirror / "vesselmnist3d.npz").unlink()  # the cached copy is reused, the mirror not asked
     assert fetch.download("vesselmnist3d", root, mirror=str(mirror)) == root / "vesselmnist3d.npz"
     damaged = root / "vesselmnist3d.npz"
-    damaged.write_bytes(damaged.read_bytes()[:-10])
+    genuine = damaged.read_bytes()
+    damaged.write_bytes(genuine[:-10])
     message = one_line_failure(["data", "info", "vesselmnist3d", "--root", str(root)])
     assert "does not have the MD5 of vesselmnist3d" in message
+    medmnist = tmp_path / "dot-medmnist"  # MedMNIST's own cache (~/.medmnist) is used too
+    medmnist.mkdir()
+    (medmnist / "vesselmnist3d.npz").write_bytes(genuine)
+    monkeypatch.setattr(fetch, "MEDMNIST_ROOT", medmnist)
+    ds = load_dataset("vesselmnist3d", tmp_path / "empty")
+    assert ds.source == str(medmnist / "vesselmnist3d.npz") and ds.info.dims == 3
 
 
 def test_a_3d_dataset_has_no_128_file(tmp_path):
@@ -266,6 +275,11 @@ def test_genuine_adrenalmnist3d(tmp_path, monkeypatch):
     path = fetch.download("adrenalmnist3d", tmp_path / "cache", mirror=str(folder), progress=False)
     assert fetch.verify(["adrenalmnist3d"], tmp_path / "cache") == {"adrenalmnist3d": "ok"}
     assert load_dataset("adrenalmnist3d", tmp_path / "cache").source == str(path)
+    big = SHARED / "adrenalmnist3d_64.npz"
+    if big.is_file():  # data verify with no names checks every 3D dataset at 28 and 64
+        shutil.copy(big, tmp_path / "cache")
+        result = CliRunner().invoke(cli, ["data", "verify", "--root", str(tmp_path / "cache")])
+        assert result.output.split() == ["adrenalmnist3d", "ok", "adrenalmnist3d_64", "ok"]
     shutil.copy(GENUINE, tmp_path / "adrenalmnist3d_64.npz")  # the 28 file under the 64 name
     with pytest.raises(ShapeError, match="named as adrenalmnist3d at size 64"):
         load_dataset(tmp_path / "adrenalmnist3d_64.npz")

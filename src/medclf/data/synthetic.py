@@ -66,7 +66,8 @@ def _smooth_noise(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 def make_images(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
     """uint8 images for ``labels``, made a chunk at a time so that the float work arrays stay
     near ``CHUNK_BYTES`` (every 28x28 split fits in one chunk)."""
-    per_chunk = max(1, CHUNK_BYTES // (int(np.prod(info.image_shape)) * 8))
+    per_image = info.size**info.dims * 8  # float64 work arrays of one channel
+    per_chunk = max(1, CHUNK_BYTES // per_image)
     out = np.empty((len(labels), *info.image_shape), np.uint8)
     make = _make_volume_chunk if info.dims == 3 else _make_chunk
     for start in range(0, len(labels), per_chunk):
