@@ -78,6 +78,13 @@ def test_a_volume_file_named_at_the_other_size_is_one_line(tmp_path, name, side)
     assert f"holds {side}x{side}x{side} volumes" in message and "rename it" in message
 
 
+def test_the_same_name_check_holds_for_2d_files(tmp_path):
+    arrays = {k: v[:, 0] if k.endswith("images") else v for k, v in volumes(side=64).items()}
+    path = save(tmp_path / "breastmnist.npz", arrays)  # 64x64 images under the 28 name
+    message = one_line_failure(["data", "info", str(path)])
+    assert "named as breastmnist at size 28 but holds 64x64 images" in message
+
+
 def test_the_right_name_and_size_load_and_the_size_flag_is_checked(tmp_path):
     path = save(tmp_path / "vesselmnist3d_64.npz", volumes(n=(2, 2, 2), side=64))
     ds = load_dataset(path)

@@ -364,7 +364,7 @@ def sample_figure(dataset, split: str = "train", per_class: int = 8, root=None, 
     title = f"{ds.display_name} — {split}"
     if ds.info.dims == 3:  # volumes: three mid-slices each, labelled there
         return volume_grid(s.images, labels, ds.class_names, per_class, title)
-    fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
+    fig = sample_grid(s.images, labels, ds.class_names, per_class, title)
     for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
         fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
     return fig
