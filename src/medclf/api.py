@@ -350,12 +350,15 @@ def verify(names=(), root=None, size: int | None = None) -> dict[str, str]:
     """The MD5 check of cached files, {name: state}: ``names`` at ``size`` (default 28), or
     with no names every known dataset at every size (the ones not cached left out)."""
     from medclf.data.fetch import verify as check
-    from medclf.data.registry import REGISTRY, SIZES
+    from medclf.data.registry import SIZED
 
+    if names:
+        return check(list(names), root, size or 28)
     status = {}
-    for side in [size] if size else [28] if names else SIZES:
-        status.update(check(list(names) or list(REGISTRY), root, side))
-    return status if names else {k: v for k, v in status.items() if v != "missing"}
+    for name, side in sorted(SIZED, key=lambda key: key[1]):  # every dataset at its sizes
+        if size in (None, side):
+            status.update(check([name], root, side))
+    return {k: v for k, v in status.items() if v != "missing"}
 
 
 def synthesize(like: str, out, scale: float = 0.05, seed: int = 0, size: int = 28) -> Path:
@@ -367,16 +370,20 @@ def synthesize(like: str, out, scale: float = 0.05, seed: int = 0, size: int = 2
 
 
 def sample_figure(dataset, split: str = "train", per_class: int = 8, root=None, size=None):
-    """A grid of sample images of a dataset's split, one row per class (a matplotlib Figure;
-    save it with medclf.plots.save_figure)."""
+    """A grid of sample images of a dataset's split, one row per class; a volume is drawn as
+    its axial, coronal and sagittal mid-slices (a matplotlib Figure; save it with
+    medclf.plots.save_figure)."""
     import textwrap
 
-    from medclf.plots import sample_grid
+    from medclf.plots import sample_grid, volume_grid
 
     ds = load_dataset(dataset, root, size)
     s = ds.split(split)
     labels = s.labels if s.labels.ndim == 1 else s.labels.argmax(axis=1)
-    fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
+    title = f"{ds.display_name} — {split}"
+    if ds.info.dims == 3:  # volumes: three mid-slices each, labelled there
+        return volume_grid(s.images, labels, ds.class_names, per_class, title)
+    fig = sample_grid(s.images, labels, ds.class_names, per_class, title)
     for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
         fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
     return fig

@@ -33,6 +33,8 @@ from medclf.models.registry import MODELS as MODEL_NAMES
 from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
 
+SHOW_DPI = 150  # data show: fine enough to read a 28-voxel slice
+
 
 class Interrupted(click.ClickException):
     exit_code = 130  # the shell's code for Ctrl-C
@@ -169,26 +171,31 @@ size_option = click.option(
     default="28",
     show_default=True,
     callback=lambda ctx, param, value: int(value),
-    help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+).",
+    help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+; 3D datasets: 64 only).",
 )
 
 data_size_option = click.option(
     "--size",
     type=Choice(["28", "64", "128", "224"]),
     callback=lambda ctx, param, value: value and int(value),
-    help="Image side of a named dataset: 28 (default) or 64, 128, 224 (MedMNIST+); a file's "
-    "size is read from it.",
+    help="Image side of a named dataset: 28 (default) or 64, 128, 224 (MedMNIST+; 3D datasets: "
+    "64 only); a file's size is read from it.",
 )
 
 
 @data.command("list")
 def data_list():
-    """List the datasets medclf knows (each at sizes 28, 64, 128 and 224)."""
+    """List the datasets medclf knows (2D at sizes 28, 64, 128 and 224; 3D at 28 and 64)."""
 
-    click.echo(f"{'dataset':15} {'task':26} {'classes':>7}  train / val / test images")
+    click.echo(
+        f"{'dataset':16} {'task':26} {'classes':>7}  kind  sizes            train / val / test"
+    )
     for info in REGISTRY.values():
-        sizes = " / ".join(f"{info.n_samples[s]:,}" for s in ("train", "val", "test"))
-        click.echo(f"{info.name:15} {info.task:26} {info.n_classes:7}  {sizes}")
+        splits = " / ".join(f"{info.n_samples[s]:,}" for s in ("train", "val", "test"))
+        sizes = ", ".join(map(str, info.sizes))
+        click.echo(
+            f"{info.name:16} {info.task:26} {info.n_classes:7}  {info.kind:4}  {sizes:15}  {splits}"
+        )
 
 
 @data.command()
@@ -242,7 +249,9 @@ def info(dataset, root, size):
     licence = "none (synthetic data made by medclf)" if ds.synthetic else ds.info.licence
     click.echo(f"dataset  {ds.display_name}   task {ds.info.task}   licence {licence}")
     click.echo(f"source   {ds.source}")
-    click.echo(f"images   {ds.info.image_shape} uint8, {ds.info.n_classes} classes")
+    what = "volumes" if ds.info.dims == 3 else "images"
+    kind = " (3D, one channel)" if ds.info.dims == 3 else ""
+    click.echo(f"{what:8} {ds.info.image_shape} uint8{kind}, {ds.info.n_classes} classes")
     for split in ("train", "val", "test"):
         s = ds.split(split)
         counts = (
@@ -252,7 +261,8 @@ def info(dataset, root, size):
         )
         mean, sd, lo, hi = pixel_stats(s.images)
         click.echo(
-            f"{split:6} {len(s):>8,} images   pixels mean {mean:6.2f} "
+            f"{split:6} {len(s):>8,} {what:8} {'voxels' if ds.info.dims == 3 else 'pixels'} "
+            f"mean {mean:6.2f} "
             f"sd {sd:6.2f} min {lo} max {hi}"
         )
         for name, count in zip(ds.class_names, counts, strict=True):
@@ -267,11 +277,11 @@ def info(dataset, root, size):
 @root_option
 @data_size_option
 def show(dataset, out, split, per_class, root, size):
-    """Draw a grid of sample images, one row per class."""
+    """Draw sample images, one row per class (volumes: their three mid-slices)."""
     from medclf.plots import save_figure
 
     fig = api.sample_figure(dataset, split, per_class, root, size)
-    click.echo(f"wrote {save_figure(fig, out)}")
+    click.echo(f"wrote {save_figure(fig, out, dpi=SHOW_DPI)}")
 
 
 @data.command()
