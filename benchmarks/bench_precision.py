@@ -60,7 +60,9 @@ def paired(a, b):
     from scipy.stats import ttest_rel
 
     diffs = [y - x for x, y in zip(a, b, strict=True)]
-    p = ttest_rel(b, a).pvalue if len(a) > 1 and any(diffs) else 1.0
+    if len(a) < 2:
+        return (diffs[0], float("nan"), float("nan"))  # one pair: no spread, no test
+    p = ttest_rel(b, a).pvalue if any(diffs) else 1.0
     return (*mean_sd(diffs), float(p))
 
 

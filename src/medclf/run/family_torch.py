@@ -125,11 +125,9 @@ class TorchTrainer(Family):
             }
         )
         self.model = build_network(config, f.X_train.shape[1:], dataset.info.n_classes)
-        self.eval_options = {
-            "chunk": self.chunk,
-            "prepare": self.prepare,
-            "precision": self.precision,
-        }
+        # bf16 speeds the epochs (training and the validation that selects); the kept model
+        # is scored in float32, as predict and its ONNX graph compute it
+        self.eval_options = {"chunk": self.chunk, "prepare": self.prepare}
         self.model.to(self.device)
         # torch.compile's wrapper shares the model's parameters; it trains, the model is saved
         self.forward = torch.compile(self.model) if config.get("compile") else None
@@ -177,6 +175,7 @@ class TorchTrainer(Family):
             lr_at=schedule,
             transform=self.transform,
             forward=self.forward,
+            precision=self.precision,
             **self.eval_options,
         )
 
