@@ -226,8 +226,10 @@ def fit(
     forward=None,
 ) -> list[dict]:
     """Train from ``len(history) + 1`` to ``epochs``, appending each epoch's record to
-    ``history``; ``callback(record)`` after each epoch (checkpoints plug in there; returning
-    True stops). ``data``: dict of device tensors X_train, y_train, X_val, y_val.
+    ``history``; ``callback(record, val_logits)`` after each epoch, with the validation logits
+    its val_loss and val_acc come from (checkpoints plug in there; returning True stops);
+    ``precision``, ``forward``: see train_epoch. ``data``: dict of device tensors X_train,
+    y_train, X_val, y_val.
     ``lr_at(epoch)``: the learning rate of an epoch (a schedule that depends on the epoch
     number only, so a resumed run continues it exactly); ``transform(x)``: augmentation of
     each training batch."""
