@@ -61,7 +61,7 @@ class PriorFamily(Family):
         val = self.scores(self.model, self.features.X_val)
         rec = record(1, val_acc=medmnist_acc(self.task, self.features.y_val, val))
         self.history.append(rec)
-        on_epoch(rec)
+        on_epoch(rec, val)
 
     def inputs(self, images):
         return inputs_of(images, "flat", np.float32)

@@ -30,6 +30,7 @@ from medclf.models.config import (
 )
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.models.registry import MODELS as MODEL_NAMES
+from medclf.models.training.precision import PRECISIONS
 from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
 
@@ -444,6 +445,18 @@ def number_option(key: str, text: str):
     f"dataset ({per_model_default('augment')}).",
 )
 @click.option("--dtype", type=Choice(DTYPES), help="NumPy models only (default float64).")
+@click.option(
+    "--precision",
+    type=Choice(PRECISIONS),
+    help="Conv nets: bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has it natively, "
+    f"else refused ({per_model_default('precision')}).",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="Conv nets: train the network through torch.compile (default: eager).",
+)
 @click.option(
     "--test-split",
     type=Choice(TEST_SPLITS),

@@ -27,11 +27,14 @@ RESULT_KEYS = (
     "synthetic",
     "selected_epoch",
     "error",
+    "deterministic",
 )
 
 
 def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> list[dict]:
-    """One runner entry per dataset x model x seed (seeds 42, 43, ...). ``files``: what
+    """One runner entry per dataset x model x seed (seeds 42, 43, ...); a model whose fit
+    never uses its seed (its registry entry's uses_seed) gets one entry, seed 42, marked
+    ``deterministic``: its other seeds would repeat the same run. ``files``: what
     data_files says of each dataset (its name, file label, MD5, image size), added to its
     entries; ``size`` (default 28) serves a dataset data_files did not see."""
     if preset not in PRESETS:
@@ -46,7 +49,8 @@ def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> li
         about = (files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem}
         side = about.get("size", size or 28)
         for model in models:
-            for seed in range(42, 42 + seeds):
+            deterministic = not MODELS[model].uses_seed
+            for seed in range(42, 42 + (1 if deterministic else seeds)):
                 config = make_config(
                     model,
                     dataset=str(dataset),
@@ -64,6 +68,7 @@ def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> li
                         "model": model,
                         "preset": preset,
                         "seed": seed,
+                        "deterministic": deterministic,
                     }
                 )
     return entries

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from medclf.errors import ConfigError, SettingError, did_you_mean
 from medclf.limits import MAX_SEED
 from medclf.models.registry import MODELS
+from medclf.models.training.precision import PRECISIONS
 
 COMMON = {
     "dataset": "octmnist",
@@ -71,7 +72,11 @@ def make_config(model: str, **overrides) -> dict:
         if key not in config:
             hint = did_you_mean(key, config)
             names = ", ".join(k for k in config if k != "model")
-            raise SettingError(f"{model} has no setting {key!r}{hint}; its settings are {names}")
+            having = [m for m, spec in MODELS.items() if key in spec.defaults]
+            where = f" (a setting of {', '.join(having)} only)" if having else ""
+            raise SettingError(
+                f"{model} has no setting {key!r}{where}{hint}; its settings are {names}"
+            )
         config[key] = value
     check_config(config)
     return config
@@ -111,6 +116,8 @@ def check_config(c: dict) -> None:
         ("patience", lambda v: _integer(v) and v >= 0, "must be an integer >= 0"),
         ("dataset", lambda v: isinstance(v, str) and v != "", "must be a dataset name or path"),
         ("dtype", lambda v: v in DTYPES, "must be float32 or float64"),
+        ("precision", lambda v: v in PRECISIONS, f"must be one of {', '.join(PRECISIONS)}"),
+        ("compile", lambda v: isinstance(v, bool), "must be true or false"),
         # classic baselines (medclf.models.classic)
         ("C", lambda v: _finite(v) and v > 0, "must be > 0 and finite"),
         ("max_iter", lambda v: _integer(v) and v >= 1, "must be an integer >= 1"),

@@ -68,9 +68,17 @@ def number(value) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def is_synthetic(row: dict) -> bool:
-    value = row.get("synthetic")
+def flag(row: dict, key: str) -> bool:
+    """A yes/no column, from a result dict or a CSV string."""
+    value = row.get(key)
     return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+def is_synthetic(row: dict) -> bool:
+    return flag(row, "synthetic")
+
+
+DETERMINISTIC = "deterministic: trained once, same for every seed"
 
 
 def dataset_key(dataset) -> str:
@@ -93,6 +101,8 @@ def summarise(rows: list[dict]) -> dict:
     out = {
         "n": len(ok),
         "runs": len(rows),
+        # one run stands for every seed: no seed spread to show (its sd is no measurement)
+        "deterministic": bool(rows) and all(flag(r, "deterministic") for r in rows),
         "statuses": [r.get("status") for r in rows if r.get("status") != "done"],
     }
     for key in ("test_acc", "test_auc", "val_acc", "val_auc", "seconds"):
@@ -121,14 +131,19 @@ def md(text) -> str:
     return str(text).replace("|", "\\|")
 
 
-def fmt(value: float | None, sd: float | None = None, n: int = 0) -> str:
+def fmt(value: float | None, sd: float | None = None, n: int | str = 0) -> str:
+    """'0.812 ± 0.010'; one run: '0.812 (n=1)', or n's own words (a deterministic model)."""
     if value is None:
         return "—"
-    return (
-        f"{value:.3f} ± {sd:.3f}"
-        if sd is not None
-        else f"{value:.3f}" + (" (n=1)" if n == 1 else "")
-    )
+    if sd is not None:
+        return f"{value:.3f} ± {sd:.3f}"
+    note = {1: " (n=1)"}.get(n, f" ({n})" if isinstance(n, str) else "")
+    return f"{value:.3f}{note}"
+
+
+def seeds_n(s: dict) -> int | str:
+    """What a summary's one value stands for: n runs, or every seed of a deterministic model."""
+    return "every seed" if s.get("deterministic") and s["n"] == 1 else s["n"]
 
 
 def signed(value: float | None) -> str:
@@ -141,6 +156,8 @@ def whole(value: float | None) -> str:
 
 def runs_text(s: dict) -> str:
     text = f"{s['n']}" if s["n"] == s["runs"] else f"{s['n']} of {s['runs']}"
+    if s.get("deterministic"):
+        text += f" ({DETERMINISTIC})"
     if s["statuses"]:
         counts = {st: s["statuses"].count(st) for st in s["statuses"]}
         text += " (" + ", ".join(f"{c} {st}" for st, c in counts.items()) + ")"
@@ -245,11 +262,13 @@ def dataset_section(
         d_auc = s["test_auc"] - base.auc if base and s["test_auc"] is not None else None
         lines.append(
             f"| {md(model)} ({md(preset)}) | {source} | {runs_text(s)} "
-            f"| {cell(s['test_acc'], s['test_acc_sd'], s['n'], 'acc')} | {interval(s, 'test_acc')} "
-            f"| {cell(s['test_auc'], s['test_auc_sd'], s['n'], 'auc')} | {interval(s, 'test_auc')} "
+            f"| {cell(s['test_acc'], s['test_acc_sd'], seeds_n(s), 'acc')} "
+            f"| {interval(s, 'test_acc')} "
+            f"| {cell(s['test_auc'], s['test_auc_sd'], seeds_n(s), 'auc')} "
+            f"| {interval(s, 'test_auc')} "
             f"| {signed(d_acc)} | {signed(d_auc)} | {verdict(s, base)} "
-            f"| {fmt(s['val_acc'], s['val_acc_sd'], s['n'])} "
-            f"| {fmt(s['val_auc'], s['val_auc_sd'], s['n'])} "
+            f"| {fmt(s['val_acc'], s['val_acc_sd'], seeds_n(s))} "
+            f"| {fmt(s['val_auc'], s['val_auc_sd'], seeds_n(s))} "
             f"| {whole(s['seconds'])} |"
         )
     for method, score in (table or {}).items():
@@ -303,6 +322,7 @@ def runs_section(results: list[dict]) -> list[str]:
     lines = ["## Every run", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in results:
         data = SYNTHETIC if is_synthetic(r) else "real"
+        seed_note = " (deterministic: stands for every seed)" if flag(r, "deterministic") else ""
         # a run not counted shows no metrics: whatever it left behind is not a result
         metrics = [
             fmt(number(r.get(k)) if counted(r) else None)
@@ -311,7 +331,7 @@ def runs_section(results: list[dict]) -> list[str]:
         lines.append(
             f"| {md(r.get('dataset'))} | {md(file_of(r) or '—')} | {data} "
             f"| {md(r.get('model'))} "
-            f"| {md(r.get('preset'))} | {md(r.get('seed'))} | {md(r.get('status'))} | "
+            f"| {md(r.get('preset'))} | {md(r.get('seed'))}{seed_note} | {md(r.get('status'))} | "
             + " | ".join(metrics)
             + f" | {whole(number(r.get('seconds')))} |"
         )

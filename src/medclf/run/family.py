@@ -3,7 +3,9 @@ how predict and export use the model a finished run saved. medclf.run.families m
 registry family name (medclf.models.registry.ModelSpec.family) to its Family.
 
 Training: one instance per run, built from the config and the dataset (its shape and classes);
-``fit`` trains epoch by epoch and calls the lifecycle's ``on_epoch(record) -> stop`` after each.
+``fit`` trains epoch by epoch and calls the lifecycle's ``on_epoch(record, val_scores) -> stop``
+after each, with the validation probabilities (as ``scores`` gives them) of the one pass that
+gave the record's val_loss and val_acc: validation is scored once per epoch.
 A finished run: the class methods read RUN_DIR/``model_file``, give its outputs for images and
 build its ONNX graph; a file that does not fit the run is one DataError.
 """
@@ -42,7 +44,7 @@ class Family(ABC):
 
     @abstractmethod
     def fit(self, on_epoch, progress, train_acc: bool) -> None:
-        """Train the remaining epochs; ``on_epoch(record)`` after each, True: stop."""
+        """Train the remaining epochs; ``on_epoch(record, val_scores)`` after each, True: stop."""
 
     @abstractmethod
     def inputs(self, images: np.ndarray) -> np.ndarray:

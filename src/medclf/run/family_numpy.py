@@ -60,7 +60,7 @@ class NumpyTrainer(Family):
                 left,
                 f.X_val,
                 f.y_val,
-                callback=lambda m, rec: on_epoch(rec),
+                callback=lambda m, rec: on_epoch(rec, softmax(m.val_scores_)),
                 progress=progress,
                 train_acc=train_acc,
             )

@@ -298,7 +298,7 @@ class SklearnTrainer(Family):
             seconds,
         )
         self.history.append(rec)
-        on_epoch(rec)
+        on_epoch(rec, val)
 
     def log_loss(self, y, scores) -> float | None:
         from sklearn.metrics import log_loss

@@ -25,6 +25,7 @@ from medclf.metrics import MULTI_LABEL
 from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
+from medclf.models.training.precision import bf16_support, check_precision
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
 from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged, environment, kept
@@ -100,6 +101,8 @@ class TorchTrainer(Family):
         self.threads = threads or engine.default_threads(config["batch_size"])
         torch.set_num_threads(self.threads)
         self.device = engine.pick_device(device)
+        self.precision = config.get("precision", "fp32")
+        check_precision(self.precision, self.device.type)  # before anything is written
         self.generator = engine.seed_everything(config["seed"])
         self.multi_label = dataset.info.multi_label
         images = MODELS[config["model"]].inputs == "image"
@@ -122,8 +125,12 @@ class TorchTrainer(Family):
             }
         )
         self.model = build_network(config, f.X_train.shape[1:], dataset.info.n_classes)
+        # bf16 speeds the epochs (training and the validation that selects); the kept model
+        # is scored in float32, as predict and its ONNX graph compute it
         self.eval_options = {"chunk": self.chunk, "prepare": self.prepare}
         self.model.to(self.device)
+        # torch.compile's wrapper shares the model's parameters; it trains, the model is saved
+        self.forward = torch.compile(self.model) if config.get("compile") else None
         self.optimizer = engine.make_optimizer(
             self.model, config["optimizer"], config["lr"], config["l2"]
         )
@@ -161,10 +168,14 @@ class TorchTrainer(Family):
             self.generator,
             history=self.history,
             train_acc=train_acc,
-            callback=on_epoch,
+            callback=lambda rec, logits: on_epoch(
+                rec, engine.probabilities(logits, self.multi_label)
+            ),
             progress=progress,
             lr_at=schedule,
             transform=self.transform,
+            forward=self.forward,
+            precision=self.precision,
             **self.eval_options,
         )
 
@@ -222,7 +233,13 @@ class TorchTrainer(Family):
         return {"test_loss": finite_or_none(engine.evaluate(model, X, y, **self.eval_options)[0])}
 
     def environment(self) -> dict:
-        return environment(threads=self.threads, device=str(self.device))
+        return environment(
+            threads=self.threads,
+            device=str(self.device),
+            precision=self.precision,
+            bf16_hardware=bf16_support(self.device.type),
+            compile=bool(self.config.get("compile")),
+        )
 
     @classmethod
     def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):

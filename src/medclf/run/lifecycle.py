@@ -142,8 +142,9 @@ def run_job(
     selector = Selector(config["select"], config["patience"], trainer.history)
     display = EpochProgress(len(f.y_train), config.get("epochs", 1), quiet, config["model"])
 
-    def on_epoch(rec) -> bool:
-        rec["val_auc"] = auc_of(task, f.y_val, trainer.scores(trainer.model, f.X_val))
+    def on_epoch(rec, val_scores) -> bool:
+        # val_scores: the family's probabilities from the pass its val_acc came from
+        rec["val_auc"] = auc_of(task, f.y_val, val_scores)
         if selector.update(rec) and selector.metric != "last":
             trainer.save_best(best)
         display.end_epoch(rec)

@@ -191,8 +191,9 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         ``seed``; afresh unless ``warm_start`` and already fitted (then training continues, its
         history and RNG too: a checkpoint loaded by ``load_model`` continues this way).
 
-        ``callback(model, record)`` runs after each epoch with its history record; returning
-        True stops training (early stopping, checkpoints and progress plug in here).
+        ``callback(model, record)`` runs after each epoch with its history record (and
+        ``model.val_scores_``, the class scores of ``X_val`` behind its val_loss and val_acc);
+        returning True stops training (early stopping, checkpoints and progress plug in here).
         ``progress(n)`` is told each time n more examples of the epoch are trained.
         ``train_acc=False`` measures training accuracy after the last epoch only (a pass over
         the whole training split costs a quarter of an MLP epoch).
@@ -224,7 +225,10 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
             start = time.perf_counter()
             train_loss = self._epoch_in_chunks(X, y, self.rng_.permutation(len(X)), progress)
             seconds = time.perf_counter() - start
-            val_loss, val_acc = self._evaluate(X_val, y_val) if X_val is not None else (None, None)
+            val_loss, val_acc = None, None
+            if X_val is not None:  # scored once: the callback reads them as val_scores_
+                self.val_scores_ = self._scores_checked(X_val)
+                val_loss, val_acc = self._loss_and_accuracy(self.val_scores_, y_val)
             last = epoch == epochs - 1
             acc = self._evaluate(X, y)[1] if train_acc or last else None
             rec = record(len(self.history_) + 1, train_loss, acc, val_loss, val_acc, seconds)
@@ -311,7 +315,9 @@ class NumpyClassifier(ClassifierMixin, BaseEstimator):
         return self._evaluate(X, self._encode(y, len(X)))
 
     def _evaluate(self, X, y) -> tuple[float | None, float]:
-        scores = self._scores_checked(X)
+        return self._loss_and_accuracy(self._scores_checked(X), y)
+
+    def _loss_and_accuracy(self, scores, y) -> tuple[float | None, float]:
         acc = float(np.mean(scores.argmax(axis=1) == y))
         if not self.has_proba:
             return None, acc

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from medclf.errors import ConfigError
 from medclf.models.training.history import record
+from medclf.models.training.precision import autocast
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -102,13 +103,25 @@ def channels_last(model, X) -> bool:
 
 
 def train_epoch(
-    model, optimizer, X, y, batch_size, generator, progress=None, transform=None, prepare=None
+    model,
+    optimizer,
+    X,
+    y,
+    batch_size,
+    generator,
+    progress=None,
+    transform=None,
+    prepare=None,
+    precision="fp32",
+    forward=None,
 ) -> float:
     """One pass in a seeded random order; returns the mean of the minibatch losses.
     Plain SGD on the study's models with a softmax loss takes the fused hand-written step
     (medclf.models.training.fused_sgd); anything else the autograd step. ``progress(n)`` hears about
     every ~8192 examples. ``prepare(x)`` turns stored inputs into model inputs batch by batch
-    (uint8 images stay uint8 until a batch is formed); ``transform(x)`` augments them."""
+    (uint8 images stay uint8 until a batch is formed); ``transform(x)`` augments them.
+    ``precision``: the forward pass's (medclf.models.training.precision); ``forward``: what
+    computes the logits (torch.compile's wrapper of ``model``; default ``model``)."""
     from medclf.models.training.fused_sgd import fusable, sgd_step, structure
 
     model.train()
@@ -121,8 +134,11 @@ def train_epoch(
         and not y.is_floating_point()
         and transform is None
         and prepare is None
+        and precision == "fp32"
+        and forward is None
     )
     nhwc = channels_last(model, X)
+    forward = model if forward is None else forward
     if fused:
         linears, act, p = structure(model)
         group = optimizer.param_groups[0]
@@ -135,7 +151,9 @@ def train_epoch(
             x = X[idx] if prepare is None else prepare(X[idx])
             x = x if transform is None else transform(x)
             x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
-            loss = loss_fn(model(x), y[idx])
+            with autocast(precision, X.device.type):
+                logits = forward(x)
+            loss = loss_fn(logits.float(), y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -147,8 +165,8 @@ def train_epoch(
 
 
 @torch.no_grad()
-def logits_of(model, X, chunk: int = 65536, prepare=None) -> torch.Tensor:
-    """Logits of a whole split in eval mode without a graph; restores the mode."""
+def logits_of(model, X, chunk: int = 65536, prepare=None, precision="fp32") -> torch.Tensor:
+    """Float32 logits of a whole split in eval mode without a graph; restores the mode."""
     was_training = model.training
     model.eval()
     try:
@@ -156,23 +174,36 @@ def logits_of(model, X, chunk: int = 65536, prepare=None) -> torch.Tensor:
         if channels_last(model, X):
             before = prepare
             prepare = lambda x: before(x).contiguous(memory_format=torch.channels_last)  # noqa: E731
-        return torch.cat(
-            [model(prepare(X[start : start + chunk])) for start in range(0, len(X), chunk)]
-        )
+        with autocast(precision, X.device.type):
+            parts = [model(prepare(X[start : start + chunk])) for start in range(0, len(X), chunk)]
+        return torch.cat(parts).float()
     finally:
         model.train(was_training)
 
 
-def evaluate(model, X, y, chunk: int = 65536, prepare=None) -> tuple[float, float]:
+def evaluate(
+    model, X, y, chunk: int = 65536, prepare=None, precision="fp32"
+) -> tuple[float, float]:
     """(mean loss, accuracy) of a whole split in eval mode, without a graph."""
-    logits = logits_of(model, X, chunk, prepare)
-    n = max(len(X), 1)
+    return loss_and_accuracy(logits_of(model, X, chunk, prepare, precision), y)
+
+
+def loss_and_accuracy(logits, y) -> tuple[float, float]:
+    """(mean loss, accuracy) of a split's logits."""
+    n = max(len(logits), 1)
     return float(loss_fn(logits, y, reduction="sum")) / n, n_correct(logits, y) / n
 
 
-def scores(model, X, multi_label: bool, chunk: int = 65536, prepare=None) -> np.ndarray:
+def scores(
+    model, X, multi_label: bool, chunk: int = 65536, prepare=None, precision="fp32"
+) -> np.ndarray:
     """Probabilities as MedMNIST scores them: a sigmoid per label, or a softmax over classes."""
-    logits = logits_of(model, X, chunk, prepare).double()
+    return probabilities(logits_of(model, X, chunk, prepare, precision), multi_label)
+
+
+def probabilities(logits, multi_label: bool) -> np.ndarray:
+    """A split's logits as MedMNIST scores them (float64)."""
+    logits = logits.double()
     return (logits.sigmoid() if multi_label else logits.softmax(dim=1)).cpu().numpy()
 
 
@@ -191,10 +222,14 @@ def fit(
     transform=None,
     chunk=65536,
     prepare=None,
+    precision="fp32",
+    forward=None,
 ) -> list[dict]:
     """Train from ``len(history) + 1`` to ``epochs``, appending each epoch's record to
-    ``history``; ``callback(record)`` after each epoch (checkpoints plug in there; returning
-    True stops). ``data``: dict of device tensors X_train, y_train, X_val, y_val.
+    ``history``; ``callback(record, val_logits)`` after each epoch, with the validation logits
+    its val_loss and val_acc come from (checkpoints plug in there; returning True stops);
+    ``precision``, ``forward``: see train_epoch. ``data``: dict of device tensors X_train,
+    y_train, X_val, y_val.
     ``lr_at(epoch)``: the learning rate of an epoch (a schedule that depends on the epoch
     number only, so a resumed run continues it exactly); ``transform(x)``: augmentation of
     each training batch."""
@@ -214,17 +249,20 @@ def fit(
             progress,
             transform,
             prepare,
+            precision,
+            forward,
         )
         seconds = time.perf_counter() - start
-        val_loss, val_acc = evaluate(model, data["X_val"], data["y_val"], chunk, prepare)
+        val_logits = logits_of(model, data["X_val"], chunk, prepare, precision)
+        val_loss, val_acc = loss_and_accuracy(val_logits, data["y_val"])
         tr_acc = (
-            evaluate(model, data["X_train"], data["y_train"], chunk, prepare)[1]
+            evaluate(model, data["X_train"], data["y_train"], chunk, prepare, precision)[1]
             if train_acc
             else None
         )
         rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
         history.append(rec)
-        if callback is not None and callback(rec):
+        if callback is not None and callback(rec, val_logits):
             break
     return history
 

@@ -1,0 +1,194 @@
+"""bf16 autocast and torch.compile against float32 eager, on validation only (issue 20 §2).
+
+usage: python benchmarks/bench_precision.py OUT [--models torch-cnn,torch-resnet18]
+       [--data DIR] [--files a.npz,b.npz] [--seeds 3] [--compile-epochs 6]
+       [--only precision|compile]
+
+For each genuine file (BreastMNIST 28 and 64, PneumoniaMNIST), model and seed (42, 43, ...)
+it trains the model's `fast` preset twice in this process, fp32 and bf16, alternating which goes
+first from seed to seed, on one thread, and compares the kept epoch's validation ACC and AUC
+(paired by seed: the same data order and initial weights) and the mean training-pass seconds per
+epoch. Test metrics are never read. Then one fp32 run per file with and without torch.compile
+(--compile-epochs epochs, back to back): the first compiled epoch's extra time is the compile
+cost, set against the per-epoch saving of the later epochs.
+
+The machine is shared: wall times are ratios of runs made in the same process, back to back.
+Writes OUT/results.json and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+FILES = ("breastmnist.npz", "breastmnist_64.npz", "pneumoniamnist.npz")
+
+
+def train(model, path, out, seed, **settings):
+    from medclf import api
+    from medclf.models.registry import preset_settings
+
+    run = api.train(
+        model,
+        dataset=str(path),
+        out=str(out),
+        quiet=True,
+        threads=1,
+        seed=seed,
+        **{**preset_settings("fast", model), **settings},
+    )
+    history = json.loads((Path(out) / "history.json").read_text())
+    epochs = history["epochs"] if isinstance(history, dict) else history
+    return {
+        "val_acc": run.metrics["val_acc"],
+        "val_auc": run.metrics["val_auc"],
+        "epoch_seconds": [r["seconds"] for r in epochs],
+    }
+
+
+def mean_sd(values):
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return statistics.mean(values), sd
+
+
+def paired(a, b):
+    """Mean ± sd of b - a and the paired t-test's p (scipy)."""
+    from scipy.stats import ttest_rel
+
+    diffs = [y - x for x, y in zip(a, b, strict=True)]
+    if len(a) < 2:
+        return (diffs[0], float("nan"), float("nan"))  # one pair: no spread, no test
+    p = ttest_rel(b, a).pvalue if any(diffs) else 1.0
+    return (*mean_sd(diffs), float(p))
+
+
+def precision_study(models, files, data, seeds, out, results, epochs=None):
+    for model in models:
+        for name in files:
+            for i, seed in enumerate(range(42, 42 + seeds)):
+                key = f"{model}|{name}|{seed}"
+                if key in results["precision"]:
+                    continue
+                order = ("fp32", "bf16") if i % 2 == 0 else ("bf16", "fp32")
+                pair = {}
+                for p in order:
+                    run_dir = out / "runs" / p / key
+                    pair[p] = train(model, data / name, run_dir, seed, precision=p, epochs=epochs)
+                    print(key, p, {k: pair[p][k] for k in ("val_acc", "val_auc")}, flush=True)
+                results["precision"][key] = pair
+                save(out, results)
+
+
+def compile_study(files, data, epochs, out, results):
+    for name in files:
+        if name in results["compile"]:
+            continue
+        runs = {}
+        for compiled in (False, True):
+            start = time.perf_counter()
+            r = train(
+                "torch-cnn",
+                data / name,
+                out / "runs" / "compile" / f"{name}-{compiled}",
+                42,
+                epochs=epochs,
+                compile=compiled,
+            )
+            r["wall"] = time.perf_counter() - start
+            runs["compile" if compiled else "eager"] = r
+        results["compile"][name] = runs
+        print(name, {k: v["epoch_seconds"] for k, v in runs.items()}, flush=True)
+        save(out, results)
+
+
+def save(out, results):
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def report(results):
+    lines = [
+        "| model | file | fp32 val ACC | bf16 val ACC | Δ ACC (paired) | fp32 val AUC "
+        "| bf16 val AUC | Δ AUC (paired) | epoch s bf16/fp32 |",
+        "|---" * 9 + "|",
+    ]
+    groups = {}
+    for key, pair in results["precision"].items():
+        model, name, _ = key.split("|")
+        groups.setdefault((model, name), []).append(pair)
+    for (model, name), pairs in groups.items():
+        cells = []
+        for m in ("val_acc", "val_auc"):
+            a = [p["fp32"][m] for p in pairs]
+            b = [p["bf16"][m] for p in pairs]
+            d, dsd, pv = paired(a, b)
+            cells += [
+                "{:.3f} ± {:.3f}".format(*mean_sd(a)),
+                "{:.3f} ± {:.3f}".format(*mean_sd(b)),
+                f"{d:+.3f} ± {dsd:.3f} (p={pv:.2f})",
+            ]
+        ratios = [
+            statistics.median(p["bf16"]["epoch_seconds"])
+            / statistics.median(p["fp32"]["epoch_seconds"])
+            for p in pairs
+        ]
+        ratio = "{:.2f} ± {:.2f}".format(*mean_sd(ratios))
+        lines.append(
+            f"| {model} | {name} | " + " | ".join(cells) + f" | {ratio} (n={len(pairs)}) |"
+        )
+    if results["compile"]:
+        lines += [
+            "",
+            "| file | eager s/epoch | compiled s/epoch (epochs 2+) | first compiled epoch s "
+            "| compile cost s | saving s/epoch | epochs to pay back |",
+            "|---" * 7 + "|",
+        ]
+    for name, runs in results["compile"].items():
+        eager = statistics.median(runs["eager"]["epoch_seconds"])
+        first, *rest = runs["compile"]["epoch_seconds"]
+        compiled = statistics.median(rest)
+        cost, saving = first - compiled, eager - compiled
+        pay = f"{cost / saving:.0f}" if saving > 0 else "never"
+        lines.append(
+            f"| {name} | {eager:.3f} | {compiled:.3f} | {first:.1f} | {cost:.1f} "
+            f"| {saving:+.3f} | {pay} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--models", default="torch-cnn")
+    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--compile-epochs", type=int, default=6)
+    parser.add_argument("--files", default=",".join(FILES))
+    parser.add_argument(
+        "--epochs", type=int, help="fewer epochs than the preset: a timing run, not a quality one"
+    )
+    parser.add_argument("--only", choices=("precision", "compile"))
+    args = parser.parse_args(argv)
+
+    from medclf.models.training.precision import cpu_bf16
+
+    if cpu_bf16() is None:
+        sys.exit("this CPU has no native bf16 (AVX512-BF16 or AMX): nothing to measure")
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {"precision": {}, "compile": {}}
+    results["cpu_bf16"] = cpu_bf16()
+    files = args.files.split(",")
+    if args.only != "compile":
+        models = args.models.split(",")
+        precision_study(models, files, args.data, args.seeds, args.out, results, args.epochs)
+    if args.only != "precision":
+        compile_study(files, args.data, args.compile_epochs, args.out, results)
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()

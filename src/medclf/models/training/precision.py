@@ -1,0 +1,60 @@
+"""Numeric precision of the PyTorch convolutional models: float32, or bfloat16 autocast
+where the hardware has it (detected, never assumed).
+
+bf16 autocast runs convolutions and linear layers in bfloat16 and keeps the weights, the
+optimizer and the loss in float32. On a CPU it pays only with native bf16 instructions
+(AVX512-BF16 or AMX); without them oneDNN emulates it, slower than float32, so medclf refuses
+it there instead of falling back silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def cpu_bf16() -> str | None:
+    """The CPU's native bf16 instructions as torch sees them ('amx+avx512_bf16',
+    'avx512_bf16'), or None."""
+    import torch
+
+    found = []
+    if torch.cpu._is_amx_tile_supported():
+        found.append("amx")
+    if torch.cpu._is_avx512_bf16_supported():
+        found.append("avx512_bf16")
+    return "+".join(found) or None
+
+
+def bf16_support(device_type: str) -> str | None:
+    """What runs bf16 natively on ``device_type`` ('cpu' or 'cuda'), or None."""
+    import torch
+
+    if device_type == "cuda":
+        return "cuda" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
+    return cpu_bf16()
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse a precision this device cannot run natively: one line, never a fallback."""
+    from medclf.errors import ConfigError
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision == {precision!r}, must be one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and bf16_support(device_type) is None:
+        where = (
+            "this CPU has neither AVX512-BF16 nor AMX"
+            if device_type == "cpu"
+            else ("this CUDA device has no bfloat16")
+        )
+        raise ConfigError(f"--precision bf16 asked for, but {where}; use --precision fp32")
+
+
+def autocast(precision: str, device_type: str):
+    """The forward pass's context: bf16 autocast, or nothing for fp32."""
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

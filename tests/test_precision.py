@@ -1,0 +1,160 @@
+"""Issue 20 §2: --precision bf16|fp32 and --compile for the conv nets: detected, recorded in
+config.json and env.json, refused in one line where the hardware or the model cannot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from medclf.cli import cli
+from medclf.models.training import precision
+
+
+@pytest.fixture(scope="module")
+def breast(tmp_path_factory):
+    from medclf.data.synthetic import write_synthetic
+
+    return write_synthetic(
+        tmp_path_factory.mktemp("data") / "breastmnist.npz", "breastmnist", 0.1, 0
+    )
+
+
+def train(args, out):
+    small = ["--epochs", "1", "--width", "4", "--threads", "1", "--quiet", "--out", str(out)]
+    return CliRunner().invoke(cli, ["train", *map(str, args), *small])
+
+
+def one_line_error(result, code=1):
+    assert result.exit_code == code, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def test_the_detector_reads_torch_and_agrees_with_the_cpu_flags():
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo to check torch's detection against")
+    flags = set(cpuinfo.read_text().split())
+    found = precision.cpu_bf16()
+    assert (found is not None) == bool({"avx512_bf16", "amx_tile"} & flags)
+    assert found is None or set(found.split("+")) <= {"amx", "avx512_bf16"}
+    assert precision.bf16_support("cuda") is None or torch.cuda.is_available()
+
+
+def test_bf16_without_hardware_support_is_refused_before_anything_is_written(
+    breast, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)
+    out = tmp_path / "run"
+    line = one_line_error(train(["torch-cnn", "--dataset", breast, "--precision", "bf16"], out))
+    assert "neither AVX512-BF16 nor AMX" in line and "--precision fp32" in line
+    assert not out.exists() or not any(out.iterdir())  # no half-written run folder
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["numpy-mlp", "--precision", "bf16"], "numpy-mlp has no setting 'precision'"),
+        (["sklearn-svm", "--precision", "fp32"], "sklearn-svm has no setting 'precision'"),
+        (["torch-ffn", "--precision", "bf16"], "torch-ffn has no setting 'precision'"),
+        (["sklearn-hgb", "--compile"], "sklearn-hgb has no setting 'compile'"),
+        (["numpy-logreg", "--compile"], "numpy-logreg has no setting 'compile'"),
+    ],
+)
+def test_precision_and_compile_on_a_model_without_them_is_one_line(breast, tmp_path, args, words):
+    result = CliRunner().invoke(cli, ["train", *args, "--dataset", str(breast)])
+    line = one_line_error(result, 2)
+    assert words in line and "torch-cnn" in line  # and which models have it
+
+
+def test_an_unknown_precision_is_one_line(breast, tmp_path):
+    one_line_error(train(["torch-cnn", "--dataset", breast, "--precision", "fp16"], tmp_path), 2)
+    from medclf import api
+    from medclf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision == 'fp16', must be one of fp32, bf16"):
+        api.train("torch-cnn", dataset=str(breast), precision="fp16", out=tmp_path / "r")
+
+
+@pytest.mark.skipif(precision.cpu_bf16() is None, reason="this CPU has no native bf16")
+def test_bf16_trains_in_bf16_and_says_so_in_config_and_env(breast, tmp_path, monkeypatch):
+    import torch
+
+    from medclf.models.training import torch_engine
+
+    dtypes = []
+    real = torch_engine.loss_fn
+
+    def spy(logits, y, reduction="mean"):
+        dtypes.append(logits.dtype)
+        return real(logits, y, reduction)
+
+    monkeypatch.setattr(torch_engine, "loss_fn", spy)
+    runs = {}
+    for p in ("fp32", "bf16"):
+        dtypes.clear()
+        result = train(["torch-cnn", "--dataset", breast, "--precision", p], tmp_path / p)
+        assert result.exit_code == 0, result.output
+        runs[p] = tmp_path / p
+        assert set(dtypes) == {torch.float32}  # the loss always in float32
+    config = json.loads((runs["bf16"] / "config.json").read_text())
+    env = json.loads((runs["bf16"] / "env.json").read_text())
+    assert config["precision"] == "bf16" and env["precision"] == "bf16"
+    assert env["bf16_hardware"] == precision.cpu_bf16()
+    assert json.loads((runs["fp32"] / "config.json").read_text())["precision"] == "fp32"
+    a, b = (json.loads((r / "history.json").read_text())[0] for r in runs.values())
+    assert a["train_loss"] != b["train_loss"]  # bf16 arithmetic really ran: other rounding
+    assert abs(a["train_loss"] - b["train_loss"]) < 0.1  # ... of the same network
+    # the kept model is scored in float32, as its ONNX graph computes it: export agrees
+    pytest.importorskip("onnxruntime")
+    result = CliRunner().invoke(cli, ["export", "onnx", str(runs["bf16"])])
+    assert result.exit_code == 0, result.output
+
+
+def test_bf16_autocast_runs_the_convolutions_in_bf16(monkeypatch):
+    import torch
+
+    from medclf.models.training import torch_engine
+
+    if precision.cpu_bf16() is None:
+        pytest.skip("this CPU has no native bf16")
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten())
+    seen = []
+    conv[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    X = torch.zeros((4, 1, 8, 8))
+    out = torch_engine.logits_of(conv, X, precision="bf16")
+    assert seen == [torch.bfloat16] and out.dtype == torch.float32
+    seen.clear()
+    torch_engine.logits_of(conv, X)
+    assert seen == [torch.float32]
+
+
+def test_compile_trains_through_torch_compile_and_saves_a_plain_model(
+    breast, tmp_path, monkeypatch
+):
+    import torch
+
+    compiled = []
+    real = torch.compile
+
+    def spy(model, *args, **kwargs):
+        compiled.append(type(model).__name__)
+        return real(model, *args, backend="eager")  # the wrapper without inductor's build
+
+    monkeypatch.setattr(torch, "compile", spy)
+    result = train(["torch-cnn", "--dataset", breast, "--compile"], tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    assert compiled == ["SmallCNN"]
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["compile"] is True
+    assert json.loads((tmp_path / "c" / "env.json").read_text())["compile"] is True
+    state = torch.load(tmp_path / "c" / "model.pt", weights_only=True)
+    assert not any(k.startswith("_orig_mod") for k in state)  # loads into the plain network
+    result = CliRunner().invoke(cli, ["predict", str(tmp_path / "c"), str(breast)])
+    assert result.exit_code == 0, result.output
