@@ -21,6 +21,7 @@ from medclf.models.config import (
     DEFAULTS,
     DTYPES,
     OPTIMIZERS,
+    PRECISIONS,
     SCHEDULES,
     SELECT,
     TEST_SPLITS,
@@ -30,7 +31,6 @@ from medclf.models.config import (
 )
 from medclf.models.registry import BENCHMARK_MODELS
 from medclf.models.registry import MODELS as MODEL_NAMES
-from medclf.models.training.precision import PRECISIONS
 from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
 

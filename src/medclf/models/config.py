@@ -15,7 +15,11 @@ from collections.abc import Mapping
 from medclf.errors import ConfigError, SettingError, did_you_mean
 from medclf.limits import MAX_SEED
 from medclf.models.registry import MODELS
-from medclf.models.training.precision import PRECISIONS
+
+PRECISIONS = (
+    "fp32",
+    "bf16",
+)  # what --precision accepts; models.training.precision checks the hardware
 
 COMMON = {
     "dataset": "octmnist",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 
-PRECISIONS = ("fp32", "bf16")
+from medclf.models.config import PRECISIONS
 
 
 def cpu_bf16() -> str | None:
