@@ -13,8 +13,8 @@
 
 Every command of the CLI does its work through one function here (the CLI only parses and
 prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
-benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
-synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
+benchmark, tune, robustness, export_onnx, export_mlflow, and for the data: load_dataset,
+download, verify, synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
 sentence that names the problem and the fix.
@@ -274,6 +274,21 @@ def compare(run_a, run_b, split: str = "test", seed: int = 0, resamples: int = 1
     from medclf.report.evaluate import paired_comparison
 
     return paired_comparison(run_a, run_b, split=split, seed=seed, resamples=resamples)
+
+
+def robustness(run, out=None, severities="1-5", seed: int = 0, corruptions=None, root=None):
+    """A run's test metrics under MedMNIST-C's corruptions of its dataset (each severity of
+    ``severities``: '1-5', '3' or '1,3,5'), written to ``out`` (default: the run folder) as
+    robustness.csv, .json, .png and .pdf; returns the rows, MedMNIST-C's summary and paths."""
+    from medclf.report.robustness import check_out, write_robustness
+    from medclf.run.robustness import check_robustness_run, parse_severities
+    from medclf.run.robustness import robustness as measure
+
+    levels = parse_severities(severities)
+    check_robustness_run(run, corruptions)  # before --out is made
+    out = check_out(run if out is None else out)
+    result = measure(run, levels, seed, corruptions, root)
+    return {**result, "paths": write_robustness(result, out)}
 
 
 def list_runs(top="runs", sort: str = "run") -> list[dict]:
