@@ -334,3 +334,21 @@ def test_clearing_a_run_folder_removes_its_stale_robustness(logreg_run, tmp_path
     assert all((run / name).is_file() for name in OUTPUTS)
     folder.clear(run)  # what train --force does before another config's run
     assert not any((run / name).exists() for name in OUTPUTS)
+
+
+def test_benchmark_robustness_adds_the_rbe_column(tmp_path):
+    from medclf.data.synthetic import write_synthetic
+
+    data = write_synthetic(tmp_path / "breastmnist.npz", "breastmnist", 0.1, 0)
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", out, "--seeds", 1, "--model", "numpy-logreg", "--dataset", data]
+    result = invoke(*args, "--robustness")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "results.csv")
+    for row in rows:
+        meta = json.loads((out / "runs" / row["key"] / "robustness.json").read_text())
+        assert float(row["robust_rbe"]) == pytest.approx(meta["summary"]["rbe"])
+    assert "## Robustness (MedMNIST-C)" in (out / "benchmark.md").read_text()
+    assert invoke(*args).exit_code == 0  # the same runs, reused, without --robustness
+    assert "robust_rbe" not in read_csv(out / "results.csv")[0]
+    assert "Robustness" not in (out / "benchmark.md").read_text()

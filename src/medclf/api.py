@@ -238,11 +238,12 @@ def benchmark(
     progress=True,
     backend="local",
     address=None,
+    robustness=False,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
-    then results.csv and its report beside MedMNIST v2's published table; returns the rows
-    and the files' paths."""
+    then results.csv and its report beside MedMNIST v2's published table (``robustness``:
+    with each run's MedMNIST-C rBE, medclf.report.robustness); returns the rows and paths."""
     from medclf.experiments.benchmark import run_benchmark
     from medclf.report.benchmark import results_csv, write_benchmark_report
 
@@ -250,6 +251,10 @@ def benchmark(
     options = {"progress": progress, "backend": backend, "address": address}
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
     out = Path(out)
+    if robustness:
+        from medclf.report.robustness import add_robustness
+
+        add_robustness(rows, out)
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)
     return {

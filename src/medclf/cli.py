@@ -623,12 +623,28 @@ def predict(run_dir, inputs):
     type=click.IntRange(1, 64),
     help="Parallel processes.",
 )
+@click.option(
+    "--robustness",
+    is_flag=True,
+    help="Add each run's MedMNIST-C rBE (medclf robustness) to the table and report.",
+)
 @root_option
 @backend_option
 @address_option
 @mlflow_option
 def benchmark(
-    datasets, models, preset, seeds, size, out, workers, root, backend, address, mlflow_uri
+    datasets,
+    models,
+    preset,
+    seeds,
+    size,
+    out,
+    workers,
+    robustness,
+    root,
+    backend,
+    address,
+    mlflow_uri,
 ):
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
@@ -643,6 +659,7 @@ def benchmark(
         root,
         backend=backend,
         address=address,
+        robustness=robustness,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(

@@ -122,3 +122,66 @@ def write_robustness(result: dict, out) -> dict[str, Path]:
     save_figure(fig, paths[PDF])
     write_json(paths[JSON], {k: v for k, v in result.items() if k != "rows"} | {"csv": CSV})
     return paths
+
+
+# --- medclf benchmark --robustness ---------------------------------------------------------------
+
+RBE = "robust_rbe"  # the results.csv column: MedMNIST-C's rBE of the run
+
+
+def add_robustness(rows: list[dict], out) -> None:
+    """MedMNIST-C's rBE of each finished run of the benchmark in ``out`` as
+    ``row["robust_rbe"]``, its robustness files written into its run folder; a run it cannot
+    measure (a 3D run, a dataset MedMNIST-C does not cover) gets None and, in
+    ``robust_note``, why."""
+    from medclf.errors import MedclfError
+    from medclf.run.folder import FINISHED, run_dir_of
+    from medclf.run.robustness import robustness
+
+    for row in rows:
+        if row.get("status") not in FINISHED:
+            continue
+        run = run_dir_of(out, row["key"])
+        try:
+            result = robustness(run)
+        except MedclfError as err:
+            row[RBE], row["robust_note"] = None, str(err)
+            continue
+        write_robustness(result, run)
+        row[RBE] = result["summary"]["rbe"] if result["summary"] else None
+        row["robust_protocol"] = result["protocol"]
+
+
+def robustness_section(rows: list[dict]) -> list[str]:
+    """The benchmark report's robustness table: rBE mean ± sd over seeds per dataset and model
+    (none where the benchmark ran without --robustness)."""
+    import statistics
+
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        if RBE in r:
+            key = (str(r.get("dataset")), str(r.get("model")), str(r.get("preset")))
+            groups.setdefault(key, []).extend([r[RBE]] if r[RBE] is not None else [])
+    if not groups:
+        return []
+    styles = {r.get("robust_protocol") for r in rows if r.get("robust_protocol")}
+    lines = [
+        "## Robustness (MedMNIST-C)",
+        "",
+        "MedMNIST-C's relative balanced error rBE over its corruptions of each dataset, five "
+        "severities (lower is more robust; AlexNet at 224x224 is 1): mean ± sd over seeds. "
+        + (
+            "MedMNIST-C-style, not the official protocol: its 224x224 parameters applied at "
+            "the data's own size."
+            if "MedMNIST-C-style" in styles
+            else ""
+        ),
+        "",
+        "| dataset | model | runs | rBE |",
+        "|---|---|---|---|",
+    ]
+    for (dataset, model, preset), values in groups.items():
+        mean = f"{statistics.mean(values):.3f}" if values else "—"
+        sd = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+        lines.append(f"| {dataset} | {model} ({preset}) | {len(values)} | {mean}{sd} |")
+    return [*lines, ""]
