@@ -220,6 +220,7 @@ def test_cli_writes_the_table_figure_and_summary(logreg_run, tmp_path):
     assert len(rows) == 1 + 7 * 2  # BreastMNIST's seven corruptions, two severities
     meta = json.loads((tmp_path / "r" / "robustness.json").read_text())
     assert meta["protocol"] == "MedMNIST-C-style" and meta["image_size"] == 28
+    assert "not the official protocol" in meta["protocol_note"]
     assert meta["severities"] == [1, 2]
     with Image.open(tmp_path / "r" / "robustness.png") as png:
         assert min(png.info["dpi"]) >= 150

@@ -120,7 +120,8 @@ def write_robustness(result: dict, out) -> dict[str, Path]:
     fig = figure(result)
     save_figure(fig, paths[PNG])
     save_figure(fig, paths[PDF])
-    write_json(paths[JSON], {k: v for k, v in result.items() if k != "rows"} | {"csv": CSV})
+    about = {"protocol_note": protocol_line(result), "csv": CSV}
+    write_json(paths[JSON], {k: v for k, v in result.items() if k != "rows"} | about)
     return paths
 
 
