@@ -88,6 +88,8 @@ def summary_lines(result: dict) -> list[str]:
             + "; ".join(f"{c} ({why})" for c, why in result["skipped"].items())
             + " — the summary averages over the others"
         )
+    if result.get("chosen"):
+        lines.append("the chosen corruptions only; MedMNIST-C averages over all of the dataset's")
     sev = result["severities"]
     if sev != [1, 2, 3, 4, 5]:
         lines.append(f"severities {sev} only; MedMNIST-C averages over 1-5")

@@ -146,6 +146,7 @@ def robustness(run_dir, severities=mc.SEVERITIES, seed: int = 0, corruptions=Non
         "severities": list(severities),
         "seed": seed,
         "skipped": skipped,
+        "chosen": corruptions is not None,  # --corruption: a subset of the dataset's
         "source": mc.SOURCE,
         "rows": rows,
         "summary": mc.summary(1 - rows[0]["balanced_acc"], errors, name) if errors else None,
