@@ -69,6 +69,54 @@ def test_published_anchors_and_the_reproduction_report_agree():
     assert ("auto-sklearn", 0.887, 0.601) in MEDMNIST_BASELINES  # v2's, not v1's 0.595
 
 
+# MedMNIST v2 Table 4 as https://medmnist.com/ prints it: one row per method, AUC then ACC for
+# OrganMNIST3D, NoduleMNIST3D, FractureMNIST3D, AdrenalMNIST3D, VesselMNIST3D, SynapseMNIST3D;
+# typed in a second time, in the source's layout, independently of medmnist_v2.py
+TABLE_4 = """
+ResNet-18+2.5D 0.977 0.788 0.838 0.835 0.587 0.451 0.718 0.772 0.748 0.846 0.634 0.696
+ResNet-18+3D   0.996 0.907 0.863 0.844 0.712 0.508 0.827 0.721 0.874 0.877 0.820 0.745
+ResNet-18+ACS  0.994 0.900 0.873 0.847 0.714 0.497 0.839 0.754 0.930 0.928 0.705 0.722
+ResNet-50+2.5D 0.974 0.769 0.835 0.848 0.552 0.397 0.732 0.763 0.751 0.877 0.669 0.735
+ResNet-50+3D   0.994 0.883 0.875 0.847 0.725 0.494 0.828 0.745 0.907 0.918 0.851 0.795
+ResNet-50+ACS  0.994 0.889 0.886 0.841 0.750 0.517 0.828 0.758 0.912 0.858 0.719 0.709
+auto-sklearn   0.977 0.814 0.914 0.874 0.628 0.453 0.828 0.802 0.910 0.915 0.631 0.730
+AutoKeras      0.979 0.804 0.844 0.834 0.642 0.458 0.804 0.705 0.773 0.894 0.538 0.724
+"""
+SITE_ORDER_3D = [
+    "organmnist3d",
+    "nodulemnist3d",
+    "fracturemnist3d",
+    "adrenalmnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
+]
+
+
+def test_published_3d_table_is_table_4_in_the_2d_tables_shape():
+    from medclf.report.medmnist_v2 import (
+        BASELINE_3D,
+        MEDMNIST_V2_3D,
+        METHODS_3D,
+        NAMES_3D,
+        Score,
+        published_3d,
+    )
+
+    rows = [line.split() for line in TABLE_4.strip().splitlines()]
+    assert METHODS_3D == tuple(row[0] for row in rows) and BASELINE_3D in METHODS_3D
+    assert sorted(MEDMNIST_V2_3D) == sorted(SITE_ORDER_3D) == sorted(NAMES_3D)
+    for row in rows:
+        for j, dataset in enumerate(SITE_ORDER_3D):
+            auc, acc = map(float, row[1 + 2 * j : 3 + 2 * j])
+            score = MEDMNIST_V2_3D[dataset][row[0]]
+            assert isinstance(score, Score) and (score.acc, score.auc) == (acc, auc)
+    # the AdrenalMNIST3D anchors of shared/data/README.md
+    adrenal = published_3d("AdrenalMNIST3D")
+    assert tuple(adrenal["ResNet-18+3D"]) == (0.721, 0.827)
+    assert tuple(adrenal["ResNet-50+3D"]) == (0.745, 0.828)
+    assert tuple(adrenal["auto-sklearn"]) == (0.802, 0.828)
+
+
 def run(dataset, model, seed, acc, auc, status="done", synthetic=False):
     return {
         "dataset": dataset,

@@ -1,5 +1,6 @@
 """examples/quickstart.ipynb runs headless from top to bottom, in a temporary folder."""
 
+import json
 import os
 import re
 import shlex
@@ -67,6 +68,13 @@ def test_quickstart_runs_headless(tmp_path, data):
     ]
     assert len(pngs) == 4  # samples, curves, confusion matrices, predictions: drawn inline
     assert (cwd / "runs" / "quickstart-torch-ffn" / "metrics.json").exists()
+    for model in ("torch-ffn", "numpy-logreg"):  # no kept epoch whose validation loss jumped
+        folder = cwd / "runs" / f"quickstart-{model}"
+        history = json.loads((folder / "history.json").read_text())
+        kept = json.loads((folder / "metrics.json").read_text())["selected_epoch"]
+        losses = [r["val_loss"] for r in history]
+        assert losses[kept - 1] <= 1.1 * min(losses), (model, kept, losses)
+        assert f"{model:13} kept epoch {kept}: validation loss" in texts
     assert sorted(p.name for p in NOTEBOOK.parent.iterdir()) == before  # nothing in the repo
     assert seconds < 120, f"the quickstart took {seconds:.0f} s"
 

@@ -80,7 +80,10 @@ def test_readme_counts_match_the_code():
     from medclf.report.medmnist_v2 import MEDMNIST_V2, METHODS
     from medclf.theory import interval
 
-    assert _readme_number(r"the (\d+) MedMNIST 2D datasets medclf knows") == len(registry.REGISTRY)
+    assert _readme_number(r"the (\d+) MedMNIST datasets medclf knows") == len(registry.REGISTRY)
+    dims = [info.dims for info in registry.REGISTRY.values()]
+    assert _readme_number(r"knows, (\d+) 2D and") == dims.count(2)
+    assert _readme_number(r"2D and (\d+) 3D") == dims.count(3)
     sizes = re.search(r"each at sizes ([\d, ]+)\)", (ROOT / "README.md").read_text())[1]
     assert [int(s) for s in sizes.split(", ")] == sorted({s for _, s in registry.SIZED})
     assert _readme_number(r"all (\d+) datasets × \d+ methods") == len(MEDMNIST_V2)

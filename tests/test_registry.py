@@ -1,9 +1,13 @@
+import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
 from medclf.data.registry import MD5S, REGISTRY, SIZED, SIZES, SPLITS, get_info
 from medclf.errors import UnknownDatasetError
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 TWELVE = {
     "pathmnist",
@@ -21,8 +25,87 @@ TWELVE = {
 }
 
 
-def test_registry_holds_the_twelve_2d_datasets():
-    assert set(REGISTRY) == TWELVE
+# MedMNIST v3.0.2 info.py, typed in: (task, first label, classes, train/val/test, MD5, MD5_64)
+SIX = {
+    "organmnist3d": (
+        "multi-class",
+        "liver",
+        11,
+        (971, 161, 610),
+        "a0c5a1ff56af4f155c46d46fbb45a2fe",
+        "58a2205adf14a9d0a189cb06dc78bf10",
+    ),
+    "nodulemnist3d": (
+        "binary-class",
+        "benign",
+        2,
+        (1158, 165, 310),
+        "8755a7e9e05a4d9ce80a24c3e7a256f3",
+        "c47c5b7d457bf6332200d2ea6d64ecd8",
+    ),
+    "adrenalmnist3d": (
+        "binary-class",
+        "normal",
+        2,
+        (1188, 98, 298),
+        "bbd3c5a5576322bc4cdfea780653b1ce",
+        "17721accfe9fb005146a47d33bc54b2f",
+    ),
+    "fracturemnist3d": (
+        "multi-class",
+        "buckle rib fracture",
+        3,
+        (1027, 103, 240),
+        "6aa7b0143a6b42da40027a9dda61302f",
+        "f01d7e6316aedf4210da0da5b7437b42",
+    ),
+    "vesselmnist3d": (
+        "binary-class",
+        "vessel",
+        2,
+        (1335, 191, 382),
+        "b41fd4f7e7e2feedddb201585ecafa1b",
+        "6bb274a8846e1097066dcd64e2c4520f",
+    ),
+    "synapsemnist3d": (
+        "binary-class",
+        "inhibitory synapse",
+        2,
+        (1230, 177, 352),
+        "1235b78a3cd6280881dd7850a78eadb6",
+        "43bd14ebf3af9d3dd072446fedc14d5e",
+    ),
+}
+
+
+def test_registry_holds_the_twelve_2d_and_six_3d_datasets():
+    assert set(REGISTRY) == TWELVE | set(SIX)
+    assert {n for n, i in REGISTRY.items() if i.dims == 3} == set(SIX)
+
+
+@pytest.mark.parametrize("name", SIX)
+def test_3d_entries_hold_medmnist_facts(name):
+    task, first, n_classes, splits, md5, md5_64 = SIX[name]
+    info = get_info(name)
+    assert (info.task, info.labels[0], info.n_classes) == (task, first, n_classes)
+    assert tuple(info.n_samples[s] for s in SPLITS) == splits
+    assert (info.md5, get_info(name, 64).md5) == (md5, md5_64)
+    assert info.dims == 3 and info.channels == 1 and info.image_shape == (28, 28, 28)
+    assert get_info(name, 64).image_shape == (64, 64, 64)
+    assert info.url == f"https://zenodo.org/records/10519652/files/{name}.npz?download=1"
+    assert get_info(name, 64).filename == f"{name}_64.npz"
+    with pytest.raises(UnknownDatasetError, match="no 224x224x224 files; choose a size of 28, 64"):
+        get_info(name, 224)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason=f"no genuine MedMNIST files in {SHARED}")
+@pytest.mark.parametrize("key", ["adrenalmnist3d", "adrenalmnist3d_64"])
+def test_md5s_are_those_of_the_genuine_files(key):
+    path = SHARED / f"{key}.npz"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    name, _, size = key.partition("_")
+    assert hashlib.md5(path.read_bytes()).hexdigest() == get_info(name, int(size or 28)).md5
 
 
 @pytest.mark.parametrize("info", REGISTRY.values(), ids=lambda i: i.name)
@@ -54,9 +137,10 @@ def test_unknown_name_lists_the_choices():
 
 
 def test_every_dataset_has_every_medmnist_plus_size():
-    assert set(SIZED) == {(name, size) for name in TWELVE for size in SIZES}
+    sized_2d = {(name, size) for name in TWELVE for size in SIZES}
+    assert set(SIZED) == sized_2d | {(name, size) for name in SIX for size in (28, 64)}
     md5s = [info.md5 for info in SIZED.values()]
-    assert len(set(md5s)) == 48 and all(re.fullmatch(r"[0-9a-f]{32}", m) for m in md5s)
+    assert len(set(md5s)) == 60 and all(re.fullmatch(r"[0-9a-f]{32}", m) for m in md5s)
     for (name, size), info in SIZED.items():
         assert info.md5 == MD5S[name][SIZES.index(size)] and info.size == size
         assert info.n_samples == REGISTRY[name].n_samples
@@ -109,5 +193,8 @@ def test_data_list_has_a_header_row():
     from medclf.cli import cli
 
     lines = CliRunner().invoke(cli, ["data", "list"]).output.splitlines()
-    assert lines[0].split()[:3] == ["dataset", "task", "classes"]
-    assert len(lines) == 13 and lines[4].startswith("octmnist")
+    assert lines[0].split()[:4] == ["dataset", "task", "classes", "kind"]
+    assert len(lines) == 19 and lines[4].startswith("octmnist")
+    kinds = {line.split()[0]: re.search(r" ([23]D) ", line)[1] for line in lines[1:]}
+    assert kinds == {name: "3D" if name in SIX else "2D" for name in TWELVE | set(SIX)}
+    assert "28, 64  " in lines[15] and lines[15].startswith("adrenalmnist3d")

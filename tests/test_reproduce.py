@@ -178,7 +178,8 @@ def test_every_run_table_is_well_formed_and_keyed_by_folder(quick_run):
     }
     html = (out / "report.html").read_text()
     every_run = html.split("Every run</h2>", 1)[1]
-    assert every_run.lstrip().startswith("<table>") and "<th>run</th>" in every_run
+    assert every_run.lstrip().startswith('<div class="scroll"><table>')
+    assert "<th>run</th>" in every_run
 
 
 def test_report_html_renders_maths_and_keeps_certificates_literal(quick_run):
@@ -380,6 +381,10 @@ def test_report_html_loads_in_headless_chromium(quick_run, tmp_path):
             "t.rows[0].cells[0].textContent == 'run').map(t => t.rows.length)"
         )
         assert cells == [len(list((out / "runs").iterdir())) + 1]
+        page, view = driver.execute_script(  # wide tables scroll in their box, not the page
+            "const e = document.documentElement; return [e.scrollWidth, e.clientWidth]"
+        )
+        assert page <= view
     finally:
         driver.quit()
 

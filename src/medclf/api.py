@@ -12,7 +12,7 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
+prints): train, predict (Run.predict_files), evaluate, compare, list_runs, view, reproduce,
 benchmark, tune, robustness, export_onnx, export_mlflow, and for the data: load_dataset,
 download, verify, synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
@@ -213,13 +213,15 @@ def _dataset_of(config: dict, root, size_given: bool):
     return dataset
 
 
-def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:
+def reproduce(dataset="octmnist", out=None, **options) -> dict:
     """The whole study: its runs (medclf.experiments.reproduce.run_study: only, workers, seeds,
     quick, root, backend, address, ...), then its report; returns the results and the
-    report's paths ("report_md", "report_html"), the failed runs and the seconds taken."""
-    from medclf.experiments.reproduce import run_study
+    report's paths ("report_md", "report_html"), the failed runs and the seconds taken.
+    ``out`` defaults to reproduction, or reproduction-quick for a quick study."""
+    from medclf.experiments.reproduce import default_out, run_study
     from medclf.report.report import write_report
 
+    out = out or default_out(options.get("quick", False))
     study = run_study(dataset, out, **options)
     md, html = write_report(study["results"], Path(out), study["meta"])
     seconds = time.perf_counter() - study["started"]
@@ -303,6 +305,23 @@ def list_runs(top="runs", sort: str = "run") -> list[dict]:
     return rows(top, sort)
 
 
+def view(top="runs", out=None) -> dict:
+    """One self-contained HTML page over every run folder under ``top`` (default
+    TOP/view.html): its path ("path") and the runs it shows ("runs", each with its "status":
+    done, diverged, unfinished or damaged, and a "note" where it has one)."""
+    from medclf.report.view import write_view
+
+    return write_view(top, out)
+
+
+def serve_page(port: int):
+    """A server bound to 127.0.0.1:``port`` (refused in one line where the port is taken or
+    out of range); ``.run(html)`` serves the page until Ctrl-C, ``.url`` is its address."""
+    from medclf.report.view import PageServer
+
+    return PageServer(port)
+
+
 def tune(dataset, model: str, trials: int, out="tune", **options) -> dict:
     """Search ``model``'s hyperparameters with Optuna (medclf.experiments.tune.tune: metric,
     storage, seed, epochs, size, root, timeout, backend, workers, address, echo, pruner);
@@ -351,12 +370,15 @@ def verify(names=(), root=None, size: int | None = None) -> dict[str, str]:
     """The MD5 check of cached files, {name: state}: ``names`` at ``size`` (default 28), or
     with no names every known dataset at every size (the ones not cached left out)."""
     from medclf.data.fetch import verify as check
-    from medclf.data.registry import REGISTRY, SIZES
+    from medclf.data.registry import SIZED
 
+    if names:
+        return check(list(names), root, size or 28)
     status = {}
-    for side in [size] if size else [28] if names else SIZES:
-        status.update(check(list(names) or list(REGISTRY), root, side))
-    return status if names else {k: v for k, v in status.items() if v != "missing"}
+    for name, side in sorted(SIZED, key=lambda key: key[1]):  # every dataset at its sizes
+        if size in (None, side):
+            status.update(check([name], root, side))
+    return {k: v for k, v in status.items() if v != "missing"}
 
 
 def synthesize(like: str, out, scale: float = 0.05, seed: int = 0, size: int = 28) -> Path:
@@ -368,16 +390,20 @@ def synthesize(like: str, out, scale: float = 0.05, seed: int = 0, size: int = 2
 
 
 def sample_figure(dataset, split: str = "train", per_class: int = 8, root=None, size=None):
-    """A grid of sample images of a dataset's split, one row per class (a matplotlib Figure;
-    save it with medclf.plots.save_figure)."""
+    """A grid of sample images of a dataset's split, one row per class; a volume is drawn as
+    its axial, coronal and sagittal mid-slices (a matplotlib Figure; save it with
+    medclf.plots.save_figure)."""
     import textwrap
 
-    from medclf.plots import sample_grid
+    from medclf.plots import sample_grid, volume_grid
 
     ds = load_dataset(dataset, root, size)
     s = ds.split(split)
     labels = s.labels if s.labels.ndim == 1 else s.labels.argmax(axis=1)
-    fig = sample_grid(s.images, labels, ds.class_names, per_class, f"{ds.display_name} — {split}")
+    title = f"{ds.display_name} — {split}"
+    if ds.info.dims == 3:  # volumes: three mid-slices each, labelled there
+        return volume_grid(s.images, labels, ds.class_names, per_class, title)
+    fig = sample_grid(s.images, labels, ds.class_names, per_class, title)
     for row, name in enumerate(ds.class_names):  # whole class names, wrapped, never cut
         fig.axes[row * per_class].yaxis.label.set_text(textwrap.fill(name, 24))
     return fig

@@ -33,6 +33,8 @@ from medclf.models.registry import MODELS as MODEL_NAMES
 from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
 
+SHOW_DPI = 150  # data show: fine enough to read a 28-voxel slice
+
 
 class Interrupted(click.ClickException):
     exit_code = 130  # the shell's code for Ctrl-C
@@ -169,26 +171,31 @@ size_option = click.option(
     default="28",
     show_default=True,
     callback=lambda ctx, param, value: int(value),
-    help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+).",
+    help="Image side: 28 (MedMNIST) or 64, 128, 224 (MedMNIST+; 3D datasets: 64 only).",
 )
 
 data_size_option = click.option(
     "--size",
     type=Choice(["28", "64", "128", "224"]),
     callback=lambda ctx, param, value: value and int(value),
-    help="Image side of a named dataset: 28 (default) or 64, 128, 224 (MedMNIST+); a file's "
-    "size is read from it.",
+    help="Image side of a named dataset: 28 (default) or 64, 128, 224 (MedMNIST+; 3D datasets: "
+    "64 only); a file's size is read from it.",
 )
 
 
 @data.command("list")
 def data_list():
-    """List the datasets medclf knows (each at sizes 28, 64, 128 and 224)."""
+    """List the datasets medclf knows (2D at sizes 28, 64, 128 and 224; 3D at 28 and 64)."""
 
-    click.echo(f"{'dataset':15} {'task':26} {'classes':>7}  train / val / test images")
+    click.echo(
+        f"{'dataset':16} {'task':26} {'classes':>7}  kind  sizes            train / val / test"
+    )
     for info in REGISTRY.values():
-        sizes = " / ".join(f"{info.n_samples[s]:,}" for s in ("train", "val", "test"))
-        click.echo(f"{info.name:15} {info.task:26} {info.n_classes:7}  {sizes}")
+        splits = " / ".join(f"{info.n_samples[s]:,}" for s in ("train", "val", "test"))
+        sizes = ", ".join(map(str, info.sizes))
+        click.echo(
+            f"{info.name:16} {info.task:26} {info.n_classes:7}  {info.kind:4}  {sizes:15}  {splits}"
+        )
 
 
 @data.command()
@@ -242,7 +249,9 @@ def info(dataset, root, size):
     licence = "none (synthetic data made by medclf)" if ds.synthetic else ds.info.licence
     click.echo(f"dataset  {ds.display_name}   task {ds.info.task}   licence {licence}")
     click.echo(f"source   {ds.source}")
-    click.echo(f"images   {ds.info.image_shape} uint8, {ds.info.n_classes} classes")
+    what = "volumes" if ds.info.dims == 3 else "images"
+    kind = " (3D, one channel)" if ds.info.dims == 3 else ""
+    click.echo(f"{what:8} {ds.info.image_shape} uint8{kind}, {ds.info.n_classes} classes")
     for split in ("train", "val", "test"):
         s = ds.split(split)
         counts = (
@@ -252,7 +261,8 @@ def info(dataset, root, size):
         )
         mean, sd, lo, hi = pixel_stats(s.images)
         click.echo(
-            f"{split:6} {len(s):>8,} images   pixels mean {mean:6.2f} "
+            f"{split:6} {len(s):>8,} {what:8} {'voxels' if ds.info.dims == 3 else 'pixels'} "
+            f"mean {mean:6.2f} "
             f"sd {sd:6.2f} min {lo} max {hi}"
         )
         for name, count in zip(ds.class_names, counts, strict=True):
@@ -267,11 +277,11 @@ def info(dataset, root, size):
 @root_option
 @data_size_option
 def show(dataset, out, split, per_class, root, size):
-    """Draw a grid of sample images, one row per class."""
+    """Draw sample images, one row per class (volumes: their three mid-slices)."""
     from medclf.plots import save_figure
 
     fig = api.sample_figure(dataset, split, per_class, root, size)
-    click.echo(f"wrote {save_figure(fig, out)}")
+    click.echo(f"wrote {save_figure(fig, out, dpi=SHOW_DPI)}")
 
 
 @data.command()
@@ -524,6 +534,12 @@ def train(
     click.echo(run_summary(run.metrics, out))
     if mlflow_uri:
         click.echo(f"MLflow run {run.log_to_mlflow(mlflow_uri)} in {mlflow_uri}")
+
+
+def study_folder(quick: bool) -> str:
+    from medclf.experiments.reproduce import default_out
+
+    return default_out(quick)
 
 
 def run_summary(metrics: dict, out) -> str:
@@ -785,8 +801,47 @@ def runs(top, sort, as_json):
 
 
 @cli.command()
+@click.argument("top", metavar="DIR")
+@click.option("--out", type=click.Path(dir_okay=False), help="HTML file (default: DIR/view.html).")
+@click.option(
+    "--serve",
+    "port",
+    type=click.IntRange(1, 65535),
+    help="Also serve the page on http://127.0.0.1:PORT/ until Ctrl-C.",
+)
+def view(top, out, port):
+    """One self-contained HTML page over every run folder under DIR: a sortable table, each
+    run's curves, calibration, confusion matrix, wrong images and robustness."""
+    server = api.serve_page(port) if port is not None else None  # a taken port: before work
+    page = api.view(top, out)
+    runs = page["runs"]
+    bad = [r for r in runs if r["status"] == "damaged"]
+    unfinished = [r for r in runs if r["status"] == "unfinished"]
+    click.echo(
+        f"{len(runs) - len(bad) - len(unfinished)} finished run(s), {len(unfinished)} "
+        f"unfinished, {len(bad)} damaged: {page['path']}"
+    )
+    if bad:
+        click.echo(
+            f"Error: {len(bad)} damaged run folder(s), listed as damaged in the page: "
+            + "; ".join(r["note"] for r in bad),
+            err=True,
+        )
+    if server is not None:
+        click.echo(f"serving {server.url} (Ctrl-C to stop)")
+        server.run(Path(page["path"]).read_text(encoding="utf-8"))
+    sys.exit(1 if bad else 0)
+
+
+@cli.command()
 @click.option("--dataset", default="octmnist", show_default=True, help="Name or .npz path.")
-@click.option("--out", default="reproduction", show_default=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    default="reproduction",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder of the study (with --quick, by default: reproduction-quick).",
+)
 @click.option("--only", multiple=True, help="Only these questions (repeatable), e.g. Q2.2b.")
 @click.option(
     "--workers",
@@ -810,6 +865,8 @@ def runs(top, sort, as_json):
 def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address, mlflow_uri):
     """Rerun every experiment of the study, draw its figures, write report.md and report.html."""
     check_mlflow(mlflow_uri)
+    if click.get_current_context().get_parameter_source("out").name == "DEFAULT":
+        out = study_folder(quick)  # a quick study's own folder: never mixed with a full one
     summary = api.reproduce(
         dataset,
         out,

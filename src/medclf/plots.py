@@ -25,7 +25,7 @@ def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, **kwargs):
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
 
-def save_figure(fig, out: str | os.PathLike) -> Path:
+def save_figure(fig, out: str | os.PathLike, dpi: int = 120) -> Path:
     """Save atomically: render to a temporary name in the same folder, then rename. The format
     comes from the suffix; the folder must exist (a typo must not create folders). A figure
     that pyplot manages is closed afterwards, as before."""
@@ -38,7 +38,7 @@ def save_figure(fig, out: str | os.PathLike) -> Path:
             )
         check_parent(out)
         with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=120, bbox_inches="tight")
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         if "matplotlib.pyplot" in sys.modules:  # never import pyplot just to close
             sys.modules["matplotlib.pyplot"].close(fig)
@@ -60,6 +60,46 @@ def sample_grid(images, labels, class_names, per_class: int = 8, title: str = ""
             if i is not None:
                 ax.imshow(images[i], cmap="gray", vmin=0, vmax=255)
         row[0].set_ylabel(class_names[c][:22], rotation=0, ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+VIEWS = ("axial", "coronal", "sagittal")
+
+
+def mid_slices(volume: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The three orthogonal mid-slices of a (D, H, W) volume: axial (H, W) at the middle depth,
+    coronal (D, W) at the middle height, sagittal (D, H) at the middle width."""
+    d, h, w = (n // 2 for n in volume.shape)
+    return volume[d], volume[:, h, :], volume[:, :, w]
+
+
+def volume_grid(volumes, labels, class_names, per_class: int = 8, title: str = ""):
+    """One row per class with its first ``per_class`` volumes, each as its three mid-slices
+    (axial, coronal, sagittal), the class name at the left and the views named on top."""
+    n_classes = len(class_names)
+    fig, axes = subplots(
+        n_classes,
+        3 * per_class,
+        figsize=(per_class * 2.1 + 2, n_classes * 0.85 + 0.8),
+        squeeze=False,
+        gridspec_kw={"wspace": 0.05, "hspace": 0.1},
+    )
+    for c, row in enumerate(axes):
+        picks = [*np.flatnonzero(labels == c)[:per_class], *[None] * per_class][:per_class]
+        for k, i in enumerate(picks):
+            views = mid_slices(volumes[i]) if i is not None else (None,) * 3
+            for j, (ax, view) in enumerate(zip(row[3 * k : 3 * k + 3], views, strict=True)):
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.spines[:].set_visible(j == 0 and view is not None)  # a frame starts a volume
+                if view is not None:
+                    ax.imshow(view, cmap="gray", vmin=0, vmax=255)
+                if c == 0:
+                    ax.set_title(VIEWS[j], fontsize=6)
+        label = textwrap.fill(class_names[c], 24)
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
     return fig

@@ -18,7 +18,8 @@ TEST_SPLITS = ("auto", "study", "official")
 
 
 def to_features(images: np.ndarray, dtype=np.float64, bias: bool = False) -> np.ndarray:
-    """(n, H, W[, C]) uint8 -> (n, H*W*C [+1]) ``dtype``, pixel / 256, optional 1-column last."""
+    """(n, H, W[, C]) or volumes (n, D, H, W) uint8 -> (n, H*W*C or D*H*W [+1]) ``dtype``,
+    pixel / 256, optional 1-column last (C order: a volume's voxels depth-major)."""
     X = images.reshape(len(images), -1).astype(dtype)
     X /= 256
     if bias:

@@ -1,6 +1,7 @@
 """Read a MedMNIST ``.npz`` (by registry name or path), validate it, and return a Dataset.
 
-The MedMNIST layout: keys ``{train,val,test}_images`` (N, H, W) or (N, H, W, C) uint8 and
+The MedMNIST layout: keys ``{train,val,test}_images`` (N, H, W) or (N, H, W, C) uint8 (MedMNIST3D:
+(N, D, H, W) volumes) and
 ``{train,val,test}_labels`` (N, 1) integers ((N, L) 0/1 for multi-label tasks). Files written by
 ``medclf data synth`` carry one more key, ``medclf_meta`` (a JSON string), that MedMNIST's own
 loader ignores. Nothing is ever unpickled.
@@ -40,11 +41,13 @@ from medclf.errors import (
 
 META_KEY = "medclf_meta"
 MAX_CLASSES = 1000  # for files of unknown dataset, whose class count comes from the labels
+STATS_PIXELS = 1 << 22  # pixels per chunk of pixel_stats
+MEMORY_SHARE = 0.8  # of physical memory that inflated (compressed) arrays may take
 
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # (n, H, W) or (n, H, W, C) uint8
+    images: np.ndarray  # (n, H, W), (n, H, W, C) or, for volumes, (n, D, H, W) uint8
     labels: np.ndarray  # (n,) int64, or (n, L) int64 for multi-label tasks
 
     def __len__(self) -> int:
@@ -131,11 +134,12 @@ def load_dataset(
             f"{', '.join(REGISTRY)} or the path of a MedMNIST .npz"
         )
     dataset = read_npz(path)
-    side = dataset.info.size
-    if size is not None and size != side:
+    info = dataset.info
+    if size is not None and size != info.size:
         raise SettingError(
-            f"{path} holds {side}x{side} images, but the size given is {size}; drop --size (a "
-            "file's size is read from it) or give the matching file"
+            f"{path} holds {info.cube} {'volumes' if info.dims == 3 else 'images'}, but the size "
+            f"given is {size}; drop --size (a file's size is read from it) or give the matching "
+            "file"
         )
     return dataset
 
@@ -174,15 +178,25 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             f"{path} cannot be read ({err.strerror or err}); fix its permissions (chmod u+r) "
             "or point to a readable copy"
         ) from err
+    arrays, budget = {}, MEMORY_SHARE * memory_bytes()
     with zf:
-        return {
-            info.filename[: -len(".npy")]: _read_member(path, zf, info)
-            for info in zf.infolist()
-            if info.filename.endswith(".npy")
-        }
+        for member in zf.infolist():
+            if member.filename.endswith(".npy"):
+                array = _read_member(path, zf, member, budget)
+                if not isinstance(array, np.memmap):
+                    budget -= array.nbytes
+                arrays[member.filename[: -len(".npy")]] = array
+    return arrays
 
 
-def _read_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _read_member(
+    path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo, budget: float
+) -> np.ndarray:
     key = member.filename[: -len(".npy")]
     try:
         with zf.open(member) as f:
@@ -211,6 +225,13 @@ def _read_member(path: Path, zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> np
                 offset=_data_offset(path, member) + header,
                 shape=shape,
                 order="F" if fortran else "C",
+            )
+        if need > budget:  # a compressed member is inflated into memory: refuse it first
+            raise DataError(
+                f"{key} in {path} inflates to {need / 2**30:.1f} GiB, more than this machine's "
+                f"memory can hold beside the rest of the file ({memory_bytes() / 2**30:.0f} GiB "
+                "in all); use a smaller --size, or store the file uncompressed (np.savez) so "
+                "medclf can memory-map it"
             )
         with zf.open(member) as f:
             return fmt.read_array(f, allow_pickle=False)
@@ -246,13 +267,19 @@ def _meta(arrays: dict, path: Path) -> dict:
 
 
 def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
-    """Registry entry of a local file: from its metadata, its file name, or its contents."""
-    like = meta.get("like")
-    like = like.lower() if isinstance(like, str) else path.stem.split("_")[0].lower()
+    """Registry entry of a local file: from its metadata, its file name, or its contents.
+
+    A MedMNIST file name (``adrenalmnist3d.npz``, ``breastmnist_64.npz``) names the dataset and
+    the size; contents of another size or dimensionality are refused rather than reread as
+    something else (a 28-voxel volume is never 28 channels of a 28x28 image)."""
     images = arrays.get("train_images")
-    side = images.shape[1] if images is not None and images.ndim >= 3 else 28
-    if like in REGISTRY:
-        return SIZED.get((like, side), REGISTRY[like])
+    dims, side = _layout(images)
+    like = meta.get("like")
+    if isinstance(like, str) and like.lower() in REGISTRY:
+        return _named_info(path, like.lower(), dims, side, claimed=None)
+    name, claimed = _name_and_size(path.stem)
+    if name in REGISTRY:
+        return _named_info(path, name, dims, side, claimed)
     labels = [arrays.get(f"{s}_labels") for s in SPLITS]
     tops = [int(a.max()) for a in labels if a is not None and a.size and a.dtype.kind in "iu"]
     n_classes = 1 + max(tops, default=0)
@@ -262,21 +289,71 @@ def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
             f"classes, but medclf reads at most {MAX_CLASSES:,} from a file of unknown dataset; "
             "fix the labels, or name the file after its MedMNIST dataset (e.g. octmnist.npz)"
         )
+    if dims == 3 and len(set(images.shape[1:4])) > 1:
+        raise ShapeError(
+            f"train_images in {path} holds volumes of shape {images.shape[1:]}, but medclf reads "
+            "cubic volumes (depth = height = width), as MedMNIST3D stores them; resample them "
+            "to a cube"
+        )
+    channels = images.shape[3] if dims == 2 and images.ndim == 4 else 1
     return DatasetInfo(
         name=path.stem,
         md5="",
         task="multi-class",
         labels=tuple(str(c) for c in range(max(n_classes, 1))),
-        channels=images.shape[3] if images is not None and images.ndim == 4 else 1,
+        channels=channels,
         n_samples={s: 0 for s in SPLITS},
         size=side,
         licence="unknown",
+        dims=dims or 2,
     )
 
 
-def pixel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[float, float, int, int]:
+def _layout(images: np.ndarray | None) -> tuple[int | None, int]:
+    """(dims, side) of a file's images: (n, H, W) and (n, H, W, C) with C of 1, 3 or 4 are 2D;
+    (n, D, H, W) with any other last axis, and (n, D, H, W, C), are 3D (MedMNIST3D stores no
+    channel axis). dims is None where the images are missing or no image at all (the split
+    check names that)."""
+    if images is None or images.ndim < 3:
+        return None, 28
+    volume = images.ndim > 4 or (images.ndim == 4 and images.shape[3] not in (1, 3, 4))
+    return (3 if volume else 2), images.shape[1]
+
+
+def _name_and_size(stem: str) -> tuple[str, int | None]:
+    """``adrenalmnist3d_64`` -> ('adrenalmnist3d', 64); ``breastmnist`` -> ('breastmnist', 28);
+    a stem that is no MedMNIST file name gives its first word and None."""
+    name, _, suffix = stem.lower().partition("_")
+    if not suffix:
+        return name, 28
+    return name, int(suffix) if suffix.isdigit() else None
+
+
+def _named_info(path: Path, name: str, dims: int | None, side: int, claimed: int | None):
+    """The entry of dataset ``name`` at the file's size, once the file's contents agree with
+    the dataset's dimensionality and with the size its name claims (None: no claim)."""
+    info = REGISTRY[name]
+    shape = "volumes" if dims == 3 else "images"
+    if dims not in (None, info.dims):
+        raise ShapeError(
+            f"{path} holds {dims}D {shape}, but {name} is a {info.kind} dataset; give the "
+            f"{info.kind} file of {name}, or name the file after the dataset it holds"
+        )
+    if dims and claimed != side and {claimed, side} <= set(info.sizes):  # else the shape check
+        cube = "x".join([str(side)] * dims)
+        raise ShapeError(
+            f"{path} is named as {name} at size {claimed} but holds {cube} {shape}, so it is "
+            f"the wrong file or misnamed; rename it {name}"
+            f"{'' if side == 28 else f'_{side}'}.npz or give the size-{claimed} file"
+        )
+    return SIZED.get((name, side), info)
+
+
+def pixel_stats(images: np.ndarray, chunk: int | None = None) -> tuple[float, float, int, int]:
     """Mean, sd, min and max of uint8 pixels, a chunk of images at a time (no float copy of
-    the whole array)."""
+    the whole array). The default chunk holds about 4M pixels (bincount counts them as 8-byte
+    integers), so a 64-voxel volume split never needs GBs for its statistics."""
+    chunk = chunk or max(1, STATS_PIXELS // max(1, math.prod(images.shape[1:])))
     total = sq = 0.0
     lo, hi = 255, 0
     for start in range(0, len(images), chunk):

@@ -1,9 +1,10 @@
-"""Facts about each MedMNIST 2D dataset, one entry per dataset and image size.
+"""Facts about each MedMNIST dataset (12 2D, 6 3D), one entry per dataset and image size.
 
 Everything else in medclf reads these entries instead of branching on dataset names. The facts
 come from the MedMNIST project: Zenodo record 10519652 (MedMNIST v3.0.2), as published in the
-``medmnist`` package's ``info.py`` 3.0.2. Each dataset exists at 28x28 (``name.npz``) and, as
-MedMNIST+, at 64, 128 and 224 (``name_64.npz``, ...), each size with its own MD5.
+``medmnist`` package's ``info.py`` 3.0.2. Each 2D dataset exists at 28x28 (``name.npz``) and, as
+MedMNIST+, at 64, 128 and 224 (``name_64.npz``, ...); each 3D dataset (MedMNIST3D, one-channel
+volumes) at 28x28x28 and 64x64x64 only. Every size has its own MD5.
 
 The 28x28 files of v3 are byte-identical to v2 (Zenodo 6496656) except OrganA/C/SMNIST, which
 were re-released without blank images. A genuine v2 file of those three is still accepted
@@ -20,6 +21,7 @@ ZENODO = "https://zenodo.org/records/10519652/files"
 LICENCE = "CC BY 4.0"
 SPLITS = ("train", "val", "test")
 SIZES = (28, 64, 128, 224)
+SIZES_3D = (28, 64)  # MedMNIST+ has no 128- or 224-voxel volumes
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,20 @@ class DatasetInfo:
     def release(self, md5: str) -> str | None:
         """'v3' for the current file's MD5, 'v2' for an accepted older one, else None."""
         return "v3" if md5 == self.md5 else "v2" if md5 in self.legacy_md5s else None
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The image sides MedMNIST publishes this dataset at."""
+        return SIZES if self.dims == 2 else SIZES_3D
+
+    @property
+    def kind(self) -> str:
+        return f"{self.dims}D"
+
+    @property
+    def cube(self) -> str:
+        """'28x28' for an image, '28x28x28' for a volume."""
+        return "x".join([str(self.size)] * self.dims)
 
     @property
     def n_classes(self) -> int:
@@ -248,10 +264,91 @@ def _entries() -> list[DatasetInfo]:
             n(13932, 2452, 8827),
             legacy_md5s=("e5c39f1af030238290b9557d9503af9d",),
         ),
+        *_entries_3d(),
     ]
 
 
-# MD5 of each file at sizes 28, 64, 128 and 224 (MedMNIST v3.0.2, info.py).
+def _entries_3d() -> list[DatasetInfo]:
+    """MedMNIST3D: (n, 28, 28, 28) uint8 volumes, one channel. Their class counts are not in
+    info.py; AdrenalMNIST3D's are counted in the genuine file (v3.0.2, MD5 as below)."""
+
+    def n(train: int, val: int, test: int) -> dict[str, int]:
+        return {"train": train, "val": val, "test": test}
+
+    return [
+        DatasetInfo(
+            "organmnist3d",
+            "a0c5a1ff56af4f155c46d46fbb45a2fe",
+            "multi-class",
+            # MedMNIST's order for the 3D file, not Organ{A,C,S}MNIST's alphabetical one
+            (
+                "liver",
+                "kidney-right",
+                "kidney-left",
+                "femur-right",
+                "femur-left",
+                "bladder",
+                "heart",
+                "lung-right",
+                "lung-left",
+                "spleen",
+                "pancreas",
+            ),
+            1,
+            n(971, 161, 610),
+            dims=3,
+        ),
+        DatasetInfo(
+            "nodulemnist3d",
+            "8755a7e9e05a4d9ce80a24c3e7a256f3",
+            "binary-class",
+            ("benign", "malignant"),
+            1,
+            n(1158, 165, 310),
+            dims=3,
+        ),
+        DatasetInfo(
+            "adrenalmnist3d",
+            "bbd3c5a5576322bc4cdfea780653b1ce",
+            "binary-class",
+            ("normal", "hyperplasia"),
+            1,
+            n(1188, 98, 298),
+            class_counts={"train": (929, 259), "val": (76, 22), "test": (229, 69)},
+            dims=3,
+        ),
+        DatasetInfo(
+            "fracturemnist3d",
+            "6aa7b0143a6b42da40027a9dda61302f",
+            "multi-class",
+            ("buckle rib fracture", "nondisplaced rib fracture", "displaced rib fracture"),
+            1,
+            n(1027, 103, 240),
+            dims=3,
+        ),
+        DatasetInfo(
+            "vesselmnist3d",
+            "b41fd4f7e7e2feedddb201585ecafa1b",
+            "binary-class",
+            ("vessel", "aneurysm"),
+            1,
+            n(1335, 191, 382),
+            dims=3,
+        ),
+        DatasetInfo(
+            "synapsemnist3d",
+            "1235b78a3cd6280881dd7850a78eadb6",
+            "binary-class",
+            ("inhibitory synapse", "excitatory synapse"),
+            1,
+            n(1230, 177, 352),
+            dims=3,
+        ),
+    ]
+
+
+# MD5 of each file at each of the dataset's sizes: 28, 64, 128 and 224 for 2D, 28 and 64 for 3D
+# (MedMNIST v3.0.2, info.py).
 MD5S = {
     "pathmnist": (
         "a8b06965200029087d5bd730944a56c1",
@@ -325,6 +422,12 @@ MD5S = {
         "ded0c5fa01a95dc4978b956f613e9b8e",
         "b354719e553fbbb2513d5533f52a4cb1",
     ),
+    "organmnist3d": ("a0c5a1ff56af4f155c46d46fbb45a2fe", "58a2205adf14a9d0a189cb06dc78bf10"),
+    "nodulemnist3d": ("8755a7e9e05a4d9ce80a24c3e7a256f3", "c47c5b7d457bf6332200d2ea6d64ecd8"),
+    "adrenalmnist3d": ("bbd3c5a5576322bc4cdfea780653b1ce", "17721accfe9fb005146a47d33bc54b2f"),
+    "fracturemnist3d": ("6aa7b0143a6b42da40027a9dda61302f", "f01d7e6316aedf4210da0da5b7437b42"),
+    "vesselmnist3d": ("b41fd4f7e7e2feedddb201585ecafa1b", "6bb274a8846e1097066dcd64e2c4520f"),
+    "synapsemnist3d": ("1235b78a3cd6280881dd7850a78eadb6", "43bd14ebf3af9d3dd072446fedc14d5e"),
 }
 
 # The 28x28 entry of each dataset, by name (the default everywhere).
@@ -333,7 +436,7 @@ REGISTRY: dict[str, DatasetInfo] = {info.name: info for info in _entries()}
 SIZED: dict[tuple[str, int], DatasetInfo] = {
     (name, size): info if size == 28 else replace(info, size=size, md5=md5, legacy_md5s=())
     for name, info in REGISTRY.items()
-    for size, md5 in zip(SIZES, MD5S[name], strict=True)
+    for size, md5 in zip(info.sizes, MD5S[name], strict=True)
 }
 
 
@@ -345,8 +448,11 @@ def get_info(name: str, size: int = 28) -> DatasetInfo:
             f"unknown dataset '{name}'{did_you_mean(name.lower(), REGISTRY)}; choose one of "
             f"{known}, or pass the path of a local .npz"
         )
-    if size not in SIZES:
+    info = REGISTRY[name.lower()]
+    if size not in info.sizes:
+        side = "x".join([str(size)] * info.dims)
+        which = "MedMNIST" if info.dims == 2 else f"MedMNIST3D ({info.name})"
         raise UnknownDatasetError(
-            f"MedMNIST has no {size}x{size} files; choose a size of {', '.join(map(str, SIZES))}"
+            f"{which} has no {side} files; choose a size of {', '.join(map(str, info.sizes))}"
         )
     return SIZED[name.lower(), size]

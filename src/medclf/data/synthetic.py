@@ -5,6 +5,12 @@ Each image is a smooth random texture plus class-dependent structure: a bright h
 disagree (an XOR that no linear model can read). With 4 classes, class c sets band = c % 2 and
 agree = c // 2; a weak brightness cue leaks a little of `agree` so a linear model does clearly
 better than chance, while a small MLP, which can read the XOR, does clearly better still.
+
+A 3D look-alike (MedMNIST3D, (n, D, H, W) volumes) carries the same two cues in 3D: a bright tube
+whose orientation is the class's first bit (along the depth axis, so an axial slice shows a dot;
+or along the height axis, a line), and two blobs at different depths whose signs agree or not
+(the second bit). Tube and blobs sit at a random offset in each volume, so a convolution, which
+follows them, reads the class far better than a model of fixed voxel positions does.
 """
 
 from __future__ import annotations
@@ -60,11 +66,13 @@ def _smooth_noise(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
 def make_images(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo) -> np.ndarray:
     """uint8 images for ``labels``, made a chunk at a time so that the float work arrays stay
     near ``CHUNK_BYTES`` (every 28x28 split fits in one chunk)."""
-    per_chunk = max(1, CHUNK_BYTES // (info.size * info.size * 8))
+    per_image = info.size**info.dims * 8  # float64 work arrays of one channel
+    per_chunk = max(1, CHUNK_BYTES // per_image)
     out = np.empty((len(labels), *info.image_shape), np.uint8)
+    make = _make_volume_chunk if info.dims == 3 else _make_chunk
     for start in range(0, len(labels), per_chunk):
         stop = start + per_chunk
-        out[start:stop] = _make_chunk(rng, labels[start:stop], info)
+        out[start:stop] = make(rng, labels[start:stop], info)
     return out
 
 
@@ -85,6 +93,37 @@ def _make_chunk(rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo)
     if info.channels > 1:
         img = np.repeat(img[..., None], info.channels, axis=-1)
     return img
+
+
+def _smooth_noise_3d(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """Low-frequency 3D texture: coarse noise upsampled by repetition and box-blurred."""
+    coarse = rng.standard_normal((n, *(size // 4 + 1,) * 3))
+    fine = coarse.repeat(4, 1).repeat(4, 2).repeat(4, 3)[:, :size, :size, :size]
+    return sum(np.roll(fine, shift, axis) for shift, axis in ((0, 1), (1, 1), (1, 2), (1, 3))) / 4
+
+
+def _make_volume_chunk(
+    rng: np.random.Generator, labels: np.ndarray, info: DatasetInfo
+) -> np.ndarray:
+    n, size = len(labels), info.size
+    z, y, x = (g / size for g in np.ogrid[0:size, 0:size, 0:size])
+    along_h = (labels % 2 == 1)[:, None, None, None]  # the tube's axis: depth (0) or height (1)
+    agree = (labels // 2 % 2).astype(float)
+    a, b, shift = (
+        rng.uniform(lo, hi, (n, 1, 1, 1)) for lo, hi in ((0.3, 0.7),) * 2 + ((-0.1, 0.1),)
+    )
+    across = np.where(along_h, z, y)  # the coordinate across the tube that is not x
+    tube = np.exp(-((across - a) ** 2 + (x - b) ** 2) / 0.006)
+    u = rng.choice([-1.0, 1.0], n)
+    v = np.where(agree == 1, u, -u)
+    near = np.exp(-((z - 0.3) ** 2 + (y - 0.3 - shift) ** 2 + (x - 0.3) ** 2) / 0.01)
+    far = np.exp(-((z - 0.7) ** 2 + (y - 0.7 - shift) ** 2 + (x - 0.7) ** 2) / 0.01)
+    strength = rng.uniform(0.6, 1.4, (n, 1, 1, 1))  # varying contrast keeps it from trivial
+    vol = 95 + 22 * _smooth_noise_3d(rng, n, size) + 60 * strength * tube
+    vol += 45 * strength * (u[:, None, None, None] * near + v[:, None, None, None] * far)
+    vol += (2 * agree + 3 * (labels // 4))[:, None, None, None]  # weak linear cue, as in 2D
+    vol += rng.normal(0, 18, vol.shape)
+    return np.clip(np.rint(vol), 0, 255).astype(np.uint8)
 
 
 def synthesize(

@@ -43,6 +43,24 @@ def resolve_dataset(dataset: str, root=None, echo=print) -> str:
         return str(path)
 
 
+def default_out(quick: bool) -> str:
+    """A quick study's own folder, so that its runs never mix with a full study's."""
+    return "reproduction-quick" if quick else "reproduction"
+
+
+def check_mode(out: Path, quick: bool, rows, ref: str, seeds: int) -> None:
+    """Refuse a study in a folder that holds runs of the other mode (quick or full): the report
+    covers every run of its folder, and would mix the two."""
+    other = expand(rows, ref, seeds=seeds, quick=not quick)
+    found = sum((run_dir_of(out, e["key"]) / CONFIG).is_file() for e in other)
+    if found:
+        mode, this = ("a full", "a --quick") if quick else ("a --quick", "a full")
+        raise ConfigError(
+            f"{out} holds {mode} study ({found} of its runs), which {this} study's report "
+            f"would mix with; give another --out (its default is {default_out(quick)})"
+        )
+
+
 def run_study(
     dataset="octmnist",
     out="reproduction",
@@ -71,6 +89,7 @@ def run_study(
     rows = [*STUDY, *CONVEXITY, *extra_rows]
     entries = expand(rows, ref, seeds=seeds, quick=quick, only=set(only) if only else None)
     out = Path(out)
+    check_mode(out, quick, rows, ref, seeds)
     ran = run_all(
         entries,
         out,

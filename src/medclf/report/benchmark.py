@@ -22,6 +22,7 @@ from medclf.errors import MedclfError
 from medclf.files import atomic_path
 from medclf.report.evaluate import saved_split
 from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
+from medclf.report.report import scrolling_tables
 from medclf.report.robustness import robustness_section
 from medclf.run.folder import FINISHED, RUNS
 from medclf.stats import mean_interval
@@ -43,7 +44,7 @@ SYNTHETIC = "synthetic — not comparable"
 CSS = (
     "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #bbb;padding:.25em .6em;"
-    "text-align:left}th{background:#eee}img{max-width:100%}"
+    "text-align:left}th{background:#eee}img{max-width:100%}.scroll{overflow-x:auto;max-width:100%}"
 )
 
 
@@ -371,7 +372,7 @@ def to_html(markdown_text: str, png: Path) -> str:
     """One self-contained page: inline CSS, the plot as a data URI, no external resource."""
     import markdown
 
-    body = markdown.markdown(markdown_text, extensions=["tables"])
+    body = scrolling_tables(markdown.markdown(markdown_text, extensions=["tables"]))
     data = base64.b64encode(png.read_bytes()).decode()
     body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
     return (

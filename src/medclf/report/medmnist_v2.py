@@ -1,4 +1,4 @@
-"""The published MedMNIST v2 2D benchmark (test split, ACC and AUC), as data.
+"""The published MedMNIST v2 benchmarks (test split, ACC and AUC), 2D and 3D, as data.
 
 Source: Yang et al., "MedMNIST v2 - A large-scale lightweight benchmark for 2D and 3D biomedical
 image classification", Scientific Data 10, 41 (2023), Table 3 (doi:10.1038/s41597-022-01721-8),
@@ -10,6 +10,14 @@ TissueMNIST and OrganAMNIST, and the BreastMNIST / PneumoniaMNIST anchors in sha
 The ISBI'21 MedMNIST v1 paper has different numbers for the same methods (OCTMNIST auto-sklearn,
 for instance, 0.595 / 0.883 there, 0.601 / 0.887 here); only v2's are kept. Every number is for
 the official test split; "(28)" and "(224)" are the ResNets' input sizes, the others used 28x28.
+
+The 3D table (``MEDMNIST_V2_3D``, same shape): the same paper, Table 4 (MedMNIST3D, 28x28x28
+volumes, official test split), as reproduced in the "Benchmarking Performance on MedMNIST3D"
+table of https://medmnist.com/ (github.com/MedMNIST/medmnist.github.io at 74c5d44, index.html
+and v2.html, which agree cell for cell; the site prints AUC before ACC, here ACC comes first as
+in the 2D table). Checked twice against that source, and against the AdrenalMNIST3D anchors in
+shared/data/README.md (ResNet-18+3D 0.721 / 0.827, ResNet-50+3D 0.745 / 0.828, auto-sklearn
+0.802 / 0.828). The paper's PDF itself could not be read here, only the site that quotes it.
 """
 
 from __future__ import annotations
@@ -171,3 +179,103 @@ MEDMNIST_V2 = {
 def published(dataset: str) -> dict[str, Score] | None:
     """The published scores for a dataset name (any case), or None if v2's 2D table lacks it."""
     return MEDMNIST_V2.get(dataset.lower())
+
+
+SOURCE_3D = "MedMNIST v2 (Yang et al., Scientific Data 2023, Table 4; https://medmnist.com/)"
+
+METHODS_3D = (
+    "ResNet-18+2.5D",
+    "ResNet-18+3D",
+    "ResNet-18+ACS",
+    "ResNet-50+2.5D",
+    "ResNet-50+3D",
+    "ResNet-50+ACS",
+    "auto-sklearn",
+    "AutoKeras",
+)
+BASELINE_3D = "ResNet-18+3D"
+
+NAMES_3D = {
+    "organmnist3d": "OrganMNIST3D",
+    "nodulemnist3d": "NoduleMNIST3D",
+    "fracturemnist3d": "FractureMNIST3D",
+    "adrenalmnist3d": "AdrenalMNIST3D",
+    "vesselmnist3d": "VesselMNIST3D",
+    "synapsemnist3d": "SynapseMNIST3D",
+}
+
+# dataset -> one (test ACC, test AUC) per method, in the order of METHODS_3D
+_TABLE_3D = {
+    "organmnist3d": (
+        (0.788, 0.977),
+        (0.907, 0.996),
+        (0.900, 0.994),
+        (0.769, 0.974),
+        (0.883, 0.994),
+        (0.889, 0.994),
+        (0.814, 0.977),
+        (0.804, 0.979),
+    ),
+    "nodulemnist3d": (
+        (0.835, 0.838),
+        (0.844, 0.863),
+        (0.847, 0.873),
+        (0.848, 0.835),
+        (0.847, 0.875),
+        (0.841, 0.886),
+        (0.874, 0.914),
+        (0.834, 0.844),
+    ),
+    "fracturemnist3d": (
+        (0.451, 0.587),
+        (0.508, 0.712),
+        (0.497, 0.714),
+        (0.397, 0.552),
+        (0.494, 0.725),
+        (0.517, 0.750),
+        (0.453, 0.628),
+        (0.458, 0.642),
+    ),
+    "adrenalmnist3d": (
+        (0.772, 0.718),
+        (0.721, 0.827),
+        (0.754, 0.839),
+        (0.763, 0.732),
+        (0.745, 0.828),
+        (0.758, 0.828),
+        (0.802, 0.828),
+        (0.705, 0.804),
+    ),
+    "vesselmnist3d": (
+        (0.846, 0.748),
+        (0.877, 0.874),
+        (0.928, 0.930),
+        (0.877, 0.751),
+        (0.918, 0.907),
+        (0.858, 0.912),
+        (0.915, 0.910),
+        (0.894, 0.773),
+    ),
+    "synapsemnist3d": (
+        (0.696, 0.634),
+        (0.745, 0.820),
+        (0.722, 0.705),
+        (0.735, 0.669),
+        (0.795, 0.851),
+        (0.709, 0.719),
+        (0.730, 0.631),
+        (0.724, 0.538),
+    ),
+}
+
+# dataset -> method -> Score
+MEDMNIST_V2_3D = {
+    d: dict(zip(METHODS_3D, (Score(*s) for s in scores), strict=True))
+    for d, scores in _TABLE_3D.items()
+}
+
+
+def published_3d(dataset: str) -> dict[str, Score] | None:
+    """The published 3D scores for a dataset name (any case), or None if v2's 3D table lacks
+    it."""
+    return MEDMNIST_V2_3D.get(dataset.lower())
