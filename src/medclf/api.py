@@ -13,8 +13,8 @@
 
 Every command of the CLI does its work through one function here (the CLI only parses and
 prints): train, predict (Run.predict_files), evaluate, compare, list_runs, view, reproduce,
-benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
-synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
+benchmark, tune, robustness, export_onnx, export_mlflow, and for the data: load_dataset,
+download, verify, synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
 sentence that names the problem and the fix.
@@ -240,11 +240,12 @@ def benchmark(
     progress=True,
     backend="local",
     address=None,
+    robustness=False,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
-    then results.csv and its report beside MedMNIST v2's published table; returns the rows
-    and the files' paths."""
+    then results.csv and its report beside MedMNIST v2's published table (``robustness``:
+    with each run's MedMNIST-C rBE, medclf.report.robustness); returns the rows and paths."""
     from medclf.experiments.benchmark import run_benchmark
     from medclf.report.benchmark import results_csv, write_benchmark_report
 
@@ -252,6 +253,10 @@ def benchmark(
     options = {"progress": progress, "backend": backend, "address": address}
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
     out = Path(out)
+    if robustness:
+        from medclf.report.robustness import add_robustness
+
+        add_robustness(rows, out)
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)
     return {
@@ -276,6 +281,21 @@ def compare(run_a, run_b, split: str = "test", seed: int = 0, resamples: int = 1
     from medclf.report.evaluate import paired_comparison
 
     return paired_comparison(run_a, run_b, split=split, seed=seed, resamples=resamples)
+
+
+def robustness(run, out=None, severities="1-5", seed: int = 0, corruptions=None, root=None):
+    """A run's test metrics under MedMNIST-C's corruptions of its dataset (each severity of
+    ``severities``: '1-5', '3' or '1,3,5'), written to ``out`` (default: the run folder) as
+    robustness.csv, .json, .png and .pdf; returns the rows, MedMNIST-C's summary and paths."""
+    from medclf.report.robustness import check_out, write_robustness
+    from medclf.run.robustness import check_robustness_run, parse_severities
+    from medclf.run.robustness import robustness as measure
+
+    levels = parse_severities(severities)
+    check_robustness_run(run, corruptions)  # before --out is made
+    out = check_out(run if out is None else out)
+    result = measure(run, levels, seed, corruptions, root)
+    return {**result, "paths": write_robustness(result, out)}
 
 
 def list_runs(top="runs", sort: str = "run") -> list[dict]:

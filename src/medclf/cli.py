@@ -652,12 +652,28 @@ def predict(run_dir, inputs):
     type=click.IntRange(1, 64),
     help="Parallel processes.",
 )
+@click.option(
+    "--robustness",
+    is_flag=True,
+    help="Add each run's MedMNIST-C rBE (medclf robustness) to the table and report.",
+)
 @root_option
 @backend_option
 @address_option
 @mlflow_option
 def benchmark(
-    datasets, models, preset, seeds, size, out, workers, root, backend, address, mlflow_uri
+    datasets,
+    models,
+    preset,
+    seeds,
+    size,
+    out,
+    workers,
+    robustness,
+    root,
+    backend,
+    address,
+    mlflow_uri,
 ):
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
@@ -672,6 +688,7 @@ def benchmark(
         root,
         backend=backend,
         address=address,
+        robustness=robustness,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(
@@ -734,6 +751,44 @@ def evaluate(runs, split, as_json, compare, resamples, seed):
         click.echo(single_run_text(results[0]))
     else:
         click.echo(comparison_text(results))
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Folder for robustness.csv/.json/.png/.pdf (default: the run folder).",
+)
+@click.option(
+    "--severities",
+    default="1-5",
+    show_default=True,
+    help="MedMNIST-C severities: one (3), a range (1-5) or a list (1,3,5).",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 2**32 - 1),
+    help="Seed of the random corruptions.",
+)
+@click.option(
+    "--corruption",
+    "corruptions",
+    multiple=True,
+    help="Only this corruption (repeatable; default: all of MedMNIST-C's for the dataset).",
+)
+@root_option
+def robustness(run_dir, out, severities, seed, corruptions, root):
+    """A run's test metrics under MedMNIST-C's corruptions of its dataset, severity by
+    severity, and MedMNIST-C's summary (balanced errors relative to AlexNet's)."""
+    from medclf.report.robustness import summary_lines
+
+    result = api.robustness(run_dir, out, severities, seed, corruptions or None, root)
+    click.echo("\n".join(summary_lines(result)))
+    files = result["paths"]
+    click.echo(f"wrote {', '.join(str(p) for p in files.values())}")
 
 
 @cli.command()

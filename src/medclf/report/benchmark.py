@@ -23,6 +23,7 @@ from medclf.files import atomic_path
 from medclf.report.evaluate import saved_split
 from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
 from medclf.report.report import scrolling_tables
+from medclf.report.robustness import robustness_section
 from medclf.run.folder import FINISHED, RUNS
 from medclf.stats import mean_interval
 
@@ -431,6 +432,7 @@ def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path
     real_keys = {dataset_key(d) for d, _, synthetic in grouped if not synthetic}
     lines += not_run_section(real_keys)
     lines += runs_section(results)
+    lines += robustness_section(results)  # medclf benchmark --robustness
     text = "\n".join(lines)
     png = out_dir / "benchmark.png"
     draw_plot(grouped, png)

@@ -13,6 +13,7 @@ set of runs (OUT/runs/KEY) and a search's trials (OUT/trials/trial-NNNN) live.
       {flag}_{split}@{run}.csv   MedMNIST's standard result files, for its own evaluator
       model.npz | model.pt | model.skops   the selected model (no pickle)
       accuracy.png, loss.png, confusion.png
+      robustness.csv/.json/.png/.pdf   medclf robustness's results, where it wrote them here
       checkpoint.*, best.*   while a run is unfinished: the last and the best epoch
       .lock          while a process owns the folder (medclf.files.run_lock)
 
@@ -48,8 +49,10 @@ MODEL_ONNX = "model.onnx"  # medclf export onnx's default output (not the run's:
 LEFTOVERS = (*CHECKPOINTS, *BESTS)  # removed once a run has finished (or was pruned)
 PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to continue it
 FIGURES = ("accuracy.png", "loss.png", "confusion.png")
+# medclf robustness's outputs, in the run folder by default: a retrained run's are stale
+ROBUSTNESS = ("robustness.csv", "robustness.json", "robustness.png", "robustness.pdf")
 RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, PREDICTIONS)  # every run's
-RUN_FILES += (*MODEL_FILES, *LEFTOVERS, *FIGURES)  # by family, while unfinished, drawn
+RUN_FILES += (*MODEL_FILES, *LEFTOVERS, *FIGURES, *ROBUSTNESS)  # by family, unfinished, drawn
 FINISHED = ("done", "diverged")  # statuses of a finished run: it is not trained again
 RUNS, TRIALS = "runs", "trials"
 
