@@ -12,7 +12,7 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
+prints): train, ensemble, predict (Run.predict_files), evaluate, compare, list_runs, reproduce,
 benchmark, tune, export_onnx, export_mlflow, and for the data: load_dataset, download, verify,
 synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
 
@@ -211,6 +211,18 @@ def _dataset_of(config: dict, root, size_given: bool):
     if not named and dataset.info.size in SIZES:
         config["size"] = dataset.info.size
     return dataset
+
+
+def ensemble(runs, out) -> Run:
+    """The ensemble of finished runs (their predicted probabilities averaged) as a new run
+    folder ``out`` (new or empty), checked and written whole or not at all
+    (medclf.run.family_ensemble)."""
+    from medclf.run.family_ensemble import make_ensemble
+
+    if isinstance(runs, str | os.PathLike):
+        raise ConfigError("runs is a list of run folders, not one path")
+    make_ensemble(runs, out)
+    return Run(out)
 
 
 def reproduce(dataset="octmnist", out="reproduction", **options) -> dict:

@@ -551,6 +551,26 @@ def run_summary(metrics: dict, out) -> str:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New run folder.")
+def ensemble(runs, out):
+    """Average finished runs' predicted probabilities into a new run folder (evaluate,
+    predict and export it as any run)."""
+    if len(runs) < 2:
+        raise click.UsageError("an ensemble needs two runs or more; give more RUN folders")
+    m = api.ensemble(runs, out).metrics
+
+    def num(key):
+        return "undefined" if m.get(key) is None else f"{m[key]:.4f}"
+
+    click.echo(
+        f"ensemble of {len(runs)} runs: val ACC {num('val_acc')}, AUC {num('val_auc')}; "
+        f"test ACC {num('test_acc')}, AUC {num('test_auc')} on the {m['test_split']} "
+        f"test split ({m['n_test']} images); run folder {out}"
+    )
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
 def predict(run_dir, inputs):
