@@ -359,3 +359,43 @@ def test_a_file_of_another_size_runs_at_its_own_size(tmp_path):
     )
     assert tuned.exit_code == 0, tuned.output
     assert json.loads((tmp_path / "t" / "best_config.json").read_text())["size"] == 64
+
+
+def test_ensemble_adds_the_ensemble_of_each_models_seeds_as_a_row(tmp_path, tiny_files):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", out, "--seeds", 2, "--ensemble", "--dataset", tiny_files[0]]
+    args += ["--model", "numpy-logreg"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    rows = rows_of(out)
+    assert len(rows) == 3
+    for model in ("numpy-logreg",):
+        seeds = [r for r in rows if r["model"] == model]
+        (ens,) = [r for r in rows if r["model"] == f"{model} ensemble"]
+        assert ens["status"] == "done" and ens["seed"] == "42+43"
+        assert ens["members"].split() == [r["key"] for r in seeds]
+        scores = [
+            np.load(out / "runs" / r["key"] / "predictions.npz")["test_scores"] for r in seeds
+        ]
+        labels = np.load(out / "runs" / seeds[0]["key"] / "predictions.npz")["test_labels"]
+        mean = np.mean(scores, axis=0)
+        assert float(ens["test_auc"]) == pytest.approx(roc_auc_score(labels.ravel(), mean[:, 1]))
+    md = (out / "benchmark.md").read_text()
+    (line,) = [x for x in md.splitlines() if x.startswith("| numpy-logreg ensemble (fast)")]
+    assert line.split("|")[5].strip().startswith("[")  # the test ACC's 95 % interval
+    assert f"`{ens['members'].split()[0]}`" in md and "an ensemble" in md
+    made = (out / "runs" / ens["key"] / "metrics.json").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, [str(a) for a in args])
+    assert again.exit_code == 0, again.output
+    assert (out / "runs" / ens["key"] / "metrics.json").stat().st_mtime_ns == made  # reused
+
+
+def test_ensemble_of_one_seed_is_refused_before_training(tmp_path, tiny_files):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", str(out), "--seeds", "1", "--ensemble"]
+    result = CliRunner().invoke(cli, [*args, "--dataset", str(tiny_files[0])])
+    assert result.exit_code != 0 and "two seeds or more" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

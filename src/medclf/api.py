@@ -250,17 +250,26 @@ def benchmark(
     progress=True,
     backend="local",
     address=None,
+    ensemble=False,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
     then results.csv and its report beside MedMNIST v2's published table; returns the rows
-    and the files' paths."""
+    and the files' paths. ``ensemble``: one more row per dataset and model, the ensemble of
+    its seeds (medclf.experiments.ensembles)."""
     from medclf.experiments.benchmark import run_benchmark
+    from medclf.experiments.ensembles import seed_ensembles
     from medclf.report.benchmark import results_csv, write_benchmark_report
 
+    if ensemble and seeds < 2:
+        raise ConfigError(
+            f"an ensemble of seeds needs two seeds or more, not {seeds}; add --seeds 3"
+        )
     start = time.perf_counter()
     options = {"progress": progress, "backend": backend, "address": address}
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
+    if ensemble:
+        rows += seed_ensembles(rows, out)
     out = Path(out)
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)

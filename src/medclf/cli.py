@@ -643,12 +643,28 @@ def predict(run_dir, inputs):
     type=click.IntRange(1, 64),
     help="Parallel processes.",
 )
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Add per dataset and model the ensemble of its seeds (their mean probabilities) as a row.",
+)
 @root_option
 @backend_option
 @address_option
 @mlflow_option
 def benchmark(
-    datasets, models, preset, seeds, size, out, workers, root, backend, address, mlflow_uri
+    datasets,
+    models,
+    preset,
+    seeds,
+    size,
+    out,
+    workers,
+    ensemble,
+    root,
+    backend,
+    address,
+    mlflow_uri,
 ):
     """Train a grid of models on datasets and compare it with MedMNIST v2's published table."""
     check_mlflow(mlflow_uri)
@@ -663,6 +679,7 @@ def benchmark(
         root,
         backend=backend,
         address=address,
+        ensemble=ensemble,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(
