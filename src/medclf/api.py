@@ -251,12 +251,16 @@ def benchmark(
     backend="local",
     address=None,
     ensemble=False,
+    auto=False,
+    budget=600.0,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
     then results.csv and its report beside MedMNIST v2's published table; returns the rows
     and the files' paths. ``ensemble``: one more row per dataset and model, the ensemble of
-    its seeds (medclf.experiments.ensembles)."""
+    its seeds (medclf.experiments.ensembles). ``auto``: one more row per data file, "medclf
+    (auto)", what validation chooses among the runs ``budget`` seconds of training buy
+    (medclf.experiments.auto)."""
     from medclf.experiments.benchmark import run_benchmark
     from medclf.experiments.ensembles import seed_ensembles
     from medclf.report.benchmark import results_csv, write_benchmark_report
@@ -265,11 +269,18 @@ def benchmark(
         raise ConfigError(
             f"an ensemble of seeds needs two seeds or more, not {seeds}; add --seeds 3"
         )
+    if auto:
+        from medclf.experiments.auto import auto_rows, parse_budget
+
+        budget = parse_budget(budget)
     start = time.perf_counter()
     options = {"progress": progress, "backend": backend, "address": address}
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
+    grid_rows = list(rows)
     if ensemble:
-        rows += seed_ensembles(rows, out)
+        rows += seed_ensembles(grid_rows, out)
+    if auto:
+        rows += auto_rows(grid_rows, out, budget)
     out = Path(out)
     write_text(out / "results.csv", results_csv(rows))
     paths = write_benchmark_report(rows, out)

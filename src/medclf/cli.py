@@ -140,6 +140,22 @@ class Choice(click.Choice):
             raise click.BadParameter(f"{err.message.rstrip('.')}{hint}", ctx, param) from None
 
 
+class Budget(click.ParamType):
+    """A time such as 10m, 90s or 1h, in seconds (medclf.experiments.auto.parse_budget)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from medclf.experiments.auto import parse_budget
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_budget(value)
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+
+
 def written(ctx) -> str | None:
     """The --out or --plot of the command line, if any."""
     args = ctx.meta.get("medclf.args", [])
@@ -648,6 +664,18 @@ def predict(run_dir, inputs):
     is_flag=True,
     help="Add per dataset and model the ensemble of its seeds (their mean probabilities) as a row.",
 )
+@click.option(
+    "--auto",
+    is_flag=True,
+    help="Add per dataset the row 'medclf (auto)': the run or ensemble validation chooses.",
+)
+@click.option(
+    "--budget",
+    default="10m",
+    show_default=True,
+    type=Budget(),
+    help="--auto: training time its candidates may take per dataset (90s, 10m, 1h).",
+)
 @root_option
 @backend_option
 @address_option
@@ -661,6 +689,8 @@ def benchmark(
     out,
     workers,
     ensemble,
+    auto,
+    budget,
     root,
     backend,
     address,
@@ -680,6 +710,8 @@ def benchmark(
         backend=backend,
         address=address,
         ensemble=ensemble,
+        auto=auto,
+        budget=budget,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(

@@ -262,11 +262,17 @@ def dataset_section(
 
 
 def ensemble_notes(by_model: dict) -> list[str]:
-    """What each ensemble row (medclf.experiments.ensembles) is made of."""
+    """What each ensemble row (medclf.experiments.ensembles) is made of, and what the
+    "medclf (auto)" row (medclf.experiments.auto) picked and why."""
     lines = []
     for (model, preset), rows in by_model.items():
         for r in rows:
-            if r.get("members"):
+            if r.get("why"):
+                lines.append(
+                    f"- {md(model)}: picked {md(r.get('picked'))} on validation alone: "
+                    f"{md(r['why'])}."
+                )
+            elif r.get("members"):
                 keys = ", ".join(f"`{md(k)}`" for k in str(r["members"]).split())
                 seeds = str(r.get("seed")).replace("+", ", ")
                 lines.append(
