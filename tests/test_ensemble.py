@@ -245,3 +245,24 @@ def test_a_fault_while_writing_leaves_no_folder(runs, tmp_path, monkeypatch):
     result = invoke("ensemble", runs["a"], runs["b"], "--out", out)
     one_line_refusal(result, out)
     assert os.listdir(tmp_path) == []
+
+
+REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "breastmnist.npz"
+
+
+@pytest.mark.skipif(
+    not REAL.exists(), reason="the genuine breastmnist.npz in ../shared/data is absent"
+)
+def test_an_ensemble_of_genuine_breastmnist_runs(tmp_path):
+    made = [
+        medclf.train("torch-ffn", dataset=str(REAL), seed=s, out=tmp_path / f"s{s}", **FFN)
+        for s in (1, 2)
+    ]
+    ens = medclf.ensemble([r.path for r in made], tmp_path / "ens")
+    labels = saved(made[0].path, "test_labels").ravel()
+    mean = np.mean([saved(r.path, "test_scores") for r in made], axis=0)
+    assert ens.metrics["n_test"] == 156 == len(labels)
+    assert ens.metrics["test_auc"] == pytest.approx(roc_auc_score(labels, mean[:, 1]))
+    assert ens.metrics["test_acc"] == pytest.approx(accuracy_score(labels, mean.argmax(axis=1)))
+    images = medclf.load_dataset(str(REAL)).test.images
+    np.testing.assert_allclose(ens.predict_proba(images), mean, atol=1e-5)
