@@ -116,7 +116,7 @@ def auto_row(rows: list[dict], out, budget: float) -> dict:
     row = {
         **{k: first.get(k) for k in ("dataset", "file", "data_md5", "data_file")},
         "model": AUTO,
-        "preset": "auto",
+        "preset": f"budget {budget:.0f} s",
         "seed": "",
         **dict.fromkeys(RESULT_KEYS),
         "status": "failed",
