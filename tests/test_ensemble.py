@@ -56,6 +56,7 @@ def runs(tmp_path_factory):
     paths = {k: r.path for k, r in made.items()}
     result = invoke("ensemble", paths["a"], paths["b"], paths["c"], "--out", root / "ens")
     assert result.exit_code == 0, result.output
+    np.savez(root / "few.npz", images=medclf.load_dataset(str(breast)).test.images[:7])
     return {**paths, "root": root, "data": breast, "ens": root / "ens"}
 
 
@@ -86,7 +87,6 @@ def test_ensemble_is_a_run_for_predict_evaluate_and_runs(runs):
     ens = medclf.open_run(runs["ens"])
     np.testing.assert_allclose(ens.predict_proba(images), np.mean(members, axis=0), atol=1e-12)
     assert (ens.predict(images) == np.mean(members, axis=0).argmax(axis=1)).all()
-    np.savez(runs["root"] / "few.npz", images=images)
     result = invoke("predict", runs["ens"], runs["root"] / "few.npz")
     assert result.exit_code == 0 and len(result.output.splitlines()) == 8, result.output
     result = invoke("evaluate", runs["ens"])
@@ -266,3 +266,23 @@ def test_an_ensemble_of_genuine_breastmnist_runs(tmp_path):
     assert ens.metrics["test_acc"] == pytest.approx(accuracy_score(labels, mean.argmax(axis=1)))
     images = medclf.load_dataset(str(REAL)).test.images
     np.testing.assert_allclose(ens.predict_proba(images), mean, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        {"family": []},
+        {"family": "torch", "model": "nope"},
+        {"family": "nope"},
+        {"members": "a"},
+        {"members": [{"run": 3}]},
+        {"members": [{"run": "."}]},
+    ],
+)
+def test_a_hand_edited_ensemble_config_is_one_line(runs, tmp_path, edit):
+    work = tmp_path / "w"
+    shutil.copytree(runs["root"] / "runs", work / "runs")
+    shutil.copytree(runs["ens"], work / "ens")
+    config = json.loads((work / "ens" / "config.json").read_text())
+    (work / "ens" / "config.json").write_text(json.dumps({**config, **edit}))
+    one_line_refusal(invoke("predict", work / "ens", runs["root"] / "few.npz"))

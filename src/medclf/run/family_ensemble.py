@@ -150,6 +150,8 @@ def checked_members(run_dir: Path, config: dict) -> list[tuple[Path, tuple[dict,
             raise DataError(
                 f"member {shown} of ensemble {run_dir} is unusable ({why}); {again}"
             ) from err
+        if family_for(checked[0]) is Ensemble:  # never made so: written by hand
+            raise DataError(f"{run_dir / CONFIG} is damaged (member {shown} is an ensemble)")
         if md5 != member.get("md5"):
             raise DataError(
                 f"member {shown} of ensemble {run_dir} has changed since the ensemble was made "

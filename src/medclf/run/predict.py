@@ -161,8 +161,10 @@ def check_run(run_dir) -> tuple[dict, dict]:
     config = read_object(run_dir / CONFIG)
     metrics = read_object(run_dir / METRICS)
     if "family" in config:  # a run made of runs (an ensemble) names its family itself
-        if config["family"] not in FAMILIES or not isinstance(config.get("model"), str):
-            raise damaged(run_dir / CONFIG, f"'family' is not one of {', '.join(FAMILIES)}")
+        family, trained = config["family"], {spec.family for spec in MODELS.values()}
+        if not isinstance(family, str) or family not in FAMILIES or family in trained:
+            made = ", ".join(f for f in FAMILIES if f not in trained)
+            raise damaged(run_dir / CONFIG, f"'family' is not one of {made}")
     elif not isinstance(config.get("model"), str) or config["model"] not in MODELS:
         raise damaged(run_dir / CONFIG, f"'model' is not one of {', '.join(MODELS)}")
     try:
