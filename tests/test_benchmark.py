@@ -359,3 +359,107 @@ def test_a_file_of_another_size_runs_at_its_own_size(tmp_path):
     )
     assert tuned.exit_code == 0, tuned.output
     assert json.loads((tmp_path / "t" / "best_config.json").read_text())["size"] == 64
+
+
+def test_ensemble_adds_the_ensemble_of_each_models_seeds_as_a_row(tmp_path, tiny_files):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", out, "--seeds", 2, "--ensemble", "--dataset", tiny_files[0]]
+    args += ["--model", "numpy-logreg", "--auto", "--budget", "1h"]
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    rows = rows_of(out)
+    assert len(rows) == 4
+    for model in ("numpy-logreg",):
+        seeds = [r for r in rows if r["model"] == model]
+        (ens,) = [r for r in rows if r["model"] == f"{model} ensemble"]
+        assert ens["status"] == "done" and ens["seed"] == "42+43"
+        assert ens["members"].split() == [r["key"] for r in seeds]
+        scores = [
+            np.load(out / "runs" / r["key"] / "predictions.npz")["test_scores"] for r in seeds
+        ]
+        labels = np.load(out / "runs" / seeds[0]["key"] / "predictions.npz")["test_labels"]
+        mean = np.mean(scores, axis=0)
+        assert float(ens["test_auc"]) == pytest.approx(roc_auc_score(labels.ravel(), mean[:, 1]))
+    md = (out / "benchmark.md").read_text()
+    (line,) = [x for x in md.splitlines() if x.startswith("| numpy-logreg ensemble (fast)")]
+    assert line.split("|")[5].strip().startswith("[")  # the test ACC's 95 % interval
+    assert f"`{ens['members'].split()[0]}`" in md and "an ensemble" in md
+    made = (out / "runs" / ens["key"] / "metrics.json").stat().st_mtime_ns
+    again = CliRunner().invoke(cli, [str(a) for a in args])
+    assert again.exit_code == 0, again.output
+    assert (out / "runs" / ens["key"] / "metrics.json").stat().st_mtime_ns == made  # reused
+    check_auto(out, rows, md)
+
+
+def check_auto(out, rows, md):
+    """The "medclf (auto)" row: its numbers are its pick's, and its pick is the same when every
+    candidate's test labels are permuted (the choice never reads the test split)."""
+    import numpy as np
+
+    from medclf.experiments.auto import pick
+
+    (auto,) = [r for r in rows if r["model"] == "medclf (auto)"]
+    metrics = json.loads((out / "runs" / auto["key"] / "metrics.json").read_text())
+    assert auto["status"] == "done" and float(auto["test_auc"]) == metrics["test_auc"]
+    assert auto["picked"] in md and "medclf (auto)" in md and auto["why"] in md
+    grid = [r for r in rows if r["model"] == "numpy-logreg"]
+    before = pick(grid, out, 3600)
+    assert before["chosen"] == (auto["members"].split() or [auto["key"]])
+    rng = np.random.default_rng(0)
+    for r in grid:
+        path = out / "runs" / r["key"] / "predictions.npz"
+        arrays = dict(np.load(path))
+        arrays["test_labels"] = rng.permutation(arrays["test_labels"])
+        arrays["test_scores"] = rng.permutation(arrays["test_scores"])
+        np.savez(path, **arrays)
+    assert pick(grid, out, 3600) == before
+
+
+@pytest.mark.parametrize("budget", ["0", "1e9", "abc", "-5m", "25h", "5x"])
+def test_bad_budgets_are_refused_before_training(tmp_path, tiny_files, budget):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", str(out), "--auto", "--budget", budget]
+    result = CliRunner().invoke(cli, [*args, "--dataset", str(tiny_files[0])])
+    assert result.exit_code == 2 and "not a time from 1 s to 24 h" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_budgets_and_greedy_selection_on_validation(tmp_path):
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from medclf.experiments.auto import admitted, choose, parse_budget
+    from medclf.models.config import make_config
+
+    assert [parse_budget(t) for t in ("10m", "90s", "1.5h", "600")] == [600, 90, 5400, 600]
+    rows = []  # the dearer model listed first: the budget buys the cheaper one only
+    for key, model in (("dear", "torch-cnn"), ("cheap", "numpy-logreg"), ("mid", "torch-ffn")):
+        (tmp_path / "runs" / key).mkdir(parents=True)
+        (tmp_path / "runs" / key / "config.json").write_text(json.dumps(make_config(model)))
+        rows.append({"key": key, "status": "done", "seconds": 5.0})
+    assert [r["key"] for r in admitted(rows, tmp_path, 11)] == ["cheap", "mid"]
+    assert [r["key"] for r in admitted(rows, tmp_path, 4)] == []
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    noisy = [np.clip(y + rng.normal(0, s, 200), 0, 1) for s in (0.9, 1.0, 1.1, 3.0)]
+    candidates = {f"r{i}": ("binary-class", y, np.c_[1 - p, p]) for i, p in enumerate(noisy)}
+    chosen, score, single = choose(candidates)
+    aucs = {k: roc_auc_score(y, s[:, 1]) for k, (_, _, s) in candidates.items()}
+    assert chosen[0] == max(aucs, key=aucs.get) and single == pytest.approx(max(aucs.values()))
+    mean = np.mean([candidates[k][2][:, 1] for k in chosen], axis=0)
+    assert len(chosen) > 1 and score == pytest.approx(roc_auc_score(y, mean)) and score > single
+    for k in candidates:  # greedy: no single addition to the pick raises its AUC further
+        if k not in chosen:
+            more = np.mean([candidates[c][2][:, 1] for c in [*chosen, k]], axis=0)
+            assert roc_auc_score(y, more) <= score
+
+
+def test_ensemble_of_one_seed_is_refused_before_training(tmp_path, tiny_files):
+    out = tmp_path / "bench"
+    args = ["benchmark", "--out", str(out), "--seeds", "1", "--ensemble"]
+    result = CliRunner().invoke(cli, [*args, "--dataset", str(tiny_files[0])])
+    assert result.exit_code != 0 and "two seeds or more" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not out.exists()

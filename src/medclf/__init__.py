@@ -15,6 +15,7 @@ API = (
     "load_dataset",
     "make_config",
     "train",
+    "ensemble",
     "reproduce",
     "benchmark",
     "evaluate",

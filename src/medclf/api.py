@@ -12,9 +12,10 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, predict (Run.predict_files), evaluate, compare, list_runs, view, reproduce,
-benchmark, tune, robustness, export_onnx, export_mlflow, and for the data: load_dataset,
-download, verify, synthesize, sample_figure (``medclf theory`` is medclf.theory's own).
+prints): train, ensemble, predict (Run.predict_files), evaluate, compare, list_runs, view,
+reproduce, benchmark, tune, robustness, export_onnx, export_mlflow, and for the data:
+load_dataset, download, verify, synthesize, sample_figure (``medclf theory`` is
+medclf.theory's own).
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
 sentence that names the problem and the fix.
@@ -213,6 +214,18 @@ def _dataset_of(config: dict, root, size_given: bool):
     return dataset
 
 
+def ensemble(runs, out) -> Run:
+    """The ensemble of finished runs (their predicted probabilities averaged) as a new run
+    folder ``out`` (new or empty), checked and written whole or not at all
+    (medclf.run.family_ensemble)."""
+    from medclf.run.family_ensemble import make_ensemble
+
+    if isinstance(runs, str | os.PathLike):
+        raise ConfigError("runs is a list of run folders, not one path")
+    make_ensemble(runs, out)
+    return Run(out)
+
+
 def reproduce(dataset="octmnist", out=None, **options) -> dict:
     """The whole study: its runs (medclf.experiments.reproduce.run_study: only, workers, seeds,
     quick, root, backend, address, ...), then its report; returns the results and the
@@ -241,17 +254,38 @@ def benchmark(
     backend="local",
     address=None,
     robustness=False,
+    ensemble=False,
+    auto=False,
+    budget=600.0,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
-    then results.csv and its report beside MedMNIST v2's published table (``robustness``:
-    with each run's MedMNIST-C rBE, medclf.report.robustness); returns the rows and paths."""
+    then results.csv and its report beside MedMNIST v2's published table; returns the rows
+    and the files' paths. ``ensemble``: one more row per dataset and model, the ensemble of
+    its seeds (medclf.experiments.ensembles). ``auto``: one more row per data file, "medclf
+    (auto)", what validation chooses among the runs ``budget`` seconds of training buy
+    (medclf.experiments.auto). ``robustness``: each run's MedMNIST-C rBE
+    (medclf.report.robustness)."""
     from medclf.experiments.benchmark import run_benchmark
+    from medclf.experiments.ensembles import seed_ensembles
     from medclf.report.benchmark import results_csv, write_benchmark_report
 
+    if ensemble and seeds < 2:
+        raise ConfigError(
+            f"an ensemble of seeds needs two seeds or more, not {seeds}; add --seeds 3"
+        )
+    if auto:
+        from medclf.experiments.auto import auto_rows, parse_budget
+
+        budget = parse_budget(budget)
     start = time.perf_counter()
     options = {"progress": progress, "backend": backend, "address": address}
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
+    grid_rows = list(rows)
+    if ensemble:
+        rows += seed_ensembles(grid_rows, out)
+    if auto:
+        rows += auto_rows(grid_rows, out, budget)
     out = Path(out)
     if robustness:
         from medclf.report.robustness import add_robustness

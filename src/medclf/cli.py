@@ -143,6 +143,22 @@ class Choice(click.Choice):
             raise click.BadParameter(f"{err.message.rstrip('.')}{hint}", ctx, param) from None
 
 
+class Budget(click.ParamType):
+    """A time such as 10m, 90s or 1h, in seconds (medclf.experiments.auto.parse_budget)."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx):
+        from medclf.experiments.auto import parse_budget
+
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_budget(value)
+        except ConfigError as err:
+            self.fail(str(err), param, ctx)
+
+
 def written(ctx) -> str | None:
     """The --out or --plot of the command line, if any."""
     args = ctx.meta.get("medclf.args", [])
@@ -580,6 +596,26 @@ def run_summary(metrics: dict, out) -> str:
 
 
 @cli.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="New run folder.")
+def ensemble(runs, out):
+    """Average finished runs' predicted probabilities into a new run folder (evaluate,
+    predict and export it as any run)."""
+    if len(runs) < 2:
+        raise click.UsageError("an ensemble needs two runs or more; give more RUN folders")
+    m = api.ensemble(runs, out).metrics
+
+    def num(key):
+        return "undefined" if m.get(key) is None else f"{m[key]:.4f}"
+
+    click.echo(
+        f"ensemble of {len(runs)} runs: val ACC {num('val_acc')}, AUC {num('val_auc')}; "
+        f"test ACC {num('test_acc')}, AUC {num('test_auc')} on the {m['test_split']} "
+        f"test split ({m['n_test']} images); run folder {out}"
+    )
+
+
+@cli.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.argument("inputs", nargs=-1, required=True)
 def predict(run_dir, inputs):
@@ -657,6 +693,23 @@ def predict(run_dir, inputs):
     is_flag=True,
     help="Add each run's MedMNIST-C rBE (medclf robustness) to the table and report.",
 )
+@click.option(
+    "--ensemble",
+    is_flag=True,
+    help="Add per dataset and model the ensemble of its seeds (their mean probabilities) as a row.",
+)
+@click.option(
+    "--auto",
+    is_flag=True,
+    help="Add per dataset the row 'medclf (auto)': the run or ensemble validation chooses.",
+)
+@click.option(
+    "--budget",
+    default="10m",
+    show_default=True,
+    type=Budget(),
+    help="--auto: training time its candidates may take per dataset (90s, 10m, 1h).",
+)
 @root_option
 @backend_option
 @address_option
@@ -670,6 +723,9 @@ def benchmark(
     out,
     workers,
     robustness,
+    ensemble,
+    auto,
+    budget,
     root,
     backend,
     address,
@@ -689,6 +745,9 @@ def benchmark(
         backend=backend,
         address=address,
         robustness=robustness,
+        ensemble=ensemble,
+        auto=auto,
+        budget=budget,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(

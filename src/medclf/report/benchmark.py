@@ -279,7 +279,28 @@ def dataset_section(
             f"| — | {signed(score.acc - base.acc)} "
             f"| {signed(score.auc - base.auc)} | — | — | — | — |"
         )
-    return lines + [""]
+    return lines + ["", *ensemble_notes(by_model)]
+
+
+def ensemble_notes(by_model: dict) -> list[str]:
+    """What each ensemble row (medclf.experiments.ensembles) is made of, and what the
+    "medclf (auto)" row (medclf.experiments.auto) picked and why."""
+    lines = []
+    for (model, preset), rows in by_model.items():
+        for r in rows:
+            if r.get("why"):
+                lines.append(
+                    f"- {md(model)}: picked {md(r.get('picked'))} on validation alone: "
+                    f"{md(r['why'])}."
+                )
+            elif r.get("members"):
+                keys = ", ".join(f"`{md(k)}`" for k in str(r["members"]).split())
+                seeds = str(r.get("seed")).replace("+", ", ")
+                lines.append(
+                    f"- {md(model)} ({md(preset)}): an ensemble, the mean probabilities of the "
+                    f"runs {keys} (seeds {md(seeds)}); its interval is over test images."
+                )
+    return [*lines, ""] if lines else []
 
 
 def not_run_section(run_keys: set[str]) -> list[str]:

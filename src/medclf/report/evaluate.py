@@ -236,10 +236,12 @@ HIDDEN = ("model", "dataset", "test_split", "dtype", "train_fraction")
 def key_settings(config: dict) -> str:
     """The settings where the run differs from its model's defaults (medclf.models.config)."""
     defaults = {**COMMON, **DEFAULTS.get(str(config.get("model")), {})}
-    return (
-        " ".join(f"{k}={v}" for k, v in config.items() if k not in HIDDEN and defaults.get(k) != v)
-        or "defaults"
+    shown = (  # a list (an ensemble's members) by its length: the table stays one line a run
+        f"{k}={len(v) if isinstance(v, list) else v}"
+        for k, v in config.items()
+        if k not in HIDDEN and defaults.get(k) != v
     )
+    return " ".join(shown) or "defaults"
 
 
 def find_runs(top) -> list[Path]:

@@ -24,7 +24,7 @@ from medclf.data.load import load_dataset
 from medclf.errors import DataError
 from medclf.files import atomic_path, check_parent
 from medclf.models.numpy_models.base import softmax
-from medclf.run.families import family_of
+from medclf.run.families import family_for
 from medclf.run.folder import MODEL_ONNX, PREDICTIONS
 from medclf.run.onnx_graph import need
 from medclf.run.outputs import load_predictions
@@ -42,7 +42,7 @@ def export_onnx(run_dir, out=None) -> dict:
     run_dir = Path(run_dir)
     config, metrics = check_run(run_dir)
     out = check_parent(Path(out) if out else run_dir / MODEL_ONNX)
-    model_bytes = family_of(config["model"]).onnx_graph(run_dir, config, metrics)
+    model_bytes = family_for(config).onnx_graph(run_dir, config, metrics)
     images, expected, checked_on = reference(run_dir, config, metrics)
     got = run_onnx(model_bytes, images)
     if got.shape != expected.shape:
@@ -115,6 +115,6 @@ def medclf_proba(run_dir: Path, config: dict, n_classes: int, images) -> np.ndar
     """medclf's probabilities; for the perceptron, the softmax of its decision values."""
     _, proba = predict_run(run_dir, images)
     if proba is None:
-        _, decision = family_of(config["model"]).outputs(run_dir, *check_run(run_dir), images)
+        _, decision = family_for(config).outputs(run_dir, *check_run(run_dir), images)
         proba = softmax(decision)
     return proba

@@ -82,20 +82,26 @@ def metrics_per_split(preds: dict, task: str, class_names) -> dict:
 
 def medmnist_flag(dataset: Dataset) -> str:
     """The dataset part of MedMNIST's result-file names: no '_' (it separates the size)."""
-    info = dataset.info
-    name = info.name.replace("_", "")
-    return name if info.size == 28 else f"{name}_{info.size}"
+    return flag_of(dataset.info.name, dataset.info.size)
 
 
-def save_predictions(run_dir: Path, preds: dict, flag: str) -> None:
+def flag_of(name: str, size: int) -> str:
+    name = name.replace("_", "")
+    return name if size == 28 else f"{name}_{size}"
+
+
+def save_predictions(run_dir: Path, preds: dict, flag: str, run_name: str | None = None) -> None:
     """predictions.npz, and MedMNIST's standard result CSV for each split
-    (``{flag}_{split}@{run}.csv``), which MedMNIST's own evaluator reads."""
+    (``{flag}_{split}@{run}.csv``), which MedMNIST's own evaluator reads. ``run_name``: the
+    folder's name where it is written under a temporary one."""
     save_arrays(run_dir / PREDICTIONS, preds)
     for split in ("val", "test"):
         if not np.isfinite(preds[f"{split}_scores"]).all():  # a diverged model: nothing to score
             continue
         text = medmnist_csv(preds[f"{split}_scores"])
-        run = run_dir.name.replace(".", "-")  # MedMNIST's reader splits the name at dots
+        run = (run_name or run_dir.name).replace(
+            ".", "-"
+        )  # MedMNIST's reader splits the name at dots
         with atomic_path(run_dir / f"{flag}_{split}@{run}.csv") as tmp:
             tmp.write_text(text)
 

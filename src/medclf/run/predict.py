@@ -15,7 +15,7 @@ from medclf.metrics import MULTI_LABEL  # metrics.json "task": one sigmoid per l
 from medclf.models.config import check_config
 from medclf.models.numpy_models.base import softmax
 from medclf.models.registry import MODELS
-from medclf.run.families import family_of
+from medclf.run.families import FAMILIES, family_for
 from medclf.run.folder import CONFIG, METRICS, damaged, has_metrics, read_object
 
 MODES = ("L", "LA", "RGB", "RGBA")  # after converting palette and 1-bit images
@@ -160,7 +160,12 @@ def check_run(run_dir) -> tuple[dict, dict]:
         )
     config = read_object(run_dir / CONFIG)
     metrics = read_object(run_dir / METRICS)
-    if not isinstance(config.get("model"), str) or config["model"] not in MODELS:
+    if "family" in config:  # a run made of runs (an ensemble) names its family itself
+        family, trained = config["family"], {spec.family for spec in MODELS.values()}
+        if not isinstance(family, str) or family not in FAMILIES or family in trained:
+            made = ", ".join(f for f in FAMILIES if f not in trained)
+            raise damaged(run_dir / CONFIG, f"'family' is not one of {made}")
+    elif not isinstance(config.get("model"), str) or config["model"] not in MODELS:
         raise damaged(run_dir / CONFIG, f"'model' is not one of {', '.join(MODELS)}")
     try:
         check_config(config)
@@ -186,7 +191,7 @@ def predict_run(
     ``checked``: check_run's (config, metrics) where the caller has them already."""
     run_dir = Path(run_dir)
     config, metrics = checked or check_run(run_dir)
-    kind, values = family_of(config["model"]).outputs(run_dir, config, metrics, images)
+    kind, values = family_for(config).outputs(run_dir, config, metrics, images)
     multi_label = metrics.get("task") == MULTI_LABEL
     if kind == "proba":  # probabilities already
         if multi_label:
