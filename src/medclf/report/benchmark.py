@@ -20,6 +20,7 @@ import numpy as np
 
 from medclf.errors import MedclfError
 from medclf.files import atomic_path
+from medclf.plots import save_figure
 from medclf.report.evaluate import saved_split
 from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
 from medclf.run.folder import FINISHED, RUNS
@@ -362,8 +363,7 @@ def draw_plot(grouped: dict, path: Path) -> None:
     fig.legend(
         list(handles.values()), list(handles), loc="outside lower center", ncol=4, fontsize=8
     )
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    save_figure(fig, path)  # and its PDF beside it
 
 
 def to_html(markdown_text: str, png: Path) -> str:

@@ -12,7 +12,7 @@ set of runs (OUT/runs/KEY) and a search's trials (OUT/trials/trial-NNNN) live.
       predictions.npz  labels and scores (probabilities) of val and test (pickle-free)
       {flag}_{split}@{run}.csv   MedMNIST's standard result files, for its own evaluator
       model.npz | model.pt | model.skops   the selected model (no pickle)
-      accuracy.png, loss.png, confusion.png
+      accuracy.png, loss.png, confusion.png   and each one's PDF beside it
       checkpoint.*, best.*   while a run is unfinished: the last and the best epoch
       .lock          while a process owns the folder (medclf.files.run_lock)
 
@@ -48,8 +48,14 @@ MODEL_ONNX = "model.onnx"  # medclf export onnx's default output (not the run's:
 LEFTOVERS = (*CHECKPOINTS, *BESTS)  # removed once a run has finished (or was pruned)
 PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to continue it
 FIGURES = ("accuracy.png", "loss.png", "confusion.png")
+FIGURE_PDFS = tuple(name.replace(".png", ".pdf") for name in FIGURES)  # save_figure's
 RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, PREDICTIONS)  # every run's
-RUN_FILES += (*MODEL_FILES, *LEFTOVERS, *FIGURES)  # by family, while unfinished, drawn
+RUN_FILES += (
+    *MODEL_FILES,
+    *LEFTOVERS,
+    *FIGURES,
+    *FIGURE_PDFS,
+)  # by family, while unfinished, drawn
 FINISHED = ("done", "diverged")  # statuses of a finished run: it is not trained again
 RUNS, TRIALS = "runs", "trials"
 
