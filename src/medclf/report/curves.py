@@ -24,9 +24,12 @@ def run_curves(run_dir, split: str = "test") -> dict:
     return {"run": str(run_dir), "split": str(split), "title": title, **data}
 
 
-def draw_curves(data: dict, out_dir) -> dict[str, Path]:
-    """roc, pr, reliability, confusion and curves (all four side by side) as PNG and PDF in
-    ``out_dir`` (created; it must not be a file); name -> PNG path."""
+ALL = ("roc", "pr", "reliability", "confusion", "curves")
+
+
+def draw_curves(data: dict, out_dir, names=ALL) -> dict[str, Path]:
+    """roc, pr, reliability, confusion and curves (all four side by side), or only ``names``,
+    as PNG and PDF in ``out_dir`` (created; it must not be a file); name -> PNG path."""
     from medclf.plots import curve_figures, save_figure
 
     out_dir = Path(out_dir)
@@ -34,11 +37,11 @@ def draw_curves(data: dict, out_dir) -> dict[str, Path]:
         raise ConfigError(f"{out_dir} is a file; give a folder for the figures")
     out_dir.mkdir(parents=True, exist_ok=True)
     title = f"{data['title']} — {data['split']} split"
-    figures = curve_figures(data, title)
+    figures = curve_figures(data, title, names)
     return {name: save_figure(fig, out_dir / f"{name}.png") for name, fig in figures.items()}
 
 
-def plot_run(run_dir, out_dir, split: str = "test") -> dict:
+def plot_run(run_dir, out_dir, split: str = "test", names=ALL) -> dict:
     """run_curves, drawn into ``out_dir``: the data, with ``figures`` (name -> PNG path)."""
     data = run_curves(run_dir, split)
-    return {**data, "figures": draw_curves(data, out_dir)}
+    return {**data, "figures": draw_curves(data, out_dir, names)}
