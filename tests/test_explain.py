@@ -164,6 +164,16 @@ def test_mlp_gets_saliency_and_refuses_gradcam(tmp_path, runs):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "g.png").exists()
 
 
+def test_without_captum_explain_says_how_to_install_it(tmp_path, runs, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "captum", None)  # import captum raises ImportError
+    monkeypatch.setitem(sys.modules, "captum.attr", None)
+    result = medclf("explain", runs / "torch-cnn", "--out", tmp_path / "x.png")
+    one_line_refusal(result)
+    assert "medclf[explain]" in result.output and not list(tmp_path.iterdir())
+
+
 def one_line_refusal(result, code=1):
     assert result.exit_code == code, result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output

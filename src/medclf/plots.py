@@ -233,3 +233,51 @@ def curve_figures(data: dict, title: str = "", names=(*CURVE_FIGURES, "curves"))
             fig.suptitle(textwrap.fill(title, width), fontsize=8)
         figures[name] = fig
     return figures
+
+
+# --- attribution maps (data: medclf.report.explain) ------------------------------------------
+
+SIGNED = ("weights", "integrated-gradients")  # a sign to show: diverging colours around 0
+
+
+def mid_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The three middle slices of a (D, H, W) volume, one across each axis."""
+    d, h, w = (n // 2 for n in volume.shape)
+    return [(f"z={d}", volume[d]), (f"y={h}", volume[:, h]), (f"x={w}", volume[:, :, w])]
+
+
+def attribution_figure(images, attributions, captions, method: str, title: str = ""):
+    """Per image: the image, then its attribution over it; a volume (D, H, W) as its three
+    middle slices, each with its attribution. ``attributions[i]`` has the image's spatial shape
+    ((H, W) for an (H, W, 3) image). Colour scale per image: its largest |value|."""
+    volumes = attributions[0].ndim == 3
+    per_row = 1 if volumes else min(len(images), 4)
+    pairs = 3 if volumes else 1
+    rows = -(-len(images) // per_row)
+    fig, axes = subplots(
+        rows,
+        2 * pairs * per_row,
+        figsize=(2 * pairs * per_row * 1.45, rows * 1.85 + 0.5),
+        squeeze=False,
+        layout="constrained",
+    )
+    signed = method in SIGNED
+    cmap = "RdBu_r" if signed else "inferno"
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, (image, attr) in enumerate(zip(images, attributions, strict=True)):
+        r, c0 = divmod(i, per_row)
+        top = float(np.abs(attr).max()) or 1.0
+        limits = (-top, top) if signed else (0, top)
+        shown = mid_slices(image) if volumes else [("", image)]
+        maps = mid_slices(attr) if volumes else [("", attr)]
+        for k, ((where, img), (_, a)) in enumerate(zip(shown, maps, strict=True)):
+            left, right = axes[r, 2 * pairs * c0 + 2 * k], axes[r, 2 * pairs * c0 + 2 * k + 1]
+            gray = {"cmap": "gray", "vmin": 0, "vmax": 255} if img.ndim == 2 else {}
+            left.imshow(img, **gray)
+            right.imshow(img if img.ndim == 2 else img.mean(axis=-1), cmap="gray", alpha=0.6)
+            right.imshow(a, cmap=cmap, vmin=limits[0], vmax=limits[1], alpha=0.65)
+            left.set_title(f"{captions[i] if k == 0 else ''}\n{where}".strip(), fontsize=6)
+            right.set_title(where or method, fontsize=6)
+    fig.suptitle(textwrap.fill(f"{method}: {title}", 110), fontsize=8)
+    return fig

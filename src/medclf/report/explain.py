@@ -107,19 +107,19 @@ def pick_indices(labels: np.ndarray, n_images: int, multi_label: bool) -> list[i
 
 def attribute(network, X, targets, method: str, baseline):
     """(n, *input shape) attributions; Grad-CAM's at its layer's resolution, (n, 1, *cells)."""
+    import torch
+
+    t = torch.as_tensor(targets)
+    if method == "weights":  # no Captum needed: d score_c / d x = W[c], for every x
+        return linear_layer(network).weight.detach()[t].numpy()
     try:
         from captum.attr import IntegratedGradients, LayerGradCam, Saliency
     except ImportError as err:
         raise ConfigError(
-            "explain needs Captum; install it with pip install -c constraints.txt 'medclf[explain]'"
+            f"{method} needs Captum; install it with pip install -c constraints.txt "
+            "'medclf[explain]'"
         ) from err
-    import torch
-
     X = X.clone().requires_grad_(True)
-    t = torch.as_tensor(targets)
-    if method == "weights":
-        W = linear_layer(network).weight.detach()  # d score_c / d x = W[c], for every x
-        return W[t].numpy()
     if method == "saliency":
         return Saliency(network).attribute(X, target=t, abs=True).detach().numpy()
     if method == "integrated-gradients":
