@@ -18,6 +18,8 @@ API = (
     "reproduce",
     "benchmark",
     "evaluate",
+    "curves",
+    "explain",
     "compare",
     "list_runs",
     "tune",

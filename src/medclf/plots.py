@@ -278,6 +278,7 @@ def attribution_figure(images, attributions, captions, method: str, title: str =
             right.imshow(img if img.ndim == 2 else img.mean(axis=-1), cmap="gray", alpha=0.6)
             right.imshow(a, cmap=cmap, vmin=limits[0], vmax=limits[1], alpha=0.65)
             left.set_title(f"{captions[i] if k == 0 else ''}\n{where}".strip(), fontsize=6)
-            right.set_title(where or method, fontsize=6)
+            empty = "" if np.abs(attr).max() > 0 else ": 0 everywhere"  # Grad-CAM: no evidence
+            right.set_title(f"{where or method}{empty}", fontsize=6)
     fig.suptitle(textwrap.fill(f"{method}: {title}", 110), fontsize=8)
     return fig
