@@ -84,6 +84,11 @@ def test_benchmark_writes_results_and_reports_and_marks_failures(tmp_path, tiny_
     html = (out / "benchmark.html").read_text()
     assert "<table" in html and "http://" not in html.split("<body")[0]
     assert (out / "benchmark.png").stat().st_size > 1000
+    # each finished model's curves, drawn from its first run's predictions and inlined
+    curves = sorted(out.glob("curves/*/curves.png"))
+    assert len(curves) == 1 and curves[0].parent.name in {r["key"] for r in done}
+    assert "## Curves and calibration" in md and md.count("](curves/") == len(curves)
+    assert 'src="curves/' not in html and html.count("data:image/png") == 1 + len(curves)
 
 
 def test_a_killed_benchmark_resumes_without_redoing_finished_runs(tmp_path, tiny_files):

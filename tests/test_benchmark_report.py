@@ -178,6 +178,7 @@ def test_report_means_failures_best_and_separation(results, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "benchmark.html",
         "benchmark.md",
+        "benchmark.pdf",
         "benchmark.png",
     ]  # atomic: no temporary file left
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

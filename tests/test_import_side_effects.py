@@ -41,9 +41,11 @@ def test_importing_and_drawing_leaves_the_backend_and_pyplot_alone(tmp_path):
         backend_now, pyplot_loaded = run(DRAW.format(imports=imports), tmp_path, MPLBACKEND=backend)
         assert backend_now == backend and not pyplot_loaded
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "accuracy.pdf",  # every PNG gets its PDF beside it
         "accuracy.png",
         "confusion.pdf",
         "fig18.svg",
+        "grid.pdf",
         "grid.png",
     ]
 

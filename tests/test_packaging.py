@@ -63,7 +63,9 @@ def test_readme_and_ci_install_the_same_way():
     )
     assert tests and f'-c constraints.txt -e ".[{tests[1]}]"' in ci
     extras = set(tests[1].split(","))
-    assert {"dev", "notebook"} <= extras <= set(project["optional-dependencies"])
+    assert {"dev", "notebook", "explain"} <= extras <= set(project["optional-dependencies"])
+    pins = (ROOT / "constraints.txt").read_text()
+    assert re.search(r"^captum==\S+$", pins, re.M)  # explain's Captum, as tested
 
 
 def _readme_number(pattern: str) -> int:

@@ -86,6 +86,12 @@ def test_quick_run_writes_every_figure_both_reports_and_every_row(quick_run):
     assert len(figures) == 19, figures  # Figures 1-18 and the Q1.2a figure
     assert all((out / "figures" / f.replace(".png", ".pdf")).exists() for f in figures)
     md = (out / "report.md").read_text()
+    # the selected runs' curves and calibration, from their saved predictions, inlined
+    curves = sorted((out / "figures" / "curves").glob("*/curves.png"))
+    assert curves and all(f"](figures/curves/{p.parent.name}/curves.png)" in md for p in curves)
+    assert all(p.with_suffix(".pdf").is_file() for p in curves)
+    html = (out / "report.html").read_text()
+    assert 'src="figures/' not in html
     assert "Synthetic data" in md and "Quick mode" in md and "not comparable" in md
     assert "0.7788" in md and "Question 3" in md and "**b)**" in md
     rows = list(csv.DictReader((out / "runs.csv").open()))

@@ -19,6 +19,8 @@ API = (
     "reproduce",
     "benchmark",
     "evaluate",
+    "curves",
+    "explain",
     "compare",
     "list_runs",
     "tune",

@@ -12,9 +12,9 @@
     medclf.export_onnx("runs/cnn")["path"]                   # runs/cnn/model.onnx, checked
 
 Every command of the CLI does its work through one function here (the CLI only parses and
-prints): train, ensemble, predict (Run.predict_files), evaluate, compare, list_runs, view,
-reproduce, benchmark, tune, robustness, export_onnx, export_mlflow, and for the data:
-load_dataset, download, verify, synthesize, sample_figure (``medclf theory`` is
+prints): train, ensemble, predict (Run.predict_files), evaluate, curves, explain, compare,
+list_runs, view, reproduce, benchmark, tune, robustness, export_onnx, export_mlflow, and for the
+data: load_dataset, download, verify, synthesize, sample_figure (``medclf theory`` is
 medclf.theory's own).
 
 Every function checks its inputs and raises medclf.errors.MedclfError subclasses with one
@@ -307,6 +307,32 @@ def evaluate(runs, split: str = "test", resamples: int = 1000, seed: int = 0) ->
     from medclf.report.evaluate import evaluate_run
 
     return [evaluate_run(run, split, resamples, seed) for run in runs]
+
+
+def curves(run, split: str = "test", out=None) -> dict:
+    """The ROC and precision-recall curve points (per class, per label), the reliability
+    diagram's bins and the confusion matrix of a saved split, from the saved predictions;
+    with ``out`` (a folder), also drawn there as PNG and PDF (``figures``: name -> PNG)."""
+    from medclf.report.curves import plot_run, run_curves
+
+    return run_curves(run, split) if out is None else plot_run(run, out, split)
+
+
+def explain(run, out=None, split: str = "test", images: int = 8, index=None, method=None) -> dict:
+    """Attribution maps of a run's model on images of a saved split (``index``: those rows,
+    else ``images`` of them taking the classes in turn): Grad-CAM, saliency or integrated
+    gradients (Captum), or a linear model's exact class weights (``method`` None: the model's
+    first: Grad-CAM for conv nets, weights for linear models, saliency otherwise). With
+    ``out`` (FILE.png or FILE.pdf), the figure is drawn there and beside it in the other
+    format (``figure``: the PNG)."""
+    from medclf.report.explain import check_output, explain_run, write_explanation
+
+    if out is not None:
+        check_output(out)  # before the work, not after it
+    result = explain_run(run, split, images, index, method)
+    if out is not None:
+        result["figure"] = write_explanation(result, out)
+    return result
 
 
 def compare(run_a, run_b, split: str = "test", seed: int = 0, resamples: int = 1000) -> dict:

@@ -790,7 +790,13 @@ def benchmark(
     type=click.IntRange(0, 2**32 - 1),
     help="Seed of the bootstrap resampling.",
 )
-def evaluate(runs, split, as_json, compare, resamples, seed):
+@click.option(
+    "--plots",
+    type=click.Path(dir_okay=True, file_okay=False),
+    help="Folder for the ROC, precision-recall, reliability and confusion figures (PNG and "
+    "PDF); with several runs, one subfolder per run.",
+)
+def evaluate(runs, split, as_json, compare, resamples, seed, plots):
     """Every metric of finished runs, recomputed from their saved predictions, with 95 %
     bootstrap intervals of ACC and AUC."""
     import json
@@ -799,6 +805,10 @@ def evaluate(runs, split, as_json, compare, resamples, seed):
 
     if compare and len(runs) != 2:
         raise click.UsageError(f"--compare takes exactly two runs, not {len(runs)}")
+    if plots and compare:
+        raise click.UsageError("--plots draws each run's own figures; leave out --compare")
+    if plots:
+        draw_plots(runs, split, Path(plots), err=as_json)
     if compare:
         paired = api.compare(*runs, split=split, seed=seed, resamples=resamples or 1000)
         click.echo(json.dumps(paired, indent=2) if as_json else compare_text(paired))
@@ -810,6 +820,69 @@ def evaluate(runs, split, as_json, compare, resamples, seed):
         click.echo(single_run_text(results[0]))
     else:
         click.echo(comparison_text(results))
+
+
+def draw_plots(runs, split: str, plots: Path, err: bool) -> None:
+    """Each run's curve figures: into PLOTS for one run, PLOTS/NAME for several."""
+    names = [Path(r).resolve().name or "run" for r in runs]
+    folders = [
+        plots if len(runs) == 1 else plots / (n if names.count(n) == 1 else f"{i}-{n}")
+        for i, n in enumerate(names)
+    ]
+    for run, folder in zip(runs, folders, strict=True):
+        drawn = api.curves(run, split, out=folder)["figures"]
+        click.echo(
+            f"wrote {', '.join(p.stem for p in drawn.values())} (PNG, PDF) in {folder}", err=err
+        )
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option(
+    "--images",
+    "n_images",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Images to explain, taking the classes in turn (file order within each).",
+)
+@click.option(
+    "--index",
+    "indices",
+    multiple=True,
+    type=click.IntRange(0),
+    metavar="I",
+    help="Explain these rows of the split instead (repeatable).",
+)
+@click.option(
+    "--split", default="test", show_default=True, type=Choice(["test", "val", "test_official"])
+)
+@click.option(
+    "--method",
+    type=Choice(["gradcam", "saliency", "integrated-gradients", "weights"]),
+    help="Attribution (default: the model's first: gradcam for conv nets, weights for linear "
+    "models, saliency otherwise).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="FILE.png or FILE.pdf; the other format is written beside it.",
+)
+def explain(run_dir, n_images, indices, split, method, out):
+    """What in each image drove the model's answer: its attribution map, predicted and true
+    class, for a finished run of a NumPy or PyTorch model."""
+    from click.core import ParameterSource
+
+    given = click.get_current_context().get_parameter_source("n_images")
+    if indices and given is not ParameterSource.DEFAULT:
+        raise click.UsageError("give --images N or --index I..., not both")
+    result = api.explain(run_dir, out, split, n_images, list(indices) or None, method)
+    png = result["figure"]
+    click.echo(
+        f"wrote {png} and {png.with_suffix('.pdf').name}: {result['method']} of "
+        f"{result['model']} on {len(result['indices'])} {split} images"
+    )
 
 
 @cli.command()

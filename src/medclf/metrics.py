@@ -32,14 +32,17 @@ import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     balanced_accuracy_score,
     cohen_kappa_score,
     confusion_matrix,
     f1_score,
     mean_absolute_error,
     multilabel_confusion_matrix,
+    precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
 from medclf.errors import InputError
@@ -108,6 +111,96 @@ def task_metrics(
         out["qwk"] = _qwk(labels, pred, len(names), undefined)
     out["undefined"] = undefined
     return out
+
+
+def curve_data(
+    task: str, labels: np.ndarray, scores: np.ndarray, class_names: Sequence[str]
+) -> dict:
+    """The points of the ROC and precision-recall curves (scikit-learn's), of the reliability
+    diagram (the ECE's own bins) and the confusion matrix of one split, as JSON-safe lists.
+
+    ROC and PR: one curve per class (one-vs-rest) for multi-class and ordinal tasks, one per
+    label for multi-label, one for the positive class of a binary task; a class with a single
+    value in the split has no curve (``None`` points, its reason in ``undefined``).
+    Reliability: one diagram for single-label tasks, one per label for multi-label, whose
+    |bin| / n-weighted gaps sum to that diagram's ECE (``task_metrics``' "ece" is their mean).
+    """
+    labels, scores = _check(task, labels, scores)
+    names = _check_names(class_names, scores.shape[1])
+    pred = _predict(task, scores)
+    curves = [_curves(name, y, s) for name, y, s in _one_vs_rest(task, labels, scores, names)]
+    if task == MULTI_LABEL:
+        reliability = [
+            _reliability(
+                names[j],
+                np.where(pred[:, j] == 1, scores[:, j], 1 - scores[:, j]),
+                pred[:, j] == labels[:, j],
+            )
+            for j in range(scores.shape[1])
+        ]
+    else:
+        confidence = scores[np.arange(len(scores)), pred]
+        reliability = [_reliability("all classes", confidence, pred == labels)]
+    return {
+        "task": task,
+        "class_names": names,
+        "curves": curves,
+        "reliability": reliability,
+        "confusion_matrix": _confusion(task, labels, pred, len(names)),
+    }
+
+
+def _one_vs_rest(task, labels, scores, names):
+    """(name, 0/1 truth, score) of each curve: the positive class only for a binary task."""
+    if task == "binary-class":
+        return [(names[1], labels, scores[:, 1])]
+    if task == MULTI_LABEL:
+        return [(names[j], labels[:, j], scores[:, j]) for j in range(len(names))]
+    return [(names[i], (labels == i).astype(np.int64), scores[:, i]) for i in range(len(names))]
+
+
+def _curves(name: str, truth: np.ndarray, score: np.ndarray) -> dict:
+    positives = int(truth.sum())
+    curve = {"name": name, "positives": positives, "n": int(len(truth))}
+    if positives in (0, len(truth)):  # sklearn would warn and give NaN points
+        why = "all" if positives else "none"
+        return {**curve, "undefined": f"{why} of the split is {name}: no curve", "roc": None}
+    fpr, tpr, _ = roc_curve(truth, score)
+    precision, recall, _ = precision_recall_curve(truth, score)
+    return {
+        **curve,
+        "roc": {
+            "fpr": fpr.tolist(),
+            "tpr": tpr.tolist(),
+            "auc": float(roc_auc_score(truth, score)),
+        },
+        "pr": {
+            "precision": precision.tolist(),
+            "recall": recall.tolist(),
+            "average_precision": float(average_precision_score(truth, score)),
+        },
+    }
+
+
+def _reliability(name: str, confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """Per ECE bin: images, mean confidence and accuracy (None where a bin is empty)."""
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    bins = _ece_bins(confidence)
+    count = np.bincount(bins, minlength=ECE_BINS)
+    conf_sum = np.bincount(bins, weights=confidence, minlength=ECE_BINS)
+    hit_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=ECE_BINS)
+
+    def mean(sums):
+        return [float(v / c) if c else None for v, c in zip(sums, count, strict=True)]
+
+    return {
+        "name": name,
+        "edges": edges.tolist(),
+        "count": count.tolist(),
+        "confidence": mean(conf_sum),
+        "accuracy": mean(hit_sum),
+        "ece": _ece(confidence, correct),
+    }
 
 
 # --- validation -------------------------------------------------------------------------------
@@ -288,11 +381,16 @@ def _task_ece(task, labels, scores, pred) -> float:
 
 def _ece(confidence: np.ndarray, correct: np.ndarray) -> float:
     """ECE over ECE_BINS equal-width right-closed bins: sum |sum(correct) - sum(conf)| / n."""
-    edges = np.linspace(0, 1, ECE_BINS + 1)
-    bins = np.clip(np.searchsorted(edges[1:], confidence, side="left"), 0, ECE_BINS - 1)
+    bins = _ece_bins(confidence)
     conf_sum = np.bincount(bins, weights=confidence, minlength=ECE_BINS)
     hit_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=ECE_BINS)
     return float(np.abs(hit_sum - conf_sum).sum() / len(confidence))
+
+
+def _ece_bins(confidence: np.ndarray) -> np.ndarray:
+    """The bin of each confidence: ECE_BINS equal-width right-closed bins over [0, 1]."""
+    edges = np.linspace(0, 1, ECE_BINS + 1)
+    return np.clip(np.searchsorted(edges[1:], confidence, side="left"), 0, ECE_BINS - 1)
 
 
 # --- helpers ----------------------------------------------------------------------------------

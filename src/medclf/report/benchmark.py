@@ -20,6 +20,7 @@ import numpy as np
 
 from medclf.errors import MedclfError
 from medclf.files import atomic_path
+from medclf.plots import save_figure
 from medclf.report.evaluate import saved_split
 from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
 from medclf.report.report import scrolling_tables
@@ -303,6 +304,39 @@ def ensemble_notes(by_model: dict) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def curves_section(grouped: dict, out_dir: Path) -> list[str]:
+    """Per dataset and model, the first finished run's ROC, precision-recall, reliability and
+    confusion figures (medclf.report.curves), drawn into out_dir/curves/KEY; none where no run
+    left readable predictions."""
+    from medclf.report.curves import plot_run
+
+    lines = []
+    for (dataset, file, _), by_model in grouped.items():
+        for (model, preset), rows in by_model.items():
+            run = next((r for r in rows if counted(r)), None)
+            if run is None:
+                continue
+            try:
+                run_dir, folder = out_dir / RUNS / str(run["key"]), out_dir / "curves" / run["key"]
+                drawn = plot_run(run_dir, folder, names=("curves",))
+            except (MedclfError, KeyError):
+                continue
+            where = drawn["figures"]["curves"].relative_to(out_dir).as_posix()
+            label = f"{dataset}{f' ({file})' if file else ''}: {model} ({preset}), {run['key']}"
+            lines += [f"![{md(label)}]({where})", ""]
+    if not lines:
+        return []
+    head = [
+        "## Curves and calibration",
+        "",
+        "Test split of each model's first finished run: ROC and precision-recall per class "
+        "(the positive class of a binary task), the reliability diagram (ECE's 15 bins) and the "
+        "confusion matrix. PNG and PDF in curves/.",
+        "",
+    ]
+    return head + lines
+
+
 def not_run_section(run_keys: set[str]) -> list[str]:
     """The paper's numbers for every dataset no real run here used, on their own."""
     rest = [k for k in NAMES if k not in run_keys]
@@ -405,8 +439,7 @@ def draw_plot(grouped: dict, path: Path) -> None:
     fig.legend(
         list(handles.values()), list(handles), loc="outside lower center", ncol=4, fontsize=8
     )
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    save_figure(fig, path)  # and its PDF beside it
 
 
 def to_html(markdown_text: str, png: Path) -> str:
@@ -414,8 +447,11 @@ def to_html(markdown_text: str, png: Path) -> str:
     import markdown
 
     body = scrolling_tables(markdown.markdown(markdown_text, extensions=["tables"]))
-    data = base64.b64encode(png.read_bytes()).decode()
-    body = body.replace(f'src="{png.name}"', f'src="data:image/png;base64,{data}"')
+    for src in sorted(set(re.findall(r'src="([^":]+\.png)"', body))):  # every figure, inlined
+        path = png.parent / src
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode()
+            body = body.replace(f'src="{src}"', f'src="data:image/png;base64,{data}"')
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape('medclf benchmark')}</title><style>{CSS}</style></head>"
@@ -451,6 +487,7 @@ def write_benchmark_report(results: list[dict], out_dir: Path) -> dict[str, Path
     for key, by_model in grouped.items():
         lines += dataset_section(key, by_model, out_dir / RUNS)
     real_keys = {dataset_key(d) for d, _, synthetic in grouped if not synthetic}
+    lines += curves_section(grouped, out_dir)
     lines += not_run_section(real_keys)
     lines += runs_section(results)
     lines += robustness_section(results)  # medclf benchmark --robustness

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from matplotlib.ticker import MaxNLocator
 
-from medclf.files import atomic_path
 from medclf.plots import save_figure, subplots
 
 # (number, question, title, how the run is chosen, series)
@@ -111,9 +110,8 @@ def curve_figure(history: list[dict], series: str, title: str, subtitle: str = "
 
 
 def save_both(fig, out_dir: Path, stem: str) -> Path:
-    """PNG (for the report) and PDF (for print); returns the PNG path."""
-    with atomic_path(Path(out_dir) / f"{stem}.pdf") as tmp:
-        fig.savefig(tmp, bbox_inches="tight")
+    """PNG (for the report) and PDF (for print), as save_figure writes every PNG; returns the
+    PNG path."""
     return save_figure(fig, Path(out_dir) / f"{stem}.png")
 
 

@@ -275,6 +275,29 @@ def confusion_lines(results, qid: str) -> list[str]:
     return lines
 
 
+def curves_lines(results, qid: str, out: Path) -> list[str]:
+    """The ROC, precision-recall, reliability and confusion figures of a question's selected
+    runs (test split, from their saved predictions), drawn into OUT/figures/curves/KEY."""
+    from medclf.errors import MedclfError
+    from medclf.report.curves import plot_run
+
+    lines = []
+    for why, run in selected_runs(results).get(qid, []):
+        if run["status"] not in FINISHED:
+            continue
+        try:
+            folder = out / "figures" / "curves" / run["key"]
+            drawn = plot_run(run_dir_of(out, run["key"]), folder, names=("curves",))
+        except MedclfError:  # no readable predictions: the confusion table above says enough
+            continue
+        caption = escape_md(
+            f"Curves and calibration, {why}: {label(run, qid)} ({run['key']}), test split"
+        )
+        path = drawn["figures"]["curves"].relative_to(out).as_posix()
+        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    return lines
+
+
 def imbalance_line(results) -> str:
     """Class counts of both test splits, and what always predicting the commonest class
     scores there, from any run's confusion matrices (row sums)."""
@@ -672,6 +695,7 @@ def write_report(results: list[dict], out: Path, meta: dict) -> tuple[Path, Path
             md += overfitting_lines(results) + [""]
         md += [*divergence_lines(results, qid), ""] if divergence_lines(results, qid) else []
         md += confusion_lines(results, qid)
+        md += curves_lines(results, qid, out)
         for path, caption in figures.get(qid, []):
             md += [f"![{caption}]({path})", "", f"*{caption}*", ""]
         if qid == "Q3":

@@ -89,6 +89,13 @@ class Family(ABC):
         """The saved model as one ONNX graph from uint8 ``images`` to ``probabilities``
         (medclf.run.onnx_graph); a model with no exact graph raises ConfigError."""
 
+    @classmethod
+    def network(cls, run_dir: Path, config: dict, metrics: dict):
+        """The saved model as a float64 ``torch.nn.Module`` from its inputs (``inputs_of``
+        with its registry entry's ``inputs``) to its logits or decision values, for gradient
+        attribution (medclf.run.explain); a family without gradients raises ConfigError."""
+        raise ConfigError(f"{config['model']} has no gradients to attribute")
+
 
 def missing_model(run_dir: Path, name: str) -> DataError:
     return DataError(f"{run_dir} has no {name}; train the run again with 'medclf train'")

@@ -106,6 +106,27 @@ class NumpyTrainer(Family):
     def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
         return numpy_graph(run_dir, config, metrics)
 
+    @classmethod
+    def network(cls, run_dir: Path, config: dict, metrics: dict):
+        """The same numbers as torch layers: Linear(s) with ReLU between (the linear models'
+        constant-1 input column is their bias, kept as a weight on that column)."""
+        import torch
+
+        model, _ = saved_model(run_dir, config, len(metrics["class_names"]), metrics["image_shape"])
+        if isinstance(model, MLP):
+            layers = list(zip(model.weights_, model.biases_, strict=True))
+        else:
+            layers = [(model.W_, None)]
+        modules = []
+        for W, b in layers:
+            linear = torch.nn.Linear(W.shape[1], W.shape[0], bias=b is not None).double()
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(np.asarray(W, np.float64)))
+                if b is not None:
+                    linear.bias.copy_(torch.from_numpy(np.asarray(b, np.float64)))
+            modules += [linear, torch.nn.ReLU()]
+        return torch.nn.Sequential(*modules[:-1]).eval()
+
 
 def saved_model(run_dir: Path, config: dict, n_classes: int, image_shape):
     """The run's model.npz, checked against its config and metrics.json (loaded once while the

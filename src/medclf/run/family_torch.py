@@ -253,6 +253,13 @@ class TorchTrainer(Family):
     def onnx_graph(cls, run_dir: Path, config: dict, metrics: dict) -> bytes:
         return torch_graph(run_dir, config, metrics)
 
+    @classmethod
+    def network(cls, run_dir: Path, config: dict, metrics: dict):
+        kind = MODELS[config["model"]].inputs
+        probe = inputs_of(np.zeros((1, *metrics["image_shape"]), np.uint8), kind, np.float32)
+        model = saved_network(run_dir, config, len(metrics["class_names"]), probe.shape[1:])
+        return copy.deepcopy(model).double()  # a copy: the kept model stays float32
+
 
 def saved_network(run_dir: Path, config: dict, n_classes: int, input_shape):
     """The run's model.pt in its network, checked against config.json and metrics.json; on

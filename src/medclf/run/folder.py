@@ -12,7 +12,7 @@ set of runs (OUT/runs/KEY) and a search's trials (OUT/trials/trial-NNNN) live.
       predictions.npz  labels and scores (probabilities) of val and test (pickle-free)
       {flag}_{split}@{run}.csv   MedMNIST's standard result files, for its own evaluator
       model.npz | model.pt | model.skops   the selected model (no pickle)
-      accuracy.png, loss.png, confusion.png
+      accuracy.png, loss.png, confusion.png   and each one's PDF beside it
       robustness.csv/.json/.png/.pdf   medclf robustness's results, where it wrote them here
       checkpoint.*, best.*   while a run is unfinished: the last and the best epoch
       .lock          while a process owns the folder (medclf.files.run_lock)
@@ -51,8 +51,15 @@ PARTIAL = (CONFIG, *LEFTOVERS)  # the files of an unfinished run: enough to cont
 FIGURES = ("accuracy.png", "loss.png", "confusion.png")
 # medclf robustness's outputs, in the run folder by default: a retrained run's are stale
 ROBUSTNESS = ("robustness.csv", "robustness.json", "robustness.png", "robustness.pdf")
+FIGURE_PDFS = tuple(name.replace(".png", ".pdf") for name in FIGURES)  # save_figure's
 RUN_FILES = (CONFIG, ENV, HISTORY, HISTORY_CSV, METRICS, PREDICTIONS)  # every run's
-RUN_FILES += (*MODEL_FILES, *LEFTOVERS, *FIGURES, *ROBUSTNESS)  # by family, unfinished, drawn
+RUN_FILES += (
+    *MODEL_FILES,
+    *LEFTOVERS,
+    *FIGURES,
+    *FIGURE_PDFS,
+    *ROBUSTNESS,
+)  # family, unfinished, drawn
 FINISHED = ("done", "diverged")  # statuses of a finished run: it is not trained again
 RUNS, TRIALS = "runs", "trials"
 
