@@ -126,14 +126,15 @@ def main():
     args = parser.parse_args()
     with np.load(args.data) as f:
         images, labels = f["train_images"], f["train_labels"]
+    n_epoch = len(images)  # what a projected epoch covers, whatever --limit times
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
-    n_epoch = len(images)
     ds = MedMNIST3DStyle(images, labels)
     X = network_inputs(images[:8], "volume")
     # the same volume: MedMNIST's x / 255 * 0.5 in [0, 0.5], medclf's x / 127.5 - 1 in [-1, 1]
     diff = max(abs(float(ds[i][0].max()) * 4 - 1 - float(X[i].max())) for i in range(8))
     print(f"machine: {machine()}; torch {torch.__version__}; {n_epoch} training volumes")
+    print(f"timed: {len(images)} (torch-cnn3d), {min(args.resnet_limit, len(images))} (ResNets)")
     print(f"input scales agree (affine map, max |difference| {diff:.1e})")
     print()
     print(
@@ -143,7 +144,7 @@ def main():
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models.split(","):
         cnn = MODELS[name].cost < 100
-        n = n_epoch if cnn else min(args.resnet_limit, n_epoch)
+        n = len(images) if cnn else min(args.resnet_limit, len(images))
         reps = args.repeats if cnn else args.resnet_repeats
         t, all_t = compare(name, images[:n], labels[:n], args.threads, reps)
         best = min(t["engine NDHWC"], t["engine contiguous"])
