@@ -32,7 +32,6 @@ import numpy as np
 
 from medclf.errors import ConfigError, DataError, InputError
 from medclf.models import config as config_module
-from medclf.models.registry import BENCHMARK_MODELS
 from medclf.run import folder
 from medclf.run.families import family_of
 from medclf.run.folder import run_lock, write_text
@@ -243,7 +242,7 @@ def reproduce(dataset="octmnist", out=None, **options) -> dict:
 
 def benchmark(
     datasets,
-    models=BENCHMARK_MODELS,
+    models=None,
     preset="fast",
     seeds=3,
     out="benchmark",
@@ -259,7 +258,8 @@ def benchmark(
     budget=600.0,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
-    medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``),
+    medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``;
+    ``models`` None: the default zoo of each dataset's dimensionality, BENCHMARK_ZOOS),
     then results.csv and its report beside MedMNIST v2's published table; returns the rows
     and the files' paths. ``ensemble``: one more row per dataset and model, the ensemble of
     its seeds (medclf.experiments.ensembles). ``auto``: one more row per data file, "medclf

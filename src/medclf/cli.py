@@ -29,7 +29,7 @@ from medclf.models.config import (
     make_config,
     read_config_file,
 )
-from medclf.models.registry import BENCHMARK_MODELS
+from medclf.models.registry import BENCHMARK_ZOOS
 from medclf.models.registry import MODELS as MODEL_NAMES
 from medclf.run.families import family_of
 from medclf.run.folder import FINISHED, RUNS
@@ -658,7 +658,8 @@ def predict(run_dir, inputs):
     "models",
     multiple=True,
     type=Choice(list(MODEL_NAMES)),
-    help=f"Model (repeatable; default: {', '.join(BENCHMARK_MODELS)}).",
+    help=f"Model (repeatable; default: {', '.join(BENCHMARK_ZOOS[2])} on images, "
+    f"{', '.join(BENCHMARK_ZOOS[3])} on 3D volumes).",
 )
 @click.option(
     "--preset",
@@ -735,7 +736,7 @@ def benchmark(
     check_mlflow(mlflow_uri)
     summary = api.benchmark(
         datasets,
-        models or BENCHMARK_MODELS,
+        models or None,
         preset,
         seeds,
         out,

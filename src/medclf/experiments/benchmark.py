@@ -13,7 +13,7 @@ from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
 from medclf.experiments.specs import run_key
 from medclf.models.config import make_config
-from medclf.models.registry import BENCHMARK_MODELS, MODELS, PRESETS, preset_settings
+from medclf.models.registry import BENCHMARK_ZOOS, MODELS, PRESETS, preset_settings
 from medclf.run.dataid import data_md5
 from medclf.run.lifecycle import check_task
 
@@ -34,21 +34,23 @@ RESULT_KEYS = (
 def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> list[dict]:
     """One runner entry per dataset x model x seed (seeds 42, 43, ...); a model whose fit
     never uses its seed (its registry entry's uses_seed) gets one entry, seed 42, marked
-    ``deterministic``: its other seeds would repeat the same run. ``files``: what
-    data_files says of each dataset (its name, file label, MD5, image size), added to its
-    entries; ``size`` (default 28) serves a dataset data_files did not see."""
+    ``deterministic``: its other seeds would repeat the same run. ``files``: what data_files
+    says of each dataset (its name, file label, MD5, image size, the default zoo of its
+    dimensionality), added to its entries; ``size`` (default 28) serves a dataset data_files did
+    not see. ``models`` None: each dataset's default zoo (BENCHMARK_ZOOS)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset '{preset}' is unknown; choose one of {', '.join(PRESETS)}")
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models or () if m not in MODELS]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
     if seeds < 1:
         raise ConfigError(f"seeds == {seeds}, must be >= 1")
     entries = []
     for dataset in datasets:
-        about = (files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem}
+        about = dict((files or {}).get(dataset) or {"dataset": Path(str(dataset)).stem})
         side = about.get("size", size or 28)
-        for model in models:
+        zoo = about.pop("zoo", BENCHMARK_ZOOS[2])
+        for model in models or zoo:
             deterministic = not MODELS[model].uses_seed
             for seed in range(42, 42 + (1 if deterministic else seeds)):
                 config = make_config(
@@ -80,7 +82,8 @@ def data_files(datasets, models, size, root) -> dict[str, dict]:
     becomes absolute): the dataset's name, whether synthetic, the file, its MD5 and a label
     (``file``) that tells it from the other files, and its image size (read from a file;
     ``size``, default 28, for a registry name). Every dataset loads and every model can
-    learn its task, before anything trains."""
+    learn its task, before anything trains. ``models`` None: the default zoo of each file's
+    dimensionality (``zoo``)."""
     files, seen = {}, set()
     for dataset in datasets:
         data = load_dataset(dataset, root, size=size)
@@ -90,7 +93,8 @@ def data_files(datasets, models, size, root) -> dict[str, dict]:
         seen.add(path)
         name = dataset if dataset.lower() in REGISTRY else str(path)
         side = data.info.size
-        for model in models:
+        zoo = BENCHMARK_ZOOS[data.info.dims]
+        for model in models or zoo:
             if model in MODELS:
                 check_task(make_config(model, dataset=name, size=side), data)
         files[name] = {
@@ -100,6 +104,7 @@ def data_files(datasets, models, size, root) -> dict[str, dict]:
             "data_file": str(path),
             "data_md5": data_md5(path),
             "size": side,
+            "zoo": zoo,
         }
     # two files of one name: the MD5's start tells them apart, else (the same bytes) the path
     for tell_apart in (
@@ -123,7 +128,7 @@ def result_row(result: dict) -> dict:
 
 def run_benchmark(
     datasets,
-    models=BENCHMARK_MODELS,
+    models=None,
     preset="fast",
     seeds=3,
     out="benchmark",
@@ -134,7 +139,8 @@ def run_benchmark(
     backend="local",
     address=None,
 ) -> list[dict]:
-    """Run the grid; return one result row per run (result_row). ``size``: see data_files.
+    """Run the grid; return one result row per run (result_row). ``size``: see data_files;
+    ``models`` None: each dataset's default zoo, by its dimensionality (BENCHMARK_ZOOS).
     ``backend``/``address``: see medclf.experiments.runner.run_all."""
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")

@@ -8,7 +8,10 @@ from-scratch models of the study, trained one example at a time; ``torch`` — P
 trained by medclf's engine; ``sklearn`` — classic scikit-learn baselines on pixels, fitted once.
 Inputs: ``flat`` — pixels flattened and divided by 256 (the study's features; ``bias`` adds the
 constant-1 column of the study's linear NumPy models); ``image`` — (C, H, W) pixels scaled to
-[-1, 1] (MedMNIST's mean 0.5, sd 0.5 normalisation).
+[-1, 1] (MedMNIST's mean 0.5, sd 0.5 normalisation); ``volume`` — a 3D dataset's (D, H, W)
+voxels as (1, D, H, W), scaled as ``image``.
+Dims: the data a model accepts, 2 (images), 3 (volumes) or both (flat models read flattened
+voxels as they read flattened pixels).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class ModelSpec:
     defaults: dict
     about: str
     tasks: tuple[str, ...] = ALL_TASKS
-    inputs: str = "flat"  # "flat", "flat+bias" or "image"
+    inputs: str = "flat"  # "flat", "flat+bias", "image" or "volume"
     # "module:function" that makes the model, with its family's arguments: numpy (config,
     # n_classes), torch (config, input_shape, n_outputs), sklearn (settings, seed, threads).
     # A path, imported on first use: the registry stays light (no torch, no scikit-learn).
@@ -37,6 +40,7 @@ class ModelSpec:
     # False: fitting never draws from the config's seed, so every seed gives the same model
     # (a benchmark trains it once); decided from what the estimator does with its seed.
     uses_seed: bool = True
+    dims: tuple[int, ...] = (2,)  # the DatasetInfo.dims it accepts: 2 images, 3 volumes
 
 
 def builder(model: str) -> Callable:
@@ -48,6 +52,7 @@ def builder(model: str) -> Callable:
 NUMPY = "medclf.models.numpy_models.build:"
 TORCH = "medclf.models.torch_models.build:"
 SKLEARN = "medclf.models.classic:"
+FLAT = (2, 3)  # flat models read a volume's voxels flattened, as an image's pixels
 
 
 # Conv nets: MedMNIST v2's protocol (Adam, lr 0.001, batch 128, 100 epochs, lr x 0.1 at 50 % and
@@ -65,6 +70,8 @@ PAPER = {
 # The conv nets' numerics and graph mode (medclf.models.training.precision; torch.compile):
 # float32 and eager unless asked, as every run before these settings existed.
 CONV = {"precision": "fp32", "compile": False}
+# MedMNIST v2's 3D protocol (experiments/MedMNIST3D): the same, at batch 32.
+PAPER_3D = {**PAPER, "batch_size": 32}
 
 MODELS: dict[str, ModelSpec] = {
     # Q1: from scratch, one example at a time, float64 for fidelity to the study.
@@ -75,6 +82,7 @@ MODELS: dict[str, ModelSpec] = {
         SINGLE_LABEL,
         "flat+bias",
         build=NUMPY + "perceptron",
+        dims=FLAT,
         cost=0.5,
     ),
     "numpy-logreg": ModelSpec(
@@ -90,6 +98,7 @@ MODELS: dict[str, ModelSpec] = {
         SINGLE_LABEL,
         "flat+bias",
         build=NUMPY + "logistic_regression",
+        dims=FLAT,
         cost=0.6,
     ),
     "numpy-mlp": ModelSpec(
@@ -105,6 +114,7 @@ MODELS: dict[str, ModelSpec] = {
         "multi-layer perceptron with hand-written backprop (NumPy)",
         SINGLE_LABEL,
         build=NUMPY + "mlp",
+        dims=FLAT,
         cost=4.6,
     ),
     # Q2: PyTorch; the feed-forward defaults are Table 1 of the assignment.
@@ -113,6 +123,7 @@ MODELS: dict[str, ModelSpec] = {
         {"epochs": 20, "lr": 0.01, "batch_size": 16, "l2": 0.0, "optimizer": "sgd"},
         "logistic regression (PyTorch)",
         build=TORCH + "logistic_regression",
+        dims=FLAT,
         cost=1.5,
     ),
     "torch-ffn": ModelSpec(
@@ -130,6 +141,7 @@ MODELS: dict[str, ModelSpec] = {
         },
         "feed-forward network (PyTorch)",
         build=TORCH + "feedforward",
+        dims=FLAT,
         cost=4.5,
         large_batch_cost=1.9,
     ),
@@ -166,6 +178,39 @@ MODELS: dict[str, ModelSpec] = {
         build=TORCH + "resnet50",
         cost=300.0,
     ),
+    # Networks on volumes (MedMNIST3D; medclf.models.torch_models.volumes): MedMNIST v2's 3D
+    # ResNets, with its CIFAR-style stem, and a small 3D CNN of medclf's for a CPU.
+    "torch-cnn3d": ModelSpec(
+        "torch",
+        {
+            **PAPER,
+            "epochs": 30,
+            "batch_size": 32,
+            "width": 16,
+            "convs": 1,
+            "dropout": 0.0,
+            "schedule": "cosine",
+            "augment": "auto",
+        },
+        "medclf's small 3D CNN for 28x28x28 volumes on a CPU (PyTorch)",
+        inputs="volume",
+        build=TORCH + "small_cnn3d",
+        cost=30.0,
+        dims=(3,),
+    ),
+    **{
+        f"torch-resnet{depth}-{kind}": ModelSpec(
+            "torch",
+            dict(PAPER_3D),
+            f"ResNet-{depth}+{label} as MedMNIST v2 trained it on volumes (PyTorch)",
+            inputs="volume",
+            build=TORCH + f"resnet{depth}_{kind.replace('.', '')}",
+            cost=cost * (1 if kind == "3d" else 0.4),
+            dims=(3,),
+        )
+        for depth, cost in ((18, 3000.0), (50, 6000.0))
+        for kind, label in (("3d", "3D"), ("2.5d", "2.5D"), ("acs", "ACS"))
+    },
     # Classic baselines on pixels, the family auto-sklearn searches (medclf.models.classic: why each
     # default). kNN works on 50 PCA components; the SVM refuses training splits over 20,000.
     "sklearn-logreg": ModelSpec(
@@ -175,12 +220,14 @@ MODELS: dict[str, ModelSpec] = {
         SINGLE_LABEL,
         build=SKLEARN + "logistic_regression",
         uses_seed=False,  # lbfgs is deterministic; random_state serves sag, saga, liblinear
+        dims=FLAT,
     ),
     "sklearn-rf": ModelSpec(
         "sklearn",
         {"n_estimators": 300, "min_samples_leaf": 1},
         "random forest (scikit-learn)",
         build=SKLEARN + "random_forest",
+        dims=FLAT,
     ),
     "sklearn-hgb": ModelSpec(
         "sklearn",
@@ -191,12 +238,14 @@ MODELS: dict[str, ModelSpec] = {
         # its seed serves early stopping and feature subsampling (both off) and the bins'
         # subsample above 200,000 training images (MedMNIST's largest 2D split: 165,466)
         uses_seed=False,
+        dims=FLAT,
     ),
     "sklearn-knn": ModelSpec(
         "sklearn",
         {"n_neighbors": 11, "pca_components": 50},
         "k nearest neighbours on PCA components (scikit-learn)",
         build=SKLEARN + "knn",
+        dims=FLAT,
     ),
     "sklearn-svm": ModelSpec(
         "sklearn",
@@ -205,6 +254,7 @@ MODELS: dict[str, ModelSpec] = {
         SINGLE_LABEL,
         build=SKLEARN + "svm",
         uses_seed=False,  # SVC draws from random_state only for probability=True (unused)
+        dims=FLAT,
     ),
 }
 
@@ -213,7 +263,12 @@ MODELS: dict[str, ModelSpec] = {
 # the epoch with the best validation AUC. `paper` is MedMNIST v2's protocol for its networks;
 # `fast` is medclf's CPU recipe, chosen on validation splits (docs/benchmarks.md).
 PRESETS: dict[str, dict[str, dict]] = {
-    "paper": {"torch-cnn": PAPER, "torch-resnet18": PAPER, "torch-resnet50": PAPER},
+    "paper": {
+        "torch-cnn": PAPER,
+        "torch-resnet18": PAPER,
+        "torch-resnet50": PAPER,
+        **{m: PAPER_3D for m, spec in MODELS.items() if spec.inputs == "volume"},
+    },
     "fast": {
         # chosen on the validation splits of BreastMNIST and PneumoniaMNIST, seed 42: see
         # docs/benchmarks.md, "Fast recipe (chosen on validation)"
@@ -241,9 +296,23 @@ PRESETS: dict[str, dict[str, dict]] = {
             "schedule": "cosine",
             "augment": "auto",
         },
+        # chosen on AdrenalMNIST3D's validation split, seed 42: the label-safe 3D flips
+        # (augment auto) gave val AUC 0.864 / ACC 0.847, none 0.855 / 0.541 (docs/benchmarks.md)
+        "torch-cnn3d": {
+            "epochs": 15,
+            "lr": 0.002,
+            "batch_size": 32,
+            "optimizer": "adam",
+            "schedule": "cosine",
+            "augment": "auto",
+        },
     },
 }
-BENCHMARK_MODELS = ("torch-cnn", "sklearn-svm", "sklearn-hgb", "torch-ffn")  # the default zoo
+# The default zoo of `medclf benchmark`, by the data's dimensionality (DatasetInfo.dims).
+BENCHMARK_ZOOS = {
+    2: ("torch-cnn", "sklearn-svm", "sklearn-hgb", "torch-ffn"),
+    3: ("torch-cnn3d", "sklearn-svm", "sklearn-hgb", "torch-ffn"),
+}
 
 
 def preset_settings(preset: str, model: str) -> dict:

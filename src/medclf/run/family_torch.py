@@ -18,7 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medclf.data.features import inputs_of, make_features
+from medclf.data.features import (
+    Features,
+    inputs_of,
+    make_features,
+    resolve_test_split,
+    select_test,
+)
 from medclf.errors import ConfigError, DataError
 from medclf.files import atomic_path
 from medclf.metrics import MULTI_LABEL
@@ -44,6 +50,31 @@ def build_network(config: dict, input_shape: tuple[int, ...], n_outputs: int):
 def scale_images(x: torch.Tensor) -> torch.Tensor:
     """uint8 (b, C, H, W) -> float32 in [-1, 1], the same numbers as features.to_images."""
     return x.float().div_(127.5).sub_(1)
+
+
+def network_inputs(images: np.ndarray, inputs: str) -> np.ndarray:
+    """A registry entry's inputs of uint8 samples: ``volume`` (n, D, H, W) -> (n, 1, D, H, W)
+    in [-1, 1] as images are (``volume-uint8``: left uint8); else medclf.data.features'."""
+    if not inputs.startswith("volume"):
+        return inputs_of(images, inputs, np.float32)
+    X = np.ascontiguousarray(images[:, None])
+    return X if inputs == "volume-uint8" else scale_images(torch.from_numpy(X)).numpy()
+
+
+def network_features(dataset, test_split: str, inputs: str) -> Features:
+    """make_features for every kind of network input, volumes included."""
+    if not inputs.startswith("volume"):
+        return make_features(dataset, test_split, np.float32, inputs=inputs)
+    test = select_test(dataset, test_split)
+    return Features(
+        network_inputs(dataset.train.images, inputs),
+        dataset.train.labels,
+        network_inputs(dataset.val.images, inputs),
+        dataset.val.labels,
+        network_inputs(test.images, inputs),
+        test.labels,
+        resolve_test_split(dataset, test_split),
+    )
 
 
 def save_atomic(path: Path, state) -> None:
@@ -105,14 +136,14 @@ class TorchTrainer(Family):
         check_precision(self.precision, self.device.type)  # before anything is written
         self.generator = engine.seed_everything(config["seed"])
         self.multi_label = dataset.info.multi_label
-        images = MODELS[config["model"]].inputs == "image"
-        # images stay uint8 (a quarter of float32's memory) until a batch is formed
-        self.input_kind = "image-uint8" if images else MODELS[config["model"]].inputs
+        inputs = MODELS[config["model"]].inputs
+        images = inputs in ("image", "volume")
+        # images and volumes stay uint8 (a quarter of float32's memory) until a batch is formed
+        self.input_kind = f"{inputs}-uint8" if images else inputs
         self.prepare = scale_images if images else None
-        self.chunk = 1024 if images else 65536  # evaluation batch: bounded by memory
-        self.features = f = make_features(
-            dataset, config["test_split"], np.float32, inputs=self.input_kind
-        )
+        # evaluation batch: bounded by memory (a 28^3 volume is 28 images)
+        self.chunk = (32 if inputs == "volume" else 1024) if images else 65536
+        self.features = f = network_features(dataset, config["test_split"], self.input_kind)
         label_type = torch.float32 if self.multi_label else torch.long
         self.data = {
             name: torch.from_numpy(getattr(f, name)).to(self.device)
@@ -180,7 +211,7 @@ class TorchTrainer(Family):
         )
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
-        return inputs_of(images, self.input_kind, np.float32)
+        return network_inputs(images, self.input_kind)
 
     def scores(self, model, X) -> np.ndarray:
         X = torch.from_numpy(X).to(self.device)
@@ -243,10 +274,12 @@ class TorchTrainer(Family):
 
     @classmethod
     def outputs(cls, run_dir: Path, config: dict, metrics: dict, images):
-        X = torch.from_numpy(inputs_of(images, MODELS[config["model"]].inputs, np.float32))
+        inputs = MODELS[config["model"]].inputs
+        X = torch.from_numpy(network_inputs(images, inputs))
         model = saved_network(run_dir, config, len(metrics["class_names"]), X.shape[1:])
+        step = 32 if inputs == "volume" else 1024
         with torch.no_grad():
-            logits = torch.cat([model(X[i : i + 1024]) for i in range(0, len(X), 1024)])
+            logits = torch.cat([model(X[i : i + step]) for i in range(0, len(X), step)])
         return "logits", logits.double().numpy()
 
     @classmethod
@@ -320,15 +353,11 @@ def torch_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
     torch.onnx's TorchScript exporter (dynamo=False: no onnxscript needed)."""
     shape, n_classes = metrics["image_shape"], len(metrics["class_names"])
     probe = np.zeros((1, *shape), np.uint8)
-    image_inputs = MODELS[config["model"]].inputs == "image"
-    input_shape = (
-        (1 if len(shape) == 2 else shape[2], shape[0], shape[1])
-        if image_inputs
-        else (int(np.prod(shape)),)
-    )
+    inputs = MODELS[config["model"]].inputs
+    input_shape = network_inputs(probe, inputs).shape[1:]
     network = saved_network(run_dir, config, n_classes, input_shape)
     multi_label = metrics.get("task") == MULTI_LABEL
-    wrapped = Probabilities(network, image_inputs, multi_label).eval()
+    wrapped = Probabilities(network, inputs, multi_label).eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
         warnings.simplefilter("ignore")
@@ -346,15 +375,17 @@ def torch_graph(run_dir: Path, config: dict, metrics: dict) -> bytes:
 
 
 class Probabilities(torch.nn.Module):
-    """uint8 images -> the network's inputs (medclf.data.features) -> probabilities."""
+    """uint8 images -> the network's inputs (network_inputs) -> probabilities."""
 
-    def __init__(self, network, image_inputs: bool, multi_label: bool):
+    def __init__(self, network, inputs: str, multi_label: bool):
         super().__init__()
-        self.network, self.image_inputs, self.multi_label = network, image_inputs, multi_label
+        self.network, self.inputs, self.multi_label = network, inputs, multi_label
 
     def forward(self, images):
         x = images.float()
-        if self.image_inputs:  # (n, C, H, W) in [-1, 1], as to_images
+        if self.inputs == "volume":  # (n, 1, D, H, W) in [-1, 1]
+            x = x.unsqueeze(1) / 127.5 - 1
+        elif self.inputs == "image":  # (n, C, H, W) in [-1, 1], as to_images
             x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)
             x = x / 127.5 - 1
         else:  # flattened pixels / 256, as to_features

@@ -70,9 +70,9 @@ def start_run_folder(run_dir: Path, config: dict, checkpoint: Path | None, resum
 
 
 def check_memory(config: dict, dataset: Dataset) -> None:
-    """Flat inputs are float copies of every split (images stay uint8): refuse one that cannot
-    fit in this machine's memory, before allocating it."""
-    if MODELS[config["model"]].inputs == "image":
+    """Flat inputs are float copies of every split (images and volumes stay uint8): refuse one
+    that cannot fit in this machine's memory, before allocating it."""
+    if MODELS[config["model"]].inputs in ("image", "volume"):
         return
     n = sum(len(dataset.split(s)) for s in ("train", "val", "test"))
     itemsize = 8 if config.get("dtype") == "float64" else 4
@@ -96,8 +96,16 @@ def check_task(config: dict, dataset: Dataset) -> None:
             f"size {config['size']}; drop --size or give the {config['size']}x"
             f"{config['size']} file"
         )
-    check_memory(config, dataset)
     spec = MODELS[config["model"]]
+    dims = dataset.info.dims
+    if dims not in spec.dims:
+        kind = {2: "2D images", 3: "3D volumes"}
+        able = [m for m, s in MODELS.items() if dims in s.dims and dataset.info.task in s.tasks]
+        raise ConfigError(
+            f"{config['model']} takes {' or '.join(kind[d] for d in spec.dims)}, but "
+            f"{dataset.name} holds {kind[dims]}; use one of {', '.join(able)}"
+        )
+    check_memory(config, dataset)
     if dataset.info.task not in spec.tasks:
         able = [m for m, s in MODELS.items() if dataset.info.task in s.tasks]
         raise ConfigError(

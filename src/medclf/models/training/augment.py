@@ -1,6 +1,7 @@
 """Batched data augmentation on tensors already on their device: no per-image Python loop.
 
-Every op takes a (b, C, H, W) float batch and a ``torch.Generator``, draws all its random
+Every op takes a (b, C, H, W) float batch (the flips also a (b, C, D, H, W) batch of volumes)
+and a ``torch.Generator``, draws all its random
 numbers from that generator (on the generator's device, then moved), and returns a new batch
 of the same shape, so a seeded generator gives the same batch on every run.
 ``SAFE_AUGMENT`` says which ops keep each MedMNIST dataset's labels valid, and why.
@@ -21,16 +22,26 @@ def _rand(n: int, generator: torch.Generator, device: torch.device) -> Tensor:
     return torch.rand(n, generator=generator, device=generator.device).to(device)
 
 
-def hflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
-    """Mirror each image left-right with probability p."""
+def _flip(x: Tensor, axis: int, generator: torch.Generator, p: float) -> Tensor:
     flip = _rand(len(x), generator, x.device) < p
-    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+    return torch.where(flip.view(-1, *[1] * (x.dim() - 1)), x.flip(axis), x)
+
+
+def hflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Mirror each image (or volume) left-right with probability p."""
+    return _flip(x, -1, generator, p)
 
 
 def vflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
-    """Mirror each image top-bottom with probability p."""
-    flip = _rand(len(x), generator, x.device) < p
-    return torch.where(flip[:, None, None, None], x.flip(-2), x)
+    """Mirror each image (or volume) top-bottom with probability p."""
+    return _flip(x, -2, generator, p)
+
+
+def dflip(x: Tensor, generator: torch.Generator, p: float = 0.5) -> Tensor:
+    """Mirror each volume along its depth (first spatial) axis with probability p."""
+    if x.dim() != 5:
+        raise ConfigError(f"dflip flips the depth of volumes, but the batch is {x.dim()}-D")
+    return _flip(x, -3, generator, p)
 
 
 def random_crop(
@@ -74,7 +85,13 @@ def random_affine(
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-OPS = {"hflip": hflip, "vflip": vflip, "crop": random_crop, "affine": random_affine}
+OPS = {
+    "hflip": hflip,
+    "vflip": vflip,
+    "dflip": dflip,
+    "crop": random_crop,
+    "affine": random_affine,
+}
 
 
 def augment(x: Tensor, ops: tuple[str, ...], generator: torch.Generator) -> Tensor:
@@ -102,6 +119,13 @@ SAFE_AUGMENT: dict[str, tuple[str, ...]] = {
     "organamnist": ("crop", "affine"),
     "organcmnist": ("crop", "affine"),
     "organsmnist": ("crop", "affine"),
+    # MedMNIST3D volumes (D, H, W): flips along the three axes only (crop and affine are 2D ops)
+    "organmnist3d": (),
+    "nodulemnist3d": ("hflip", "vflip", "dflip"),
+    "adrenalmnist3d": ("hflip", "vflip", "dflip"),
+    "fracturemnist3d": ("hflip", "vflip", "dflip"),
+    "vesselmnist3d": ("hflip", "vflip", "dflip"),
+    "synapsemnist3d": ("hflip", "vflip", "dflip"),
 }
 
 AUGMENT_REASONS: dict[str, str] = {
@@ -120,4 +144,12 @@ AUGMENT_REASONS: dict[str, str] = {
     "organcmnist": "coronal views: a mirror swaps the left/right labels as in organamnist",
     "organsmnist": "sagittal views: a mirror swaps front and back, anatomy never seen at "
     "test time; no flips",
+    "organmnist3d": "the labels name left and right organs and MedMNIST does not say which axis "
+    "is left-right: a mirror on it swaps them; no flips",
+    "nodulemnist3d": "a lung nodule's malignancy does not depend on its orientation",
+    "adrenalmnist3d": "the adrenal mass's shape (normal / hyperplasia) survives any mirror; both "
+    "glands occur, so left-right is not a label",
+    "fracturemnist3d": "a rib fracture's type does not depend on which side or direction it faces",
+    "vesselmnist3d": "an aneurysm is one whatever the vessel's orientation",
+    "synapsemnist3d": "a synapse's type (excitatory / inhibitory) has no orientation",
 }

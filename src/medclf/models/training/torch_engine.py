@@ -87,19 +87,30 @@ def n_correct(logits, y) -> float:
 
 
 CHANNELS_LAST = True  # see channels_last(); benchmarks/bench_conv.py turns it off to compare
+CHANNELS_LAST_3D = True  # the same for Conv3d (NDHWC): see memory_format()
+FORMATS = {4: (nn.Conv2d, torch.channels_last), 5: (nn.Conv3d, torch.channels_last_3d)}
 
 
-def channels_last(model, X) -> bool:
-    """Convolutional models on a CPU run in channels-last memory format (NHWC): the same
-    arithmetic, faster oneDNN convolution kernels (one PneumoniaMNIST epoch: torch-cnn 1.29x,
-    ResNet-18 1.16x; docs/benchmarks.md). Converts the model's 4-D weights in place (the
-    Parameter objects stay, so the optimizer keeps them; idempotent); True when it applies."""
-    if not CHANNELS_LAST or X.device.type != "cpu" or X.dim() != 4:
-        return False
-    if not any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return False
-    model.to(memory_format=torch.channels_last)
-    return True
+def memory_format(model, X):
+    """The memory format convolutional models run in on a CPU, or None (leave as stored).
+    2D: channels-last (NHWC), the same arithmetic with faster oneDNN kernels (one
+    PneumoniaMNIST epoch: torch-cnn 1.29x, ResNet-18 1.16x; docs/benchmarks.md). 3D:
+    channels_last_3d (NDHWC), likewise faster for medclf's 3D CNN (benchmarks/bench_conv3d.py
+    measures both)."""
+    conv, fmt = FORMATS.get(X.dim(), (None, None))
+    on = CHANNELS_LAST if X.dim() == 4 else CHANNELS_LAST_3D
+    if conv is None or not on or X.device.type != "cpu":
+        return None
+    return fmt if any(isinstance(m, conv) for m in model.modules()) else None
+
+
+def channels_last(model, X):
+    """Converts the model's conv weights in place to memory_format's format (the Parameter
+    objects stay, so the optimizer keeps them; idempotent); the format, or None."""
+    fmt = memory_format(model, X)
+    if fmt is not None:
+        model.to(memory_format=fmt)
+    return fmt
 
 
 def train_epoch(
@@ -137,7 +148,7 @@ def train_epoch(
         and precision == "fp32"
         and forward is None
     )
-    nhwc = channels_last(model, X)
+    fmt = channels_last(model, X)
     forward = model if forward is None else forward
     if fused:
         linears, act, p = structure(model)
@@ -150,7 +161,7 @@ def train_epoch(
         else:
             x = X[idx] if prepare is None else prepare(X[idx])
             x = x if transform is None else transform(x)
-            x = x.contiguous(memory_format=torch.channels_last) if nhwc else x
+            x = x if fmt is None else x.contiguous(memory_format=fmt)
             with autocast(precision, X.device.type):
                 logits = forward(x)
             loss = loss_fn(logits.float(), y[idx])
@@ -171,9 +182,9 @@ def logits_of(model, X, chunk: int = 65536, prepare=None, precision="fp32") -> t
     model.eval()
     try:
         prepare = prepare or (lambda x: x)
-        if channels_last(model, X):
+        if (fmt := channels_last(model, X)) is not None:
             before = prepare
-            prepare = lambda x: before(x).contiguous(memory_format=torch.channels_last)  # noqa: E731
+            prepare = lambda x: before(x).contiguous(memory_format=fmt)  # noqa: E731
         with autocast(precision, X.device.type):
             parts = [model(prepare(X[start : start + chunk])) for start in range(0, len(X), chunk)]
         return torch.cat(parts).float()
