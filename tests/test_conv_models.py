@@ -203,7 +203,7 @@ def gen(seed=0):
 
 @pytest.mark.parametrize("op", list(OPS))
 def test_augment_shape_and_determinism(op):
-    x = torch.randn(16, 3, 28, 28)
+    x = torch.randn(16, 1, 8, 8, 8) if op == "dflip" else torch.randn(16, 3, 28, 28)
     a, b = augment(x, (op,), gen(1)), augment(x, (op,), gen(1))
     assert a.shape == x.shape and a.dtype == x.dtype
     assert torch.equal(a, b)
@@ -257,7 +257,8 @@ def test_augment_rejects_unknown_op():
 
 def test_safe_augment_table():
     assert set(SAFE_AUGMENT) == set(REGISTRY) == set(AUGMENT_REASONS)
-    assert len(SAFE_AUGMENT) == 12
+    assert len(SAFE_AUGMENT) == 18  # the 12 2D datasets and the 6 3D ones
+    assert all("dflip" not in ops for name, ops in SAFE_AUGMENT.items() if REGISTRY[name].dims == 2)
     assert all(set(ops) <= set(OPS) for ops in SAFE_AUGMENT.values())
     for organ in ("organamnist", "organcmnist", "organsmnist"):  # left/right organ labels
         assert "hflip" not in SAFE_AUGMENT[organ]
