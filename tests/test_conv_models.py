@@ -377,3 +377,13 @@ def test_conv_models_run_channels_last_on_a_cpu_with_the_same_maths():
     assert max(float((q - s).abs().max()) for _, q, s in params) > 1e-3  # the step moved
     for p, q, _ in params:
         assert torch.allclose(p, q, atol=1e-5)
+
+
+@pytest.mark.parametrize("setting", ["flip", "crop", "flip+crop", "auto"])
+def test_every_augment_setting_makes_a_transform_of_known_operations(setting):
+    from medclf.run.family_torch import augmentation
+
+    x = torch.randn(8, 1, 28, 28)
+    transform = augmentation({"augment": setting}, "breastmnist", gen(3))
+    assert transform(x).shape == x.shape  # "flip" named no operation and failed at the first batch
+    assert augmentation({"augment": "none"}, "breastmnist", gen(3)) is None

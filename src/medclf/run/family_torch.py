@@ -113,11 +113,16 @@ def load_checkpoint(path: Path, config: dict) -> dict:
 
 def augmentation(config: dict, dataset_name: str, generator):
     """The batch transform of a config's ``augment`` setting, or None. ``auto`` takes the
-    label-safe operations for the dataset (medclf.models.training.augment.SAFE_AUGMENT)."""
-    ops = config.get("augment", "none")
-    if ops == "none":
-        return None
-    ops = SAFE_AUGMENT.get(dataset_name, ()) if ops == "auto" else tuple(ops.split("+"))
+    label-safe operations for the dataset (medclf.models.training.augment.SAFE_AUGMENT),
+    ``flip`` its label-safe flips only, ``crop`` the random crop."""
+    setting = config.get("augment", "none")
+    safe = SAFE_AUGMENT.get(dataset_name, ())
+    named = {
+        "auto": safe,
+        "flip": tuple(op for op in safe if op.endswith("flip")),
+        "crop": ("crop",),
+    }
+    ops = tuple(op for part in setting.split("+") if part != "none" for op in named[part])
     return (lambda x: augment(x, ops, generator)) if ops else None
 
 
