@@ -5,8 +5,7 @@ one JSON line per run (validation and test ACC/AUC, seconds, the epoch kept).
     python benchmarks/adrenal3d.py --models torch-cnn3d --seeds 3 --out /tmp/adrenal
     python benchmarks/adrenal3d.py --models torch-cnn3d --set augment=none --seeds 1
 
-Until the data registry knows the 3D datasets, the file is read with a DatasetInfo built
-here (MedMNIST v3.0.2's facts, /work/shared/data/README.md)."""
+The file is read with the data registry's AdrenalMNIST3D entry (MedMNIST v3.0.2's facts)."""
 
 from __future__ import annotations
 
@@ -16,27 +15,17 @@ import time
 from pathlib import Path
 
 from medclf.data.load import read_npz
-from medclf.data.registry import DatasetInfo
+from medclf.data.registry import DatasetInfo, get_info
 from medclf.models.config import make_config
 from medclf.models.registry import BENCHMARK_ZOOS, preset_settings
 from medclf.run.families import family_of
 from medclf.run.lifecycle import run_job
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-MD5 = {28: "bbd3c5a5576322bc4cdfea780653b1ce", 64: "17721accfe9fb005146a47d33bc54b2f"}
 
 
 def adrenal_info(size: int = 28) -> DatasetInfo:
-    return DatasetInfo(
-        "adrenalmnist3d",
-        MD5[size],
-        "binary-class",
-        ("normal", "hyperplasia"),
-        1,
-        {"train": 1188, "val": 98, "test": 298},
-        size=size,
-        dims=3,
-    )
+    return get_info("adrenalmnist3d", size)
 
 
 def adrenal(size: int = 28, data: Path = DATA):
