@@ -262,3 +262,22 @@ def test_tune_runs_its_trials_on_ray(cluster, tiny_files, tmp_path):
         metrics = json.loads((Path(t["run_dir"]) / "metrics.json").read_text())
         assert float(t["value"]) == pytest.approx(metrics["val_auc"])
     assert json.loads((out / "best_config.json").read_text())["model"] == "torch-logreg"
+
+
+def test_a_3d_run_on_ray_matches_the_local_one(cluster, tmp_path):
+    """Issue 21 §4: volumes go through the Ray backend unchanged."""
+    from medclf.data.synthetic import write_synthetic
+
+    volumes = write_synthetic(tmp_path / "adrenalmnist3d.npz", "adrenalmnist3d", 0.04, 1)
+    args = ["benchmark", "--seeds", "1", "--model", "torch-logreg", "--dataset", str(volumes)]
+    local = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "local")])
+    assert local.exit_code == 0, local.output
+    cmd = [sys.executable, "-m", "medclf.cli", *args, "--out", str(tmp_path / "ray")]
+    cmd += ["--backend", "ray", "--address", cluster["address"]]
+    env = {**os.environ, **cluster["auth"]}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    (key,) = rows_of(tmp_path / "ray")
+    ray_run, local_run = tmp_path / "ray" / "runs" / key, tmp_path / "local" / "runs" / key
+    assert json.loads((ray_run / "metrics.json").read_text())["image_shape"] == [28, 28, 28]
+    assert numbers(ray_run) == numbers(local_run)
