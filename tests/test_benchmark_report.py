@@ -372,3 +372,14 @@ def test_the_report_gives_image_intervals_of_the_seeds_mean_on_real_data(tmp_pat
     single = bootstrap_interval("binary-class", y, p, "auc")
     assert (low, high) == (round(single["low"], 3), round(single["high"], 3))
     assert re.search(r"(ACC|AUC) (above|below|within noise)", row)
+
+
+def test_a_3d_dataset_is_set_beside_the_3d_table_and_resnet18_3d(tmp_path):
+    rows = [run("adrenalmnist3d", "torch-cnn3d", 42 + i, 0.80 + i / 100, 0.88) for i in range(2)]
+    text = write_benchmark_report(rows, tmp_path)["markdown"].read_text()
+    part = sections(text)["AdrenalMNIST3D"]
+    assert "Table 4" in part and "Δ = difference to ResNet-18+3D" in part
+    assert "| vs ResNet-18+3D |" in part and "ResNet-18 (28)" not in part
+    assert row(part, "ResNet-18+ACS").split(" | ")[3] == "0.754"  # the 3D table's ACC
+    ours = row(part, "torch-cnn3d (fast)")
+    assert "+0.084" in ours  # mean ACC 0.805 - ResNet-18+3D's 0.721

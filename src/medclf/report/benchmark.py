@@ -22,7 +22,7 @@ from medclf.errors import MedclfError
 from medclf.files import atomic_path
 from medclf.plots import save_figure
 from medclf.report.evaluate import saved_split
-from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published
+from medclf.report.medmnist_v2 import BASELINE, METHODS, NAMES, SOURCE, published, reference
 from medclf.report.report import scrolling_tables
 from medclf.report.robustness import robustness_section
 from medclf.run.folder import FINISHED, RUNS
@@ -209,10 +209,11 @@ def dataset_section(
     key: tuple[str, str, bool], by_model: dict, runs_dir: Path | None = None
 ) -> list[str]:
     dataset, file, synthetic = key
-    table = None if synthetic else published(dataset_key(dataset))
-    name = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+    ref = None if synthetic else reference(dataset_key(dataset))
+    table, baseline = (ref.table, ref.baseline) if ref else (None, BASELINE)
+    name = ref.name if ref else dataset
     name += f" — {file}" if file else ""
-    base = table[BASELINE] if table else None
+    base = table[baseline] if table else None
     stats = {
         m: summarise(rows) | {"intervals": image_intervals(rows, runs_dir)}
         for m, rows in by_model.items()
@@ -240,10 +241,10 @@ def dataset_section(
         lines = [
             f"## {md(name)}",
             "",
-            f"Ours (medclf, real data) beside {SOURCE}. "
-            f"Δ = difference to {BASELINE}; best ACC and AUC in bold. 95 % CI: the seeds' "
+            f"Ours (medclf, real data) beside {ref.source}. "
+            f"Δ = difference to {baseline}; best ACC and AUC in bold. 95 % CI: the seeds' "
             "mean over a percentile bootstrap of the test images (1,000 resamples, seed 0); "
-            f"'vs {BASELINE}' reads that interval against the published number: above, "
+            f"'vs {baseline}' reads that interval against the published number: above, "
             "below, or within noise when the interval holds it.",
             "",
         ]
@@ -255,7 +256,7 @@ def dataset_section(
         lines += [f"Data file: `{md(first['data_file'])}`{md5}", ""]
     lines += [
         "| method | source | runs | test ACC | 95 % CI | test AUC | 95 % CI | Δ ACC | Δ AUC "
-        f"| vs {BASELINE} | val ACC | val AUC | seconds / run |",
+        f"| vs {baseline} | val ACC | val AUC | seconds / run |",
         "|---" * 13 + "|",
     ]
     source = f"medclf ({SYNTHETIC})" if synthetic else "medclf"
@@ -418,7 +419,8 @@ def draw_plot(grouped: dict, path: Path) -> None:
         )
         ax.set_xticks(list(xs), [label for label, _ in stats], fontsize=8)
         ax.set_xlim(-0.7, max(len(stats), 1) - 0.3)
-        table = None if synthetic else published(dataset_key(dataset))
+        ref = None if synthetic else reference(dataset_key(dataset))
+        table = ref.table if ref else None
         for i, (method, score) in enumerate((table or {}).items()):
             ax.axhline(
                 score.auc,
@@ -430,7 +432,7 @@ def draw_plot(grouped: dict, path: Path) -> None:
         if not stats:
             ax.text(0.5, 0.5, "no finished run", transform=ax.transAxes, ha="center")
             ax.set_yticks([])
-        title = NAMES.get(dataset_key(dataset), dataset) if table else dataset
+        title = ref.name if ref else dataset
         title += f"\n{file}" if file else ""
         ax.set_title(f"{title}\n({SYNTHETIC})" if synthetic else title, fontsize=10)
         ax.set_ylabel("test AUC")

@@ -22,6 +22,7 @@ shared/data/README.md (ResNet-18+3D 0.721 / 0.827, ResNet-50+3D 0.745 / 0.828, a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 SOURCE = "MedMNIST v2 (Yang et al., Scientific Data 2023, Table 3; https://medmnist.com/)"
@@ -279,3 +280,25 @@ def published_3d(dataset: str) -> dict[str, Score] | None:
     """The published 3D scores for a dataset name (any case), or None if v2's 3D table lacks
     it."""
     return MEDMNIST_V2_3D.get(dataset.lower())
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a dataset's benchmark rows are set beside: its published table, the method the
+    differences are taken against, the source and the dataset's printed name."""
+
+    table: dict[str, Score]
+    baseline: str
+    source: str
+    name: str
+
+
+def reference(dataset: str) -> Reference | None:
+    """The 2D table's entry (baseline ResNet-18 (28)) or the 3D table's (ResNet-18+3D) for a
+    dataset name (any case), or None where MedMNIST v2 has neither."""
+    key = dataset.lower()
+    if key in MEDMNIST_V2:
+        return Reference(MEDMNIST_V2[key], BASELINE, SOURCE, NAMES[key])
+    if key in MEDMNIST_V2_3D:
+        return Reference(MEDMNIST_V2_3D[key], BASELINE_3D, SOURCE_3D, NAMES_3D[key])
+    return None
