@@ -286,3 +286,20 @@ def test_a_hand_edited_ensemble_config_is_one_line(runs, tmp_path, edit):
     config = json.loads((work / "ens" / "config.json").read_text())
     (work / "ens" / "config.json").write_text(json.dumps({**config, **edit}))
     one_line_refusal(invoke("predict", work / "ens", runs["root"] / "few.npz"))
+
+
+def test_a_hand_edited_ensemble_naming_one_member_twice_is_refused(runs, tmp_path):
+    """Averaging a run with itself would weigh it double, which 'medclf ensemble' refuses: a
+    config.json edited to do so (the MD5s copied) is refused too."""
+    work = tmp_path / "w"
+    shutil.copytree(runs["root"] / "runs", work / "runs")
+    shutil.copytree(runs["ens"], work / "ens")
+    config = json.loads((work / "ens" / "config.json").read_text())
+    first = config["members"][0]
+    twice = {**first, "run": first["run"].replace("../", "../runs/../", 1)}
+    assert (work / "ens" / twice["run"]).resolve() == (work / "ens" / first["run"]).resolve()
+    config["members"] = [first, twice]
+    (work / "ens" / "config.json").write_text(json.dumps(config))
+    result = invoke("predict", work / "ens", runs["root"] / "few.npz")
+    one_line_refusal(result)
+    assert "named twice" in result.output, result.output

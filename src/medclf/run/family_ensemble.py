@@ -138,10 +138,13 @@ def checked_members(run_dir: Path, config: dict) -> list[tuple[Path, tuple[dict,
     ):
         raise DataError(f"{run_dir / CONFIG} is damaged ('members' is not a list of runs)")
     again = "make the ensemble again with 'medclf ensemble'"
-    out = []
+    out, seen = [], set()
     for member in members:
         path = Path(run_dir) / member["run"]
         shown = os.path.normpath(path)
+        if path.resolve() in seen:  # never made so: one run counted twice, written by hand
+            raise DataError(f"{run_dir / CONFIG} is damaged (member {shown} is named twice)")
+        seen.add(path.resolve())
         try:
             checked = check_run(path)
             md5 = member_md5(path, checked[0])
