@@ -173,6 +173,11 @@ def damage(runs, tmp_path, how):
         (run / "model.pt").unlink()
     elif how == "garbage-model":
         (run / "model.pt").write_bytes(b"not a model")
+    elif how == "bad-scores":  # saved scores that are not probabilities (NaN is diverged)
+        with np.load(run / "predictions.npz") as npz:
+            arrays = dict(npz)
+        arrays["test_scores"] = arrays["test_scores"] * 100 - 50
+        np.savez(run / "predictions.npz", **arrays)
     return run
 
 
@@ -193,6 +198,7 @@ def damage(runs, tmp_path, how):
         (["a", "damaged"], "damaged"),
         (["a", "no-model"], "no model.pt"),
         (["a", "garbage-model"], "not a model file"),
+        (["a", "bad-scores"], "bad-scores/predictions.npz: 'test_scores' holds values outside"),
     ],
 )
 def test_bad_members_are_one_line_and_leave_nothing(runs, tmp_path, members, words):

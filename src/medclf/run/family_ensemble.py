@@ -195,6 +195,13 @@ def read_member(run) -> dict:
     for split in ("val", "test"):
         if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
             raise DataError(f"{path / PREDICTIONS} has no {split} split; train the run again")
+    for key in (k for k in preds if k.endswith("_scores")):  # averaged: must be probabilities
+        scores = preds[key]
+        if np.isfinite(scores).all() and (scores.min() < 0 or scores.max() > 1):
+            raise DataError(
+                f"{path / PREDICTIONS}: '{key}' holds values outside 0-1, not probabilities; "
+                "train the run again"
+            )
     shape = metrics["image_shape"]
     member_proba(path, (config, metrics), np.zeros((1, *shape), np.uint8))  # loads its model
     return {
