@@ -309,3 +309,22 @@ def test_a_hand_edited_ensemble_naming_one_member_twice_is_refused(runs, tmp_pat
     result = invoke("predict", work / "ens", runs["root"] / "few.npz")
     one_line_refusal(result)
     assert "named twice" in result.output, result.output
+
+
+def test_a_racing_out_is_refused_and_kept(runs, tmp_path, monkeypatch):
+    """Two commands making an ensemble into one --out: the later one names the race in one
+    line and touches neither the other's files nor leaves its own temporary folder."""
+    import medclf.run.family_ensemble as fe
+
+    out, draw = tmp_path / "ens", fe.confusion_png
+
+    def race(*args):
+        out.mkdir(exist_ok=True)
+        (out / "other.txt").write_text("the other command's")
+        return draw(*args)
+
+    monkeypatch.setattr(fe, "confusion_png", race)
+    result = invoke("ensemble", runs["a"], runs["b"], "--out", out)
+    assert result.exit_code != 0 and "filled by another command" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert os.listdir(out) == ["other.txt"] and os.listdir(tmp_path) == ["ens"]

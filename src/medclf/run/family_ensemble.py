@@ -21,6 +21,7 @@ and every saved split's labels; a perceptron, which gives no probabilities, cann
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -333,7 +334,14 @@ def make_ensemble(runs, out) -> dict:
         save_predictions(tmp, preds, flag_of(metrics["dataset_name"], config["size"]), out.name)
         confusion_png(tmp, metrics)
         write_json(tmp / "metrics.json", metrics)
-        os.rename(tmp, out)  # onto a new or empty folder: atomic
+        try:
+            os.rename(tmp, out)  # onto a new or empty folder: atomic
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise ConfigError(  # another command wrote it since check_out
+                f"{out} was filled by another command meanwhile; choose a new --out"
+            ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return metrics
