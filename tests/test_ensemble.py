@@ -173,6 +173,11 @@ def damage(runs, tmp_path, how):
         (run / "model.pt").unlink()
     elif how == "garbage-model":
         (run / "model.pt").write_bytes(b"not a model")
+    elif how == "bad-scores":  # saved scores that are not probabilities (NaN is diverged)
+        with np.load(run / "predictions.npz") as npz:
+            arrays = dict(npz)
+        arrays["test_scores"] = arrays["test_scores"] * 100 - 50
+        np.savez(run / "predictions.npz", **arrays)
     return run
 
 
@@ -193,6 +198,7 @@ def damage(runs, tmp_path, how):
         (["a", "damaged"], "damaged"),
         (["a", "no-model"], "no model.pt"),
         (["a", "garbage-model"], "not a model file"),
+        (["a", "bad-scores"], "bad-scores/predictions.npz: 'test_scores' holds values outside"),
     ],
 )
 def test_bad_members_are_one_line_and_leave_nothing(runs, tmp_path, members, words):
@@ -286,3 +292,39 @@ def test_a_hand_edited_ensemble_config_is_one_line(runs, tmp_path, edit):
     config = json.loads((work / "ens" / "config.json").read_text())
     (work / "ens" / "config.json").write_text(json.dumps({**config, **edit}))
     one_line_refusal(invoke("predict", work / "ens", runs["root"] / "few.npz"))
+
+
+def test_a_hand_edited_ensemble_naming_one_member_twice_is_refused(runs, tmp_path):
+    """Averaging a run with itself would weigh it double, which 'medclf ensemble' refuses: a
+    config.json edited to do so (the MD5s copied) is refused too."""
+    work = tmp_path / "w"
+    shutil.copytree(runs["root"] / "runs", work / "runs")
+    shutil.copytree(runs["ens"], work / "ens")
+    config = json.loads((work / "ens" / "config.json").read_text())
+    first = config["members"][0]
+    twice = {**first, "run": first["run"].replace("../", "../runs/../", 1)}
+    assert (work / "ens" / twice["run"]).resolve() == (work / "ens" / first["run"]).resolve()
+    config["members"] = [first, twice]
+    (work / "ens" / "config.json").write_text(json.dumps(config))
+    result = invoke("predict", work / "ens", runs["root"] / "few.npz")
+    one_line_refusal(result)
+    assert "named twice" in result.output, result.output
+
+
+def test_a_racing_out_is_refused_and_kept(runs, tmp_path, monkeypatch):
+    """Two commands making an ensemble into one --out: the later one names the race in one
+    line and touches neither the other's files nor leaves its own temporary folder."""
+    import medclf.run.family_ensemble as fe
+
+    out, draw = tmp_path / "ens", fe.confusion_png
+
+    def race(*args):
+        out.mkdir(exist_ok=True)
+        (out / "other.txt").write_text("the other command's")
+        return draw(*args)
+
+    monkeypatch.setattr(fe, "confusion_png", race)
+    result = invoke("ensemble", runs["a"], runs["b"], "--out", out)
+    assert result.exit_code != 0 and "filled by another command" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert os.listdir(out) == ["other.txt"] and os.listdir(tmp_path) == ["ens"]

@@ -828,3 +828,31 @@ def test_an_alias_bomb_as_the_model_gives_a_short_line(tmp_path, synth_file):
 def test_synth_of_an_unknown_dataset_is_a_usage_error(tmp_path):
     line = one_line(run("data", "synth", "--like", "octmnst", "--out", tmp_path / "s.npz"), code=2)
     assert "did you mean 'octmnist'" in line and not (tmp_path / "s.npz").exists()
+
+
+def test_a_pipe_or_device_given_as_a_file_is_refused_not_waited_on(tmp_path, synth_file):
+    """zipfile and numpy would wait forever on a named pipe (and read /dev/zero to no end):
+    a path that is not a regular file is refused in one line instead."""
+    run = tmp_path / "run"
+    done = CliRunner().invoke(
+        cli,
+        ["train", "numpy-logreg", "--dataset", str(synth_file), "--epochs", "1", "--quiet"]
+        + ["--out", str(run)],
+    )
+    assert done.exit_code == 0, done.output
+    pipe = tmp_path / "pipe.npz"
+    os.mkfifo(pipe)
+    (run / "predictions.npz").unlink()
+    os.mkfifo(run / "predictions.npz")
+    for args in (
+        ["data", "info", str(pipe)],
+        ["data", "info", "/dev/zero"],
+        ["predict", str(run), str(pipe)],
+        ["ensemble", str(run), str(run), "--out", str(tmp_path / "ens")],
+    ):
+        try:
+            result = subprocess.run(["medclf", *args], capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"medclf {' '.join(args)} waited on a pipe or device")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "not a regular file" in result.stderr, (args, result.stderr)

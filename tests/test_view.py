@@ -191,6 +191,24 @@ def test_a_damaged_run_is_listed_and_the_page_still_written(tmp_path, runs):
     assert runs_["good"]["status"] == "done" and runs_["good"]["wrong"]
 
 
+def test_hand_edited_nan_and_infinity_are_shown_as_missing(tmp_path, runs):
+    """JSON files written by hand may hold NaN or Infinity (Python's json reads both): the page
+    shows them as missing rather than failing with a traceback."""
+    top = tmp_path / "runs"
+    shutil.copytree(runs[0] / "logreg", top / "good")
+    metrics = (top / "good" / "metrics.json").read_text()
+    metrics = metrics.replace('"selected_epoch": 2', '"selected_epoch": Infinity')
+    assert "Infinity" in metrics
+    (top / "good" / "metrics.json").write_text(metrics)
+    (top / "half").mkdir()
+    (top / "half" / "config.json").write_text('{"model": "numpy-logreg", "seed": NaN}')
+    done = medclf_view(top, "--out", tmp_path / "v.html")
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    runs_ = by_name(page_data(tmp_path / "v.html"))
+    assert runs_["half"]["seed"] is None and runs_["half"]["status"] == "unfinished"
+    assert runs_["good"]["epoch"] is None and runs_["good"]["status"] == "done"
+
+
 def test_a_moved_data_file_leaves_the_images_out_with_a_note(tmp_path, runs):
     top = tmp_path / "runs"
     shutil.copytree(runs[0] / "logreg", top / "r")

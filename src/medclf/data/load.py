@@ -166,6 +166,10 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """
     if path.is_dir():
         raise UnreadableError(f"{path} is a folder, not a .npz file; give the path of the file")
+    if path.exists() and not path.is_file():  # reading a device or a pipe may never end
+        raise UnreadableError(
+            f"{path} is not a regular file (a device or a pipe); give the path of a .npz file"
+        )
     try:
         zf = zipfile.ZipFile(path)
     except zipfile.BadZipFile:

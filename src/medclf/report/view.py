@@ -29,6 +29,7 @@ from medclf.run.folder import (
     has_metrics,
     is_finished,
     is_unfinished,
+    json_safe,
     read_json_or_none,
     run_folders_below,
 )
@@ -347,7 +348,8 @@ def page_html(runs: list[dict], title: str) -> str:
     """The page: the runs as JSON inside it, drawn by its inline script."""
     from html import escape
 
-    payload = json.dumps({"title": title, "runs": runs}, allow_nan=False)
+    # a hand-edited file's NaN or infinity (a seed, an epoch) is no JSON: shown as missing
+    payload = json.dumps(json_safe({"title": title, "runs": runs}), allow_nan=False)
     payload = payload.replace("<", "\\u003c")  # nothing inside the JSON can close the script
     return (
         PAGE.replace("{{TITLE}}", escape(title))

@@ -21,6 +21,7 @@ and every saved split's labels; a perceptron, which gives no probabilities, cann
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -138,10 +139,13 @@ def checked_members(run_dir: Path, config: dict) -> list[tuple[Path, tuple[dict,
     ):
         raise DataError(f"{run_dir / CONFIG} is damaged ('members' is not a list of runs)")
     again = "make the ensemble again with 'medclf ensemble'"
-    out = []
+    out, seen = [], set()
     for member in members:
         path = Path(run_dir) / member["run"]
         shown = os.path.normpath(path)
+        if path.resolve() in seen:  # never made so: one run counted twice, written by hand
+            raise DataError(f"{run_dir / CONFIG} is damaged (member {shown} is named twice)")
+        seen.add(path.resolve())
         try:
             checked = check_run(path)
             md5 = member_md5(path, checked[0])
@@ -192,6 +196,13 @@ def read_member(run) -> dict:
     for split in ("val", "test"):
         if f"{split}_scores" not in preds or f"{split}_labels" not in preds:
             raise DataError(f"{path / PREDICTIONS} has no {split} split; train the run again")
+    for key in (k for k in preds if k.endswith("_scores")):  # averaged: must be probabilities
+        scores = preds[key]
+        if np.isfinite(scores).all() and (scores.min() < 0 or scores.max() > 1):
+            raise DataError(
+                f"{path / PREDICTIONS}: '{key}' holds values outside 0-1, not probabilities; "
+                "train the run again"
+            )
     shape = metrics["image_shape"]
     member_proba(path, (config, metrics), np.zeros((1, *shape), np.uint8))  # loads its model
     return {
@@ -323,7 +334,14 @@ def make_ensemble(runs, out) -> dict:
         save_predictions(tmp, preds, flag_of(metrics["dataset_name"], config["size"]), out.name)
         confusion_png(tmp, metrics)
         write_json(tmp / "metrics.json", metrics)
-        os.rename(tmp, out)  # onto a new or empty folder: atomic
+        try:
+            os.rename(tmp, out)  # onto a new or empty folder: atomic
+        except OSError as err:
+            if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise ConfigError(  # another command wrote it since check_out
+                f"{out} was filled by another command meanwhile; choose a new --out"
+            ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return metrics

@@ -226,6 +226,8 @@ def save_arrays(path: Path, arrays: dict) -> None:
 
 def load_arrays(path: Path) -> dict:
     """Every array of an .npz medclf wrote, pickle-free; any other file is one DataError."""
+    if Path(path).exists() and not Path(path).is_file():  # a device or a pipe: may never end
+        raise DataError(f"{path} is not a regular file (a device or a pipe); train the run again")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

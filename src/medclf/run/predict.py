@@ -102,6 +102,8 @@ def _read_png(path: Path, image_shape) -> np.ndarray:
 
 
 def _read_npz(path: Path) -> np.ndarray:
+    if not path.is_file():  # a device or a pipe: reading it may never end
+        raise DataError(f"{path} is not a regular file (a device or a pipe); give an .npz file")
     try:
         npz = np.load(path, allow_pickle=False)
     except OSError as err:
