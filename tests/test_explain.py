@@ -253,3 +253,13 @@ def test_pneumoniamnist_cnn_is_explained(tmp_path):
     result = medclf("explain", run, "--images", 4, "--out", tmp_path / "p.png")
     assert result.exit_code == 0, result.output
     assert "gradcam" in result.output and (tmp_path / "p.pdf").is_file()
+
+
+def test_an_ensemble_has_no_network_of_its_own_and_says_so(tmp_path, runs):
+    ens = tmp_path / "ens"
+    made = medclf("ensemble", runs / "torch-cnn", runs / "torch-ffn", "--out", ens)
+    assert made.exit_code == 0, made.output
+    result = medclf("explain", ens, "--out", tmp_path / "x.png")
+    one_line_refusal(result)  # was a KeyError traceback: 'ensemble' is no registry model
+    assert "no network of its own" in result.output and "member runs" in result.output
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.pdf").exists()

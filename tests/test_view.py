@@ -41,6 +41,8 @@ def runs(tmp_path_factory):
     train(binary, top / "logreg", model="numpy-logreg", lr=0.01)
     train(binary, top / "ffn <b>x</b>", model="torch-ffn", seed=7)
     train(multi, top / "blood", model="numpy-logreg")
+    medclf.train(dataset=str(binary), out=str(top / "sk"), model="sklearn-logreg", quiet=True)
+    medclf.ensemble([top / "logreg", top / "ffn <b>x</b>"], top / "ens")
     (top / "logreg" / "robustness").mkdir()
     (top / "logreg" / "robustness" / "robustness.csv").write_text(ROBUSTNESS)
     (top / "half").mkdir()
@@ -63,9 +65,10 @@ def by_name(data: dict) -> dict:
 def test_page_lists_every_run_folder_with_its_status(runs):
     top, html = runs
     runs_ = by_name(page_data(html))
-    assert set(runs_) == {"logreg", "ffn <b>x</b>", "blood", "half"}
+    assert set(runs_) == {"logreg", "ffn <b>x</b>", "blood", "sk", "ens", "half"}
     assert runs_["half"]["status"] == "unfinished"
-    assert all(runs_[n]["status"] == "done" for n in ("logreg", "ffn <b>x</b>", "blood"))
+    done = ("logreg", "ffn <b>x</b>", "blood", "sk", "ens")
+    assert all(runs_[n]["status"] == "done" for n in done)
     metrics = json.loads((top / "logreg" / "metrics.json").read_text())
     assert runs_["logreg"]["test_auc"] == pytest.approx(metrics["test_auc"])
     assert runs_["logreg"]["seed"] == 42 and runs_["ffn <b>x</b>"]["seed"] == 7
@@ -119,6 +122,48 @@ def test_wrong_images_are_the_most_confident_mistakes_and_the_file_s_pixels(runs
         assert w["confidence"] == pytest.approx(scores[i].max(), abs=1e-4)
         png = base64.b64decode(w["image"].removeprefix("data:image/png;base64,"))
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), images[i])
+
+
+def png_pixels(uri: str) -> np.ndarray:
+    from PIL import Image
+
+    png = base64.b64decode(uri.removeprefix("data:image/png;base64,"))
+    return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def colours(attr: np.ndarray, method: str) -> np.ndarray:
+    """explain's colour scale, by hand: per map its largest |value|; signed maps around 0."""
+    import matplotlib
+    from matplotlib.colors import Normalize
+
+    top = np.abs(attr).max() or 1.0
+    signed = method in ("weights", "integrated-gradients")
+    norm = Normalize(-top if signed else 0, top, clip=True)
+    cmap = matplotlib.colormaps["RdBu_r" if signed else "inferno"]
+    return cmap(norm(attr), bytes=True)[..., :3]
+
+
+@pytest.mark.parametrize(("name", "method"), [("logreg", "weights"), ("ffn <b>x</b>", "saliency")])
+def test_each_wrong_image_has_explain_s_map_beside_it(runs, name, method):
+    from medclf.report.explain import explain_run
+
+    top, html = runs
+    run = by_name(page_data(html))[name]
+    assert run["wrong"] and method in run["saliency_note"]
+    for w in run["wrong"][:3]:  # explain asked image by image: the same map as the page's
+        alone = explain_run(top / name, "test", indices=[w["index"]])
+        assert alone["method"] == method
+        shown = png_pixels(w["saliency"])
+        assert shown.shape == (28, 28, 3)
+        assert np.array_equal(shown, colours(alone["attributions"][0], method))
+
+
+def test_a_model_without_a_map_says_why_in_words(runs):
+    runs_ = by_name(page_data(runs[1]))
+    for name, why in (("sk", "no gradients to attribute"), ("ens", "no network of its own")):
+        assert runs_[name]["wrong"], name
+        assert all(w["saliency"] is None for w in runs_[name]["wrong"])
+        assert why in runs_[name]["saliency_note"]
 
 
 def test_robustness_is_shown_where_measured(runs):
@@ -323,10 +368,11 @@ def test_view_works_in_headless_chromium(runs, tmp_path):
         auc = {r["name"]: r.get("test_auc") for r in data["runs"]}
         header = driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]")
         header.click()
-        ranked = sorted((n for n in auc if auc[n] is not None), key=auc.get)
-        assert names() == ranked + [n for n in auc if auc[n] is None]  # missing last
+        ranked = sorted(a for a in auc.values() if a is not None)
+        missing = [None] * (len(auc) - len(ranked))
+        assert [auc[n] for n in names()] == ranked + missing  # missing last
         driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]").click()
-        assert names() == ranked[::-1] + [n for n in auc if auc[n] is None]
+        assert [auc[n] for n in names()] == ranked[::-1] + missing  # (ties in any order)
         driver.find_element(By.ID, "filter").send_keys("torch-ffn")
         assert names() == ["ffn <b>x</b>"]
         driver.find_element(By.ID, "filter").clear()
@@ -337,8 +383,20 @@ def test_view_works_in_headless_chromium(runs, tmp_path):
             "return Array.from(document.querySelectorAll('#detail img'))"
             ".map(i => [i.complete, i.naturalWidth])"
         )
-        assert len(images) == len(by_name(data)["logreg"]["wrong"])
+        assert len(images) == 2 * len(by_name(data)["logreg"]["wrong"])  # image, its map
         assert images and all(done and width > 0 for done, width in images)
+        pairs = js(
+            "return Array.from(document.querySelectorAll('#detail figure .pair'))"
+            ".map(p => Array.from(p.querySelectorAll('img')).map(i => "
+            "[i.alt, i.getBoundingClientRect().top, i.getBoundingClientRect().left]))"
+        )
+        for (image, top, left), (saliency, top2, left2) in pairs:  # side by side
+            assert image.startswith("test image") and saliency.startswith("saliency")
+            assert top == top2 and left < left2
+        driver.find_element(By.XPATH, "//button[text()='sk']").click()
+        why = js("return document.querySelector('#detail .saliency').textContent")
+        assert "no gradients to attribute" in why
+        assert js("return document.querySelectorAll('#detail img.map').length") == 0
         assert js("return document.querySelectorAll('#detail svg').length") >= 5
         for name in ("logreg", "blood"):
             row = driver.find_element(By.XPATH, f"//tr[td/button[text()='{name}']]")
@@ -411,7 +469,9 @@ def test_saliency_hook_and_3d_slices(runs, monkeypatch, tmp_path):
 
     from medclf.report import view
 
-    monkeypatch.setattr(view, "saliency_images", lambda run_dir, split, idx: ["data:x"] * len(idx))
+    monkeypatch.setattr(
+        view, "saliency_images", lambda run_dir, split, idx: (["data:x"] * len(idx), "")
+    )
     top = tmp_path / "runs"
     shutil.copytree(runs[0] / "logreg", top / "r")
     (run,) = collect(top)

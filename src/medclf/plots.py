@@ -280,6 +280,26 @@ def curve_figures(data: dict, title: str = "", names=(*CURVE_FIGURES, "curves"))
 SIGNED = ("weights", "integrated-gradients")  # a sign to show: diverging colours around 0
 
 
+def attribution_scale(attr: np.ndarray, method: str) -> dict:
+    """The colour map and limits of one attribution map: per map, its largest |value|."""
+    top = float(np.abs(attr).max()) or 1.0
+    if method in SIGNED:
+        return {"cmap": "RdBu_r", "vmin": -top, "vmax": top}
+    return {"cmap": "inferno", "vmin": 0.0, "vmax": top}
+
+
+def attribution_rgb(attr: np.ndarray, method: str) -> np.ndarray:
+    """An attribution map (any shape) as uint8 RGB colours (shape + (3,)), on
+    attribution_figure's scale for it: slice a volume's colours, not its values, to keep it."""
+    import matplotlib
+
+    scale = attribution_scale(attr, method)
+    span = scale["vmax"] - scale["vmin"]
+    unit = np.clip((np.asarray(attr, float) - scale["vmin"]) / span, 0, 1)
+    rgba = matplotlib.colormaps[scale["cmap"]](unit, bytes=True)
+    return np.ascontiguousarray(rgba[..., :3])
+
+
 def named_slices(volume: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """mid_slices with each slice's name and index: [("axial z=14", ...), ...]."""
     where = [f"z={volume.shape[0] // 2}", f"y={volume.shape[1] // 2}", f"x={volume.shape[2] // 2}"]
@@ -301,14 +321,11 @@ def attribution_figure(images, attributions, captions, method: str, title: str =
         squeeze=False,
         layout="constrained",
     )
-    signed = method in SIGNED
-    cmap = "RdBu_r" if signed else "inferno"
     for ax in axes.flat:
         ax.set_axis_off()
     for i, (image, attr) in enumerate(zip(images, attributions, strict=True)):
         r, c0 = divmod(i, per_row)
-        top = float(np.abs(attr).max()) or 1.0
-        limits = (-top, top) if signed else (0, top)
+        scale = attribution_scale(attr, method)
         shown = named_slices(image) if volumes else [("", image)]
         maps = named_slices(attr) if volumes else [("", attr)]
         for k, ((where, img), (_, a)) in enumerate(zip(shown, maps, strict=True)):
@@ -316,7 +333,7 @@ def attribution_figure(images, attributions, captions, method: str, title: str =
             gray = {"cmap": "gray", "vmin": 0, "vmax": 255} if img.ndim == 2 else {}
             left.imshow(img, **gray)
             right.imshow(img if img.ndim == 2 else img.mean(axis=-1), cmap="gray", alpha=0.6)
-            right.imshow(a, cmap=cmap, vmin=limits[0], vmax=limits[1], alpha=0.65)
+            right.imshow(a, **scale, alpha=0.65)
             left.set_title(f"{captions[i] if k == 0 else ''}\n{where}".strip(), fontsize=6)
             empty = "" if np.abs(attr).max() > 0 else ": 0 everywhere"  # Grad-CAM: no evidence
             right.set_title(f"{where or method}{empty}", fontsize=6)

@@ -168,6 +168,11 @@ def explain_run(
         raise ConfigError(f"explain shows the images of a split: {', '.join(SPLITS)}, not {split}")
     config, metrics = check_run(run_dir)
     model = config["model"]
+    if "family" in config:  # a run made of runs (an ensemble): not a registry model
+        raise ConfigError(
+            f"{run_dir} is an {config['family']} of other runs, with no network of its own to "
+            "attribute; explain each of its member runs (its config.json names them)"
+        )
     if model not in explainable_models():
         family = config.get("family") or MODELS[model].family  # an ensemble names its own
         raise ConfigError(

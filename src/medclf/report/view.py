@@ -115,7 +115,7 @@ def finished_entry(run_dir: Path, data: dict) -> dict:
     if not split["test"]:
         return {**entry, "note": "the test scores hold NaN or inf (diverged): nothing to draw"}
     entry.update(curves(task, labels, scores, names))
-    entry["wrong"], entry["images_note"] = wrong_images(run_dir, config, metrics, preds, data)
+    entry.update(wrong_images(run_dir, config, metrics, preds, data))
     return entry
 
 
@@ -225,14 +225,15 @@ def top_label(task: str, labels, scores) -> tuple[np.ndarray, np.ndarray]:
 # --- the most confidently wrong test images ---------------------------------------------------
 
 
-def wrong_images(run_dir: Path, config, metrics, preds, data: dict) -> tuple[list, str]:
+def wrong_images(run_dir: Path, config, metrics, preds, data: dict) -> dict:
     """The WRONG test images the model got wrong with the highest confidence (true and
-    predicted classes, confidence, the image as a PNG data URI), and a note ('' when shown)."""
+    predicted classes, confidence, the image and its saliency map as PNG data URIs), a note
+    ('' when shown) and a saliency note (the method, or why there is no map)."""
     task, names = metrics["task"], metrics["class_names"]
     labels, scores = preds["test_labels"], preds["test_scores"]
     images, dims, note = test_images(config, metrics, labels, data)
     if images is None:
-        return [], note
+        return {"wrong": [], "images_note": note, "saliency_note": ""}
     if task == MULTI_LABEL:
         pred = (scores >= 0.5).astype(int)
         miss = (pred != labels).any(axis=1)
@@ -242,9 +243,9 @@ def wrong_images(run_dir: Path, config, metrics, preds, data: dict) -> tuple[lis
         miss = pred != labels
         confidence = scores[np.arange(len(scores)), pred]
     order = [int(i) for i in np.argsort(-confidence, kind="stable") if miss[i]][:WRONG]
-    saliency = saliency_images(run_dir, "test", order)
+    saliency, saliency_note = saliency_images(run_dir, "test", order)
     probability = is_probability(task, scores)
-    return [
+    wrong = [
         {
             "index": i,
             "true": class_text(task, labels[i], names),
@@ -254,7 +255,9 @@ def wrong_images(run_dir: Path, config, metrics, preds, data: dict) -> tuple[lis
             "saliency": sal,
         }
         for i, sal in zip(order, saliency, strict=True)
-    ], "" if order else "no test image is wrong"
+    ]
+    note = "" if order else "no test image is wrong"
+    return {"wrong": wrong, "images_note": note, "saliency_note": saliency_note}
 
 
 def class_text(task: str, label, names) -> str:
@@ -263,10 +266,22 @@ def class_text(task: str, label, names) -> str:
     return str(names[int(label)])
 
 
-def saliency_images(run_dir: Path, split: str, indices: list[int]) -> list[str | None]:
-    """The hook for saliency maps (medclf explain): a PNG data URI per image of ``split`` at
-    ``indices``, drawn beside each wrong image; None where there is none (so far, every one)."""
-    return [None] * len(indices)
+def saliency_images(run_dir: Path, split: str, indices: list[int]) -> tuple[list, str]:
+    """The model's attribution over each image of ``split`` at ``indices``, as medclf explain
+    computes it (the model's default method) and colours it: (a PNG data URI per image, ''),
+    or (None per image, why there is none: scikit-learn, an ensemble, no Captum...)."""
+    from medclf.plots import attribution_rgb
+    from medclf.report.explain import explain_run
+
+    if not indices:
+        return [], ""
+    try:
+        result = explain_run(run_dir, split, indices=indices)
+    except MedclfError as err:
+        return [None] * len(indices), f"no saliency map: {err}"
+    dims = 3 if result["attributions"][0].ndim == 3 else 2
+    maps = [attribution_rgb(a, result["method"]) for a in result["attributions"]]
+    return [png_uri(m, dims) for m in maps], f"beside each image: its {result['method']} map"
 
 
 def test_images(config: dict, metrics: dict, labels: np.ndarray, data: dict):
@@ -396,6 +411,13 @@ class PageServer(http.server.ThreadingHTTPServer):
             ) from err
         self.page = b""
 
+    def handle_error(self, request, client_address):
+        """A client that hung up (it gave up while the page was being built) is no fault."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/"
@@ -456,6 +478,7 @@ text-decoration:underline}#detail{display:grid;grid-template-columns:repeat(auto
 .legend span{margin-right:.8em;white-space:nowrap}.wrong{display:flex;flex-wrap:wrap;gap:.6em}
 .wrong figure{margin:0;font-size:.75em;width:8.5em}.wrong img{width:8em;height:8em;
 image-rendering:pixelated;display:block;background:#000}.note{color:#a60}
+.pair{display:flex;gap:.2em}.wrong figure.two{width:16.5em}
 td.cm{text-align:right;min-width:2.5em}"""
 
 SCRIPT = r"""
@@ -601,9 +624,13 @@ function confusionTable(r) {
 function wrongImages(r) {
   if (!r.wrong || !r.wrong.length) return `<p class="note">${esc(r.images_note ||
     "no test images")}</p>`;
-  return "<div class='wrong'>" + r.wrong.map(w => `<figure><img alt="test image ${w.index}" ` +
-    `src="${w.image}">` + (w.saliency ? `<img alt="saliency ${w.index}" src="${w.saliency}">`
-      : "") + `<figcaption>#${w.index}: true <b>${esc(w.true)}</b>, predicted ` +
+  const maps = r.wrong.some(w => w.saliency);  // else the note says why there are none
+  const why = r.saliency_note ? `<p class="${maps ? "hint" : "note"} saliency">` +
+    `${esc(r.saliency_note)}</p>` : "";
+  return why + "<div class='wrong'>" + r.wrong.map(w => `<figure${w.saliency ? " class='two'"
+    : ""}><div class="pair"><img alt="test image ${w.index}" src="${w.image}">` +
+    (w.saliency ? `<img class="map" alt="saliency ${w.index}" src="${w.saliency}">` : "") +
+    `</div><figcaption>#${w.index}: true <b>${esc(w.true)}</b>, predicted ` +
     `<b>${esc(w.predicted)}</b>${w.confidence === null ? "" :
       ` (${(100 * w.confidence).toFixed(1)} %)`}</figcaption></figure>`).join("") + "</div>";
 }
