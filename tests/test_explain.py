@@ -201,16 +201,6 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, runs):
     assert not list(tmp_path.iterdir())
 
 
-def test_an_ensemble_is_refused_in_one_line(tmp_path, runs):
-    ens = tmp_path / "ens"
-    made = medclf("ensemble", runs / "numpy-logreg", runs / "torch-ffn", "--out", ens)
-    assert made.exit_code == 0, made.output
-    result = medclf("explain", ens, "--out", tmp_path / "x.png")
-    one_line_refusal(result)
-    assert "no gradients" in result.output and "family ensemble" in result.output
-    assert not (tmp_path / "x.png").exists() and not (tmp_path / "x.pdf").exists()
-
-
 @pytest.mark.parametrize("damage", ["no predictions", "no model", "bad metrics", "no folder"])
 def test_a_damaged_run_folder_is_one_line(tmp_path, runs, damage):
     import shutil

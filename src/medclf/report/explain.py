@@ -174,9 +174,8 @@ def explain_run(
             "attribute; explain each of its member runs (its config.json names them)"
         )
     if model not in explainable_models():
-        family = config.get("family") or MODELS[model].family  # an ensemble names its own
         raise ConfigError(
-            f"{model} has no gradients to attribute (family {family}); explain "
+            f"{model} has no gradients to attribute (family {MODELS[model].family}); explain "
             f"works for runs of {', '.join(explainable_models())}"
         )
     meta, labels, _ = saved_split(run_dir, split)
