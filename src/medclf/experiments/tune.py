@@ -280,13 +280,14 @@ def fold_dataset(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray) -> D
     )
 
 
-def fold_identity(data_md5_: str | None, cv: int, seed: int, fold: int, idx) -> dict:
+def fold_identity(md5: str | None, cv: int, seed: int, fold: int, idx) -> dict:
+    """What a fold folder's run was trained on: the file, K, the seed, the fold, its indices."""
     digest = hashlib.md5()
     for part in idx:
         digest.update(np.asarray(part, dtype=np.int64).tobytes())
         digest.update(b"|")
     return {
-        "data_md5": data_md5_,
+        "data_md5": md5,
         "cv": cv,
         "seed": seed,
         "fold": fold,
@@ -314,7 +315,11 @@ def run_cv_trial(
     rel = trial.user_attrs.get("run_dir") or trial_dir(slot)
     trial.set_user_attr("run_dir", rel)
     config = make_config(model, **base, **params)
-    replayed = replay(study, trial) or ()
+    try:
+        replayed = replay(study, trial) or ()  # a retry: its killed trial's folds, reported again
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
     values = []
 
     def after_epoch(rec):
