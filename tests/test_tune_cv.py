@@ -193,3 +193,31 @@ def test_cv_on_ray_is_refused_in_one_line(tmp_path, tiny):
         api.tune(str(tiny), "torch-logreg", 1, tmp_path / "r", cv=3, backend="ray")
     with pytest.raises(ConfigError, match="--cv must be an integer >= 2"):
         api.tune(str(tiny), "torch-logreg", 1, tmp_path / "r", cv=1)
+
+
+def test_a_search_killed_mid_trial_resumes_to_the_uninterrupted_value(tmp_path, tiny, monkeypatch):
+    from medclf import api
+    from medclf.experiments import tune as tune_module
+
+    quiet = {"epochs": 2, "cv": 3, "echo": lambda *_: None}
+    api.tune(str(tiny), "torch-logreg", 1, tmp_path / "ref", **quiet)
+    real, calls = tune_module.run_job, []
+
+    def killed_at_fold_2(config, data, run_dir, **kw):
+        calls.append(run_dir.name)
+        if run_dir.name == "fold-2" and calls.count("fold-2") == 1:
+            raise KeyboardInterrupt  # as a kill between folds
+        return real(config, data, run_dir, **kw)
+
+    monkeypatch.setattr(tune_module, "run_job", killed_at_fold_2)
+    with pytest.raises(KeyboardInterrupt):
+        api.tune(str(tiny), "torch-logreg", 1, tmp_path / "s", **quiet)
+    fold1 = (tmp_path / "s" / "trials" / "trial-0000" / "fold-1" / "metrics.json").stat()
+    api.tune(str(tiny), "torch-logreg", 1, tmp_path / "s", **quiet)
+    assert (tmp_path / "s/trials/trial-0000/fold-1/metrics.json").stat().st_mtime_ns == (
+        fold1.st_mtime_ns
+    )  # the finished fold is reused, not retrained
+    keys = ["number", "state", "value", "fold_1", "fold_2", "fold_3", "sd"]
+    assert [[r[k] for k in keys] for r in rows(tmp_path / "s")] == [
+        [r[k] for k in keys] for r in rows(tmp_path / "ref")
+    ]
