@@ -221,3 +221,12 @@ def test_a_search_killed_mid_trial_resumes_to_the_uninterrupted_value(tmp_path, 
     assert [[r[k] for k in keys] for r in rows(tmp_path / "s")] == [
         [r[k] for k in keys] for r in rows(tmp_path / "ref")
     ]
+
+
+def test_a_cv_search_rerun_without_cv_or_with_another_k_is_refused_naming_cv(tmp_path, tiny):
+    out = tmp_path / "s"
+    args = ["--dataset", tiny, "--model", "torch-logreg", "--trials", 1, "--epochs", 1]
+    assert medclf("tune", *args, "--cv", 2, "--out", out).exit_code == 0
+    for other in ([], ["--cv", 3]):
+        result = medclf("tune", *args, *other, "--out", out)
+        assert result.exit_code == 1 and "holds a search with other cv;" in result.output

@@ -168,7 +168,8 @@ def open_study(optuna, storage: str, search: dict, pruner=None):
     if old is None:
         study.set_user_attr("search", search)
     elif old != search:
-        keys = ", ".join(k for k in search if old.get(k) != search[k])
+        # both ways: a key only the old search has (e.g. cv) is a difference too
+        keys = ", ".join(k for k in {**old, **search} if old.get(k) != search.get(k))
         raise ConfigError(
             f"{storage} holds a search with other {keys}; rerun it with the same "
             "options or choose another --out or --storage"
