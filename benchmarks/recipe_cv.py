@@ -74,7 +74,10 @@ def main() -> None:
 
 def table(log: Path) -> None:
     rows = [json.loads(line) for line in log.read_text().splitlines()]
-    print("| setting | runs | CV fold val AUC | official val AUC | official val ACC | epoch |")
+    # one row a run: a rerun after a kill logs its reused runs again
+    rows = list({(r["setting"], r["seed"], r["fold"]): r for r in rows}.values())
+    head = ["setting", "runs", "CV fold val AUC", "official val AUC", "official val ACC", "epoch"]
+    print("| " + " | ".join(head) + " |")
     print("|---|---|---|---|---|---|")
     for name in dict.fromkeys(r["setting"] for r in rows):
         mine = [r for r in rows if r["setting"] == name]
