@@ -384,7 +384,7 @@ def serve_page(port: int):
 
 def tune(dataset, model: str, trials: int, out="tune", **options) -> dict:
     """Search ``model``'s hyperparameters with Optuna (medclf.experiments.tune.tune: metric,
-    storage, seed, epochs, size, root, timeout, backend, workers, address, echo, pruner);
+    storage, seed, epochs, size, root, timeout, backend, workers, address, echo, pruner, cv);
     returns the trials' rows, the best trial and the paths of trials.csv and best_config.json."""
     from medclf.experiments.tune import tune as search
 

@@ -1098,6 +1098,14 @@ def reproduce(dataset, out, only, workers, seeds, quick, root, backend, address,
     metavar="SECONDS",
     help="Start no new trial after this many seconds.",
 )
+@click.option(
+    "--cv",
+    type=click.IntRange(2, 100_000),
+    metavar="K",
+    help="Score each trial by K-fold cross-validation inside the training split (stratified "
+    "by class; the mean of the folds' validation metric); the best settings are then "
+    "trained on the whole training split and checked on the validation split.",
+)
 @root_option
 @mlflow_option
 def tune(
@@ -1114,6 +1122,7 @@ def tune(
     address,
     size,
     timeout,
+    cv,
     root,
     mlflow_uri,
 ):
@@ -1137,6 +1146,7 @@ def tune(
         workers=workers,
         address=address,
         echo=click.echo,
+        cv=cv,
     )
     click.echo(trials_table(result["rows"], metric))
     log_to_mlflow(Path(out), mlflow_uri)
@@ -1153,6 +1163,14 @@ def tune(
     def num(key):
         return "undefined" if m.get(key) is None else f"{m[key]:.4f}"
 
+    if cv:
+        folds = ", ".join(f"{v:.4f}" for v in best["folds"])
+        click.echo(
+            f"best trial {best['number']}: {metric} {best['value']:.4f} ± {best['sd']:.4f} "
+            f"(mean ± sd of {cv} folds of the training split: {folds}); trained on the "
+            f"whole training split in {best['run_dir']}: validation {metric} "
+            f"{num(metric)}"
+        )
     click.echo(
         f"best trial {best['number']}: {metric} {best['value']:.4f} (epoch "
         f"{m['selected_epoch']} of {m['epochs_run']}); its test accuracy {num('test_acc')}"

@@ -26,11 +26,23 @@ also sets a flag checked after every epoch and every trial.
 The search reads validation numbers only. At the end it writes OUT/best_config.json (for
 ``medclf train --config``) and OUT/trials.csv, and reads the best trial's test metrics once from
 its metrics.json.
+
+With ``cv=K`` (``--cv K``) a trial is K runs, OUT/trials/trial-NNNN/fold-J, each trained on
+K-1 parts of the training split and validated on the remaining part (StratifiedKFold by class,
+seeded with ``seed``; for multi-label tasks plain shuffled KFold, as scikit-learn has no
+iterative stratification). The trial's value is the mean of the folds' kept validation metric;
+the official validation split plays no part in the choice. The pruner sees the running mean
+after each fold (step J), not per-epoch values (the folds' epochs are not one curve). Each fold
+folder holds fold.json (the file's MD5, K, the seed, the fold and the MD5 of its indices), so a
+fold folder of other data or another split is trained again, never reused. The best settings
+are then trained once on the whole training split with the official validation split
+(OUT/best): that run's validation metric is the final check, and its test metrics are read once.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -38,11 +50,12 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from medclf.data.load import load_dataset
+from medclf.data.load import Dataset, Split, load_dataset
 from medclf.data.registry import REGISTRY
 from medclf.errors import ConfigError
 from medclf.experiments.runner import run_all
@@ -155,7 +168,8 @@ def open_study(optuna, storage: str, search: dict, pruner=None):
     if old is None:
         study.set_user_attr("search", search)
     elif old != search:
-        keys = ", ".join(k for k in search if old.get(k) != search[k])
+        # both ways: a key only the old search has (e.g. cv) is a difference too
+        keys = ", ".join(k for k in {**old, **search} if old.get(k) != search.get(k))
         raise ConfigError(
             f"{storage} holds a search with other {keys}; rerun it with the same "
             "options or choose another --out or --storage"
@@ -218,6 +232,120 @@ def replay(study, trial) -> tuple | None:
 
         raise optuna.TrialPruned(f"pruned after epoch {max(old)}")
     return tuple(old)
+
+
+CV_FILE = "fold.json"
+
+
+def check_cv(cv: int, data: Dataset) -> None:
+    """Refuse a K that cannot give every fold each class (single-label) or any image."""
+    if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
+        raise ConfigError(f"--cv must be an integer >= 2 (K folds), not {cv!r}")
+    labels = data.train.labels
+    if labels.ndim == 1:
+        counts = np.bincount(labels, minlength=len(data.class_names))
+        least = int(np.argmin(counts))
+        if counts[least] < cv:
+            raise ConfigError(
+                f"--cv {cv}: class {least} ({data.class_names[least]}) has only "
+                f"{counts[least]} training images, fewer than the {cv} folds; give --cv "
+                f"<= {counts[least]} or a larger dataset"
+            )
+    elif len(labels) < 2 * cv:
+        raise ConfigError(
+            f"--cv {cv}: the training split has {len(labels)} images, too few for {cv} folds "
+            f"of 2 or more; give a smaller --cv or a larger dataset"
+        )
+
+
+def cv_folds(data: Dataset, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train indices, validation indices) of each fold of the training split."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    check_cv(cv, data)
+    labels = data.train.labels
+    if labels.ndim == 1:
+        splitter = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+        return list(splitter.split(np.zeros(len(labels)), labels))
+    splitter = KFold(n_splits=cv, shuffle=True, random_state=seed)  # multi-label: no strata
+    return list(splitter.split(np.zeros(len(labels))))
+
+
+def fold_dataset(data: Dataset, train_idx: np.ndarray, val_idx: np.ndarray) -> Dataset:
+    """The dataset whose train and val splits are the fold's parts of the training split."""
+    t = data.train
+    return replace(
+        data,
+        train=Split(t.images[train_idx], t.labels[train_idx]),
+        val=Split(t.images[val_idx], t.labels[val_idx]),
+    )
+
+
+def fold_identity(md5: str | None, cv: int, seed: int, fold: int, idx) -> dict:
+    """What a fold folder's run was trained on: the file, K, the seed, the fold, its indices."""
+    digest = hashlib.md5()
+    for part in idx:
+        digest.update(np.asarray(part, dtype=np.int64).tobytes())
+        digest.update(b"|")
+    return {
+        "data_md5": md5,
+        "cv": cv,
+        "seed": seed,
+        "fold": fold,
+        "indices_md5": digest.hexdigest(),
+    }
+
+
+def run_fold(config: dict, data: Dataset, run_dir: Path, identity: dict, hook) -> dict:
+    """Train one fold in its folder; a folder of another fold's data starts afresh."""
+    if read_json_or_none(run_dir / CV_FILE) not in (None, identity):
+        folder.clear(run_dir)
+        remove_leftovers(run_dir)
+        (run_dir / CV_FILE).unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CV_FILE, identity)
+    return run_job(config, data, run_dir, quiet=True, after_epoch=hook)
+
+
+def run_cv_trial(
+    optuna, study, trial, slot, out: Path, base, space, metric, data, model, stop, cv: dict
+) -> None:
+    """A trial as K folds (``cv``: {"k", "folds", "md5"}); its value the folds' mean, reported
+    to the pruner after each fold."""
+    params = suggest(trial, space)
+    rel = trial.user_attrs.get("run_dir") or trial_dir(slot)
+    trial.set_user_attr("run_dir", rel)
+    config = make_config(model, **base, **params)
+    try:
+        replayed = replay(study, trial) or ()  # a retry: its killed trial's folds, reported again
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    values = []
+
+    def after_epoch(rec):
+        if stop():
+            raise KeyboardInterrupt
+
+    for j, (train_idx, val_idx) in enumerate(cv["folds"], 1):
+        run_dir = out / rel / f"fold-{j}"
+        identity = fold_identity(cv["md5"], cv["k"], base["seed"], j, (train_idx, val_idx))
+        fold_data = fold_dataset(data, train_idx, val_idx)
+        metrics = run_fold(config, fold_data, run_dir, identity, after_epoch)
+        value = kept_value(run_dir, metrics, metric) if metrics.get("status") != "failed" else None
+        if value is None:
+            why = metrics.get("error") or f"no {metric} in fold {j} ({metrics.get('status')})"
+            trial.set_user_attr("reason", why)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            return
+        values.append(value)
+        trial.set_user_attr("folds", values)
+        if j not in replayed:
+            trial.report(float(np.mean(values)), j)
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                return
+    study.tell(trial, float(np.mean(values)))
 
 
 def run_trial(
@@ -298,21 +426,27 @@ def run_batch_on_ray(
     return [trial.number for trial, _ in batch]
 
 
-def best_trial(study, out: Path, model: str, base: dict, data, echo) -> dict | None:
+def best_trial(study, out: Path, model: str, base: dict, data, echo, cv=None) -> dict | None:
     """The best COMPLETE trial; writes OUT/best_config.json. A best run whose folder was damaged
-    since (a cut metrics.json) is trained again in it."""
+    since (a cut metrics.json) is trained again in it. With ``cv``, the best settings are
+    trained on the whole training split in OUT/best (the official validation split's check)."""
     if not any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
         return None
     b = study.best_trial
     number = slots(study.get_trials(deepcopy=False))[0][b.number]
     run_dir = out / b.user_attrs["run_dir"]
     config = make_config(model, **base, **b.params)
-    metrics = folder.finished_run(run_dir, config)
-    if metrics is None:
+    if cv:
+        run_dir = out / "best"
+        metrics = run_job(config, data, run_dir, quiet=True)  # reused where already trained
+    elif (metrics := folder.finished_run(run_dir, config)) is None:
         echo(f"trial {number}: {run_dir} holds no readable result; training it again")
         metrics = run_job(config, data, run_dir, quiet=True)
     write_json(out / "best_config.json", config)
     run = {"number": number, "value": b.value, "params": b.params, "run_dir": str(run_dir)}
+    if cv:
+        folds = b.user_attrs["folds"]
+        run.update(folds=folds, sd=float(np.std(folds, ddof=1)))
     return {**run, "metrics": metrics}
 
 
@@ -338,8 +472,9 @@ def ctrl_c_flag():
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def trial_rows(study, out: Path, space: dict) -> list[dict]:
-    """One row a slot (the trial's number), from its last attempt."""
+def trial_rows(study, out: Path, space: dict, cv: int | None = None) -> list[dict]:
+    """One row a slot (the trial's number), from its last attempt; with ``cv`` K, each fold's
+    value (fold_J) and their sd too."""
     rows = []
     for number, t in last_attempts(study.get_trials(deepcopy=False))[0]:
         run_dir = out / t.user_attrs["run_dir"] if "run_dir" in t.user_attrs else None
@@ -348,12 +483,15 @@ def trial_rows(study, out: Path, space: dict) -> list[dict]:
             epochs = metrics["epochs_run"]
         else:  # not finished, or its metrics.json damaged since
             epochs = max(t.intermediate_values, default=None)
+        row = {"number": number, "state": t.state.name, "value": t.value, "epochs": epochs}
+        if cv:  # the trial folder holds folds, not one run: no one epoch count
+            row["epochs"] = None
+            folds = t.user_attrs.get("folds", [])
+            row.update({f"fold_{j}": v for j, v in enumerate(folds + [None] * cv, 1) if j <= cv})
+            row["sd"] = float(np.std(folds, ddof=1)) if len(folds) > 1 else None
         rows.append(
             {
-                "number": number,
-                "state": t.state.name,
-                "value": t.value,
-                "epochs": epochs,
+                **row,
                 **{k: t.params.get(k) for k in space},
                 "run_dir": str(run_dir) if run_dir else "",
             }
@@ -406,9 +544,11 @@ def tune(
     pruner=None,
     workers: int = 2,
     address: str | None = None,
+    cv: int | None = None,
 ) -> dict:
     """Run (or continue) the search; return {"rows", "best", "csv", "best_config"}.
-    ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials)."""
+    ``pruner``: an Optuna pruner (default MedianPruner: none before 5 finished trials).
+    ``cv``: K-fold cross-validation inside the training split (see the module's text)."""
     if model not in MODELS:
         make_config(model)  # its one-line message
     if metric not in METRICS:
@@ -417,6 +557,10 @@ def tune(
         raise ConfigError(f"--backend must be local or ray, not '{backend}'")
     if trials < 1:
         raise ConfigError(f"--trials == {trials}, must be >= 1")
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
+        raise ConfigError(f"--cv must be an integer >= 2 (K folds), not {cv!r}")
+    if cv is not None and backend == "ray":
+        raise ConfigError("--cv runs its folds locally; drop --backend ray or --cv")
     optuna = import_optuna()
     out = Path(out)
     space = dict(SEARCH_SPACES[model])
@@ -435,7 +579,11 @@ def tune(
     check_task(make_config(model, **base), data)
     # the data's MD5 too: a file replaced in place is another search, not more of the same one
     md5 = data_md5(path) if (path := data_file(str(dataset), root, data.info.size)) else None
-    search = json.loads(json.dumps({"model": model, **base, "space": space, "data_md5": md5}))
+    search = {"model": model, **base, "space": space, "data_md5": md5}
+    if cv is not None:
+        search["cv"] = cv  # only then: an earlier search without --cv stays the same search
+        folds = {"k": cv, "folds": cv_folds(data, cv, seed), "md5": md5}
+    search = json.loads(json.dumps(search))
     # another storage is checked before --out is made, so that a refusal leaves no empty folder
     study = open_study(optuna, storage, search, pruner) if storage else None
     storage = storage or f"sqlite:///{(out / 'study.db').resolve()}"
@@ -468,7 +616,10 @@ def tune(
             else:
                 trial, slot = ask(optuna, study, seed)
                 context = (out, base, space, metric, data, model, stopped)
-                run_trial(optuna, study, trial, slot, *context)
+                if cv is None:
+                    run_trial(optuna, study, trial, slot, *context)
+                else:
+                    run_cv_trial(optuna, study, trial, slot, *context, folds)
                 numbers = [trial.number]
             done = study.get_trials(deepcopy=False)
             slot_of = slots(done)[0]
@@ -479,18 +630,19 @@ def tune(
                 )
         if stopped():
             raise KeyboardInterrupt
-        rows = trial_rows(study, out, space)
+        rows = trial_rows(study, out, space, cv)
         retried = last_attempts(study.get_trials(deepcopy=False))[1]
         if retried:
             echo(
                 f"{retried} killed attempt(s) were retried in their own folders (not in trials.csv)"
             )
         write_csv(out / "trials.csv", rows)
-        best = best_trial(study, out, model, base, data, echo)
+        best = best_trial(study, out, model, base, data, echo, cv)
     return {
         "rows": rows,
         "best": best,
         "csv": out / "trials.csv",
         "metric": metric,
+        "cv": cv,
         "best_config": out / "best_config.json" if best else None,
     }
