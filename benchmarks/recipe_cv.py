@@ -25,7 +25,7 @@ from medclf.models.config import make_config
 from medclf.models.registry import preset_settings
 from medclf.run.lifecycle import run_job
 
-DATA = "/work/shared/data/breastmnist.npz"
+DATA = str(Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "breastmnist.npz")
 SETTINGS = {  # name -> settings over the fast preset (only what the config already has)
     "fast (select val_auc)": {},
     "select val_loss": {"select": "val_loss"},

@@ -443,9 +443,9 @@ def test_features_that_cannot_fit_in_memory_are_refused_before_allocating(
     from medclf.models.config import make_config
     from medclf.run import lifecycle
 
+    ds = load_dataset(synth_file)  # before the machine shrinks: reading checks memory too
     pages, real = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 256}, os.sysconf  # a 1 MiB machine
     monkeypatch.setattr(lifecycle.os, "sysconf", lambda name: pages.get(name) or real(name))
-    ds = load_dataset(synth_file)
     with pytest.raises(ConfigError, match="GiB of features, more than this machine's"):
         lifecycle.run_job(make_config("numpy-logreg", dataset=str(synth_file)), ds, tmp_path / "r")
     assert not (tmp_path / "r").exists()

@@ -367,6 +367,25 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
         "l2": ("choice", L2S),
         "schedule": ("choice", ("paper", "cosine")),
     },
+    "torch-cnn3d": {
+        "lr": ("log", 1e-4, 1e-2),
+        "width": ("choice", (8, 16, 32)),
+        "dropout": ("float", 0.0, 0.5),
+        "batch_size": ("choice", (16, 32, 64)),
+        "l2": ("choice", L2S),
+        "augment": ("choice", ("none", "auto")),
+    },
+    # the 3D ResNets: the 2D ResNets' space at MedMNIST's 3D batch sizes
+    **{
+        f"torch-resnet{depth}-{kind}": {
+            "lr": ("log", 1e-4, 1e-2),
+            "batch_size": ("choice", (16, 32)),
+            "l2": ("choice", L2S),
+            "schedule": ("choice", ("paper", "cosine")),
+        }
+        for depth in (18, 50)
+        for kind in ("3d", "2.5d", "acs")
+    },
     "sklearn-logreg": {"C": ("log", 1e-3, 100.0)},
     "sklearn-rf": {"n_estimators": ("int", 50, 500), "min_samples_leaf": ("int", 1, 10)},
     "sklearn-hgb": {
