@@ -461,8 +461,9 @@ def test_a_search_interrupted_by_ctrl_c_stops_with_one_line(tmp_path, tiny):
     while not (out / "trials" / "trial-0001").exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 130
+    code = proc.wait(60)
     err = proc.stderr.read().strip()
+    assert code == 130, err
     assert err.startswith("Error: interrupted;") and len(err.splitlines()) == 1, err
     assert not (out / "trials.csv").exists()
 
@@ -516,3 +517,20 @@ def test_a_search_over_a_replaced_data_file_is_refused(tmp_path):
     result = medclf(*args)
     assert result.exit_code != 0 and "data_md5" in result.output
     assert "Traceback" not in result.output
+
+
+def test_an_error_that_follows_ctrl_c_is_reported_as_the_interruption():
+    """A KeyboardInterrupt that cuts a database session short can surface later as the
+    session's own error; once Ctrl-C was pressed that error is the interruption (exit 130)."""
+    from medclf.experiments.tune import ctrl_c_flag
+
+    with pytest.raises(RuntimeError, match="broken"), ctrl_c_flag():
+        raise RuntimeError("broken")  # no Ctrl-C: the error is the error
+    with pytest.raises(KeyboardInterrupt), ctrl_c_flag() as stopped:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here
+        except KeyboardInterrupt:
+            pass  # swallowed, as a library's cleanup may
+        assert stopped()
+        raise RuntimeError("broken session")

@@ -454,7 +454,9 @@ def best_trial(study, out: Path, model: str, base: dict, data, echo, cv=None) ->
 def ctrl_c_flag():
     """Yield ``stopped()``, true once Ctrl-C was pressed. Python ignores an exception raised in a
     finaliser (SQLAlchemy's run at any time), so a KeyboardInterrupt alone can be lost; the
-    flag is checked after every epoch and trial. Only where Ctrl-C has Python's own handler."""
+    flag is checked after every epoch and trial. An error raised after Ctrl-C (a database session
+    or a file cut off mid-operation by the KeyboardInterrupt) is reported as the interruption it
+    follows. Only where Ctrl-C has Python's own handler."""
     hits = []
 
     def on_sigint(signum, frame):
@@ -467,6 +469,10 @@ def ctrl_c_flag():
         signal.signal(signal.SIGINT, on_sigint)
     try:
         yield lambda: bool(hits)
+    except Exception:
+        if hits:
+            raise KeyboardInterrupt from None
+        raise
     finally:
         if ours:
             signal.signal(signal.SIGINT, signal.default_int_handler)
