@@ -1,5 +1,6 @@
-"""Recipe choice for torch-cnn's ``fast`` preset by 3-fold cross-validation inside BreastMNIST's
-training split (issue 18 §2), on validation only: the test split is never read.
+"""Recipe choice for torch-cnn's ``fast`` preset by 3-fold cross-validation inside a genuine
+dataset's training split (issue 18 §2; default BreastMNIST), on validation only: the test split
+is never read.
 
 Each setting is trained on K-1 folds of the training split (the folds of ``medclf tune --cv``:
 medclf.experiments.tune.cv_folds, fold_dataset), its epoch chosen on the held-out fold. Two
@@ -8,7 +9,7 @@ the kept model's AUC/ACC on the official validation split, which took no part in
 epoch choice (the fold dataset's "test" split is the official validation split, so the real test
 split is not even loaded into a run). Run single-threaded:
 
-    OMP_NUM_THREADS=1 python benchmarks/recipe_cv.py [--seeds 42 43] [--out runs/recipe_cv]
+    OMP_NUM_THREADS=1 python benchmarks/recipe_cv.py [--data FILE] [--seeds 42 43] [--out DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SETTINGS = {  # name -> settings over the fast preset (only what the config alre
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43])
     parser.add_argument("--cv", type=int, default=3)
     parser.add_argument("--out", default="runs/recipe_cv")
@@ -44,11 +46,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    data = load_dataset(DATA)
+    data = load_dataset(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
-    base = {"dataset": DATA, "size": 28, **preset_settings("fast", "torch-cnn")}
+    base = {"dataset": args.data, "size": data.info.size, **preset_settings("fast", "torch-cnn")}
     for seed in args.seeds:
         folds = cv_folds(data, args.cv, seed)
         for name in args.settings:

@@ -2,8 +2,44 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
+
+CHROMIUM = shutil.which("chromium") and shutil.which("chromedriver")
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"
+)
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    """A real headless Chromium (selenium) with its console log kept, quit afterwards."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def medmnist_arrays(n=(40, 12, 1000), size=28, n_classes=4, seed=0, test_labels=None):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import needs_chromium
 from medclf.api import reproduce
 from medclf.experiments.runner import EpochBar
 from medclf.experiments.specs import CONVEXITY, STUDY, expand
@@ -344,56 +345,30 @@ def test_progress_counts_epochs_while_a_run_trains(tmp_path):
         bar.close()
 
 
-CHROMIUM = shutil.which("chromium") and shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(
-    not CHROMIUM, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"
-)
-def test_report_html_loads_in_headless_chromium(quick_run, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
+@needs_chromium
+def test_report_html_loads_in_headless_chromium(quick_run, chromium):
     out, _ = quick_run
-    options = webdriver.ChromeOptions()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    try:
-        driver.get(Path(out / "report.html").resolve().as_uri())
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
-        )
-        drawn = (out / "report.md").read_text().count("](figures/")
-        assert len(images) == drawn >= 19  # the study's 19 figures and the selected runs' curves
-        assert all(done and width > 0 for done, width in images)
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert errors == []
-        text = driver.execute_script("return document.body.innerText")
-        assert "sign(2s − 2A + 1)" in text and "$" not in text
-        cells = driver.execute_script(  # the run table renders as a table, one row per run
-            "return Array.from(document.querySelectorAll('table')).filter(t => "
-            "t.rows[0].cells[0].textContent == 'run').map(t => t.rows.length)"
-        )
-        assert cells == [len(list((out / "runs").iterdir())) + 1]
-        page, view = driver.execute_script(  # wide tables scroll in their box, not the page
-            "const e = document.documentElement; return [e.scrollWidth, e.clientWidth]"
-        )
-        assert page <= view
-    finally:
-        driver.quit()
+    driver = chromium
+    driver.get(Path(out / "report.html").resolve().as_uri())
+    images = driver.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+    )
+    drawn = (out / "report.md").read_text().count("](figures/")
+    assert len(images) == drawn >= 19  # the study's 19 figures and the selected runs' curves
+    assert all(done and width > 0 for done, width in images)
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    text = driver.execute_script("return document.body.innerText")
+    assert "sign(2s − 2A + 1)" in text and "$" not in text
+    cells = driver.execute_script(  # the run table renders as a table, one row per run
+        "return Array.from(document.querySelectorAll('table')).filter(t => "
+        "t.rows[0].cells[0].textContent == 'run').map(t => t.rows.length)"
+    )
+    assert cells == [len(list((out / "runs").iterdir())) + 1]
+    page, view = driver.execute_script(  # wide tables scroll in their box, not the page
+        "const e = document.documentElement; return [e.scrollWidth, e.clientWidth]"
+    )
+    assert page <= view
 
 
 def test_cli_reproduce_rejects_unknown_questions(tmp_path, synth_file):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import medclf
+from conftest import needs_chromium
 from medclf.report.view import collect, curves
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "breastmnist.npz"
@@ -323,34 +324,11 @@ def test_a_real_breastmnist_run_shows_its_own_test_images(tmp_path):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), images[w["index"]])
 
 
-CHROMIUM = shutil.which("chromium") and shutil.which("chromedriver")
-
-
-@pytest.mark.skipif(
-    not CHROMIUM, reason="needs Debian's chromium and chromium-driver (.ci/run installs them)"
-)
-def test_view_works_in_headless_chromium(runs, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+@needs_chromium
+def test_view_works_in_headless_chromium(runs, tmp_path, chromium):
     from selenium.webdriver.common.by import By
 
-    options = webdriver.ChromeOptions()
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    options.binary_location = shutil.which("chromium")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver = chromium
     js = driver.execute_script
 
     def names():
@@ -359,60 +337,57 @@ def test_view_works_in_headless_chromium(runs, tmp_path):
             ".filter(r => !r.hidden).map(r => r.cells[1].textContent)"
         )
 
-    try:
-        driver.get(runs[1].resolve().as_uri())
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-        data = page_data(runs[1])
-        assert sorted(names()) == sorted(r["name"] for r in data["runs"])
-        assert js("return document.querySelectorAll('#runs b').length") == 0  # name as text
-        auc = {r["name"]: r.get("test_auc") for r in data["runs"]}
-        header = driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]")
-        header.click()
-        ranked = sorted(a for a in auc.values() if a is not None)
-        missing = [None] * (len(auc) - len(ranked))
-        assert [auc[n] for n in names()] == ranked + missing  # missing last
-        driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]").click()
-        assert [auc[n] for n in names()] == ranked[::-1] + missing  # (ties in any order)
-        driver.find_element(By.ID, "filter").send_keys("torch-ffn")
-        assert names() == ["ffn <b>x</b>"]
-        driver.find_element(By.ID, "filter").clear()
-        driver.find_element(By.ID, "filter").send_keys(" ")  # an input event: all rows again
-        assert len(names()) == len(auc)
-        driver.find_element(By.XPATH, "//button[text()='logreg']").click()
-        images = js(
-            "return Array.from(document.querySelectorAll('#detail img'))"
-            ".map(i => [i.complete, i.naturalWidth])"
-        )
-        assert len(images) == 2 * len(by_name(data)["logreg"]["wrong"])  # image, its map
-        assert images and all(done and width > 0 for done, width in images)
-        pairs = js(
-            "return Array.from(document.querySelectorAll('#detail figure .pair'))"
-            ".map(p => Array.from(p.querySelectorAll('img')).map(i => "
-            "[i.alt, i.getBoundingClientRect().top, i.getBoundingClientRect().left]))"
-        )
-        for (image, top, left), (saliency, top2, left2) in pairs:  # side by side
-            assert image.startswith("test image") and saliency.startswith("saliency")
-            assert top == top2 and left < left2
-        driver.find_element(By.XPATH, "//button[text()='sk']").click()
-        why = js("return document.querySelector('#detail .saliency').textContent")
-        assert "no gradients to attribute" in why
-        assert js("return document.querySelectorAll('#detail img.map').length") == 0
-        assert js("return document.querySelectorAll('#detail svg').length") >= 5
-        for name in ("logreg", "blood"):
-            row = driver.find_element(By.XPATH, f"//tr[td/button[text()='{name}']]")
-            row.find_element(By.CSS_SELECTOR, "input.pick").click()
-        boxes = js(
-            "return Array.from(document.querySelectorAll('#detail section.run'))"
-            ".map(s => [s.querySelector('h2').textContent, s.getBoundingClientRect().top, "
-            "s.getBoundingClientRect().left])"
-        )
-        assert [b[0] for b in boxes] == ["logreg", "blood"]
-        assert boxes[0][1] == boxes[1][1] and boxes[0][2] < boxes[1][2]  # side by side
-        assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
-        shot = tmp_path / "view.png"
-        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    finally:
-        driver.quit()
+    driver.get(runs[1].resolve().as_uri())
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    data = page_data(runs[1])
+    assert sorted(names()) == sorted(r["name"] for r in data["runs"])
+    assert js("return document.querySelectorAll('#runs b').length") == 0  # name as text
+    auc = {r["name"]: r.get("test_auc") for r in data["runs"]}
+    header = driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]")
+    header.click()
+    ranked = sorted(a for a in auc.values() if a is not None)
+    missing = [None] * (len(auc) - len(ranked))
+    assert [auc[n] for n in names()] == ranked + missing  # missing last
+    driver.find_element(By.CSS_SELECTOR, "th[data-key=test_auc]").click()
+    assert [auc[n] for n in names()] == ranked[::-1] + missing  # (ties in any order)
+    driver.find_element(By.ID, "filter").send_keys("torch-ffn")
+    assert names() == ["ffn <b>x</b>"]
+    driver.find_element(By.ID, "filter").clear()
+    driver.find_element(By.ID, "filter").send_keys(" ")  # an input event: all rows again
+    assert len(names()) == len(auc)
+    driver.find_element(By.XPATH, "//button[text()='logreg']").click()
+    images = js(
+        "return Array.from(document.querySelectorAll('#detail img'))"
+        ".map(i => [i.complete, i.naturalWidth])"
+    )
+    assert len(images) == 2 * len(by_name(data)["logreg"]["wrong"])  # image, its map
+    assert images and all(done and width > 0 for done, width in images)
+    pairs = js(
+        "return Array.from(document.querySelectorAll('#detail figure .pair'))"
+        ".map(p => Array.from(p.querySelectorAll('img')).map(i => "
+        "[i.alt, i.getBoundingClientRect().top, i.getBoundingClientRect().left]))"
+    )
+    for (image, top, left), (saliency, top2, left2) in pairs:  # side by side
+        assert image.startswith("test image") and saliency.startswith("saliency")
+        assert top == top2 and left < left2
+    driver.find_element(By.XPATH, "//button[text()='sk']").click()
+    why = js("return document.querySelector('#detail .saliency').textContent")
+    assert "no gradients to attribute" in why
+    assert js("return document.querySelectorAll('#detail img.map').length") == 0
+    assert js("return document.querySelectorAll('#detail svg').length") >= 5
+    for name in ("logreg", "blood"):
+        row = driver.find_element(By.XPATH, f"//tr[td/button[text()='{name}']]")
+        row.find_element(By.CSS_SELECTOR, "input.pick").click()
+    boxes = js(
+        "return Array.from(document.querySelectorAll('#detail section.run'))"
+        ".map(s => [s.querySelector('h2').textContent, s.getBoundingClientRect().top, "
+        "s.getBoundingClientRect().left])"
+    )
+    assert [b[0] for b in boxes] == ["logreg", "blood"]
+    assert boxes[0][1] == boxes[1][1] and boxes[0][2] < boxes[1][2]  # side by side
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+    shot = tmp_path / "view.png"
+    assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
 
 
 # --- the study and benchmark reports (issue 19 §5) ---------------------------------------------
