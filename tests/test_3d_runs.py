@@ -67,6 +67,14 @@ def test_the_api_predicts_volumes_as_saved(runs, volumes):
         assert np.allclose(probs, saved, atol=1e-5)
 
 
+def test_a_ragged_list_of_volumes_is_refused_naming_the_volume_shape(runs):
+    from medclf.errors import InputError
+
+    volume = np.zeros((28, 28, 28), np.uint8)
+    with pytest.raises(InputError, match=r"one uint8 array \(n, 28, 28, 28\) \("):
+        runs["cnn3d"].predict([volume, volume[:3]])
+
+
 def test_a_3d_ensemble_and_its_onnx_graph(runs, tmp_path):
     pytest.importorskip("onnxruntime", reason="ONNX export needs the onnx extra")
     out = runs["top"] / "ensemble"

@@ -86,8 +86,8 @@ class Run:
         return evaluate_run(self.path, split)
 
     def predict_proba(self, images) -> np.ndarray:
-        """Probabilities for uint8 images shaped like the dataset's, (n, H, W[, C]); the
-        perceptron, which has none, raises."""
+        """Probabilities for uint8 images shaped like the dataset's, (n, H, W[, C]), or
+        volumes, (n, D, H, W); the perceptron, which has none, raises."""
         classes, proba = self._predict(images)
         if proba is None:
             raise ConfigError(
@@ -121,7 +121,8 @@ class Run:
         try:
             images = np.asarray(images)
         except (ValueError, TypeError) as err:  # ragged lists, objects
-            raise InputError(f"images must be one uint8 array (n, H, W[, C]) ({err})") from None
+            shape = ", ".join(map(str, metrics["image_shape"]))  # a volume's (D, H, W) too
+            raise InputError(f"images must be one uint8 array (n, {shape}) ({err})") from None
         images = check_images(images, metrics["image_shape"])
         return predict_run(self.path, images, (config, metrics))
 
