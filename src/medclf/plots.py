@@ -25,7 +25,8 @@ DPI = 200
 
 def subplots(nrows: int = 1, ncols: int = 1, *, figsize=None, layout=None, **kwargs):
     """``(fig, axes)`` like ``pyplot.subplots``, on a ``Figure`` that pyplot does not manage
-    (in a notebook, show it by leaving ``fig`` as a cell's last value)."""
+    (in a notebook, show it by leaving ``fig`` as a cell's last value, once the inline backend
+    is on: ``%matplotlib inline`` or any pyplot call before)."""
     fig = Figure(figsize=figsize, layout=layout)
     return fig, fig.subplots(nrows, ncols, **kwargs)
 
