@@ -447,6 +447,8 @@ def test_budgets_and_greedy_selection_on_validation(tmp_path):
         rows.append({"key": key, "status": "done", "seconds": 5.0})
     assert [r["key"] for r in admitted(rows, tmp_path, 11)] == ["cheap", "mid"]
     assert [r["key"] for r in admitted(rows, tmp_path, 4)] == []
+    rows[1]["seconds"] = 50.0  # the cheapest by the registry took longest: passed over
+    assert [r["key"] for r in admitted(rows, tmp_path, 11)] == ["mid", "dear"]
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 200)
     noisy = [np.clip(y + rng.normal(0, s, 200), 0, 1) for s in (0.9, 1.0, 1.1, 3.0)]
