@@ -326,3 +326,10 @@ def test_unreadable_cached_file_is_not_called_damaged(tmp_path, octmnist_file, m
     monkeypatch.setattr(fetch, "open", denied, raising=False)  # root ignores chmod
     with pytest.raises(UnreadableError, match="octmnist.npz cannot be read \\(Permission denied"):
         load_dataset("octmnist", octmnist_file.parent)
+
+
+@pytest.mark.parametrize("n_classes,task", [(2, "binary-class"), (3, "multi-class")])
+def test_an_unknown_file_of_two_classes_is_binary_as_medmnist_calls_it(tmp_path, n_classes, task):
+    """A renamed binary file (e.g. a copy of AdrenalMNIST3D) has MedMNIST's binary task."""
+    path = write_npz(tmp_path / "mystery.npz", medmnist_arrays(n_classes=n_classes, seed=3))
+    assert load_dataset(path).info.task == task

@@ -303,7 +303,7 @@ def _guess_info(path: Path, meta: dict, arrays: dict) -> DatasetInfo:
     return DatasetInfo(
         name=path.stem,
         md5="",
-        task="multi-class",
+        task="binary-class" if n_classes == 2 else "multi-class",  # MedMNIST's names
         labels=tuple(str(c) for c in range(max(n_classes, 1))),
         channels=channels,
         n_samples={s: 0 for s in SPLITS},
