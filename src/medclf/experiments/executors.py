@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from medclf.errors import ConfigError
-from medclf.experiments.worker import claim, failed, run_one, threads_for, watch_parent
+from medclf.experiments.worker import (
+    claim,
+    failed,
+    jobs,
+    run_job_of,
+    run_one,
+    threads_for,
+    watch_parent,
+)
 from medclf.files import atomic_path
 from medclf.run.folder import (
     PARTIAL,
@@ -174,21 +182,26 @@ class LocalExecutor:
         pass
 
     def run(self, todo: list[dict], out: Path, root, collect) -> None:
-        if self.workers <= 1 or len(todo) <= 1:
-            for entry in todo:
-                threads = threads_for(entry["config"], 1)
-                collect(run_one(entry, str(out), threads, root))
+        work = jobs(todo)  # runs a family fits as one (a stacked sweep) are one job
+        if self.workers <= 1 or len(work) <= 1:
+            for job in work:
+                threads = threads_for(job[0]["config"], 1)
+                for result in run_job_of(job, str(out), threads, root):
+                    collect(result)
             return
         context = multiprocessing.get_context("spawn")  # no forked torch/numba state
         with ProcessPoolExecutor(
             self.workers, mp_context=context, initializer=watch_parent, initargs=(os.getpid(),)
         ) as pool:
             futures = [
-                pool.submit(run_one, e, str(out), threads_for(e["config"], self.workers), root)
-                for e in todo
+                pool.submit(
+                    run_job_of, j, str(out), threads_for(j[0]["config"], self.workers), root
+                )
+                for j in work
             ]
             for future in as_completed(futures):
-                collect(future.result())
+                for result in future.result():
+                    collect(result)
 
 
 class RayExecutor:

@@ -15,7 +15,8 @@ from pathlib import Path
 from threadpoolctl import threadpool_limits
 
 from medclf.data.load import load_dataset
-from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC
+from medclf.experiments.specs import PER_EPOCH_TRAIN_ACC, estimated_cost
+from medclf.models.registry import MODELS
 from medclf.run.dataid import data_file, data_md5
 from medclf.run.families import family_of
 from medclf.run.folder import (
@@ -26,7 +27,7 @@ from medclf.run.folder import (
     run_lock,
     write_json,
 )
-from medclf.run.lifecycle import run_job
+from medclf.run.lifecycle import run_group, run_job
 
 
 def threads_for(config: dict, workers: int) -> int:
@@ -75,6 +76,85 @@ def failed(entry: dict, err: BaseException, start: float) -> dict:
     return {**entry, "status": "failed", "error": error, "seconds": time.perf_counter() - start}
 
 
+def stack_key(config: dict) -> str | None:
+    """The key runs fitted as one share (Family.stack_key); None: the run goes alone. Only a
+    registry entry that names ``stack`` settings loads its family here."""
+    if not MODELS[config["model"]].stack:
+        return None
+    return family_of(config["model"]).stack_key(config)
+
+
+def jobs(todo: list[dict]) -> list[list[dict]]:
+    """``todo`` as jobs: the entries that share a stack key (their dataset file among it)
+    together, every other entry alone; the costliest first (estimated_cost summed), so that
+    workers end together."""
+    groups: dict = {}
+    for n, entry in enumerate(todo):
+        key = stack_key(entry["config"])
+        groups.setdefault(n if key is None else key, []).append(entry)
+    cost = {id(g): sum(estimated_cost(e["config"]) for e in g) for g in groups.values()}
+    return sorted(groups.values(), key=lambda g: -cost[id(g)])  # stable: ties keep todo's order
+
+
+def run_job_of(entries: list[dict], out: str, threads: int, root: str | None = None) -> list:
+    """One job of ``jobs``: a lone entry as run_one trains it, a stack through run_group."""
+    if len(entries) == 1:
+        return [run_one(entries[0], out, threads, root)]
+    return run_stack(entries, out, threads, root)
+
+
+def run_stack(entries: list[dict], out: str, threads: int, root: str | None = None) -> list:
+    """Entries of one stack key trained in this process as one (medclf.run.lifecycle.run_group),
+    owning their folders; like run_one, never raises: one result per entry."""
+    start = time.perf_counter()
+    results: dict[str, dict] = {}
+    try:
+        with ExitStack() as locks:
+            todo = []
+            for entry in entries:
+                skip = claim(entry, entry_dir(out, entry), locks, root)
+                if skip is not None:
+                    results[entry["key"]] = skip
+                else:
+                    write_json(entry_dir(out, entry) / CONFIG, entry["config"])
+                    todo.append(entry)
+            if todo:
+                metrics = train_group(todo, out, threads, root)
+                for entry, m in zip(todo, metrics, strict=True):
+                    results[entry["key"]] = {**entry, **m, "status": m.get("status", "done")}
+    except Exception as err:  # reported in the table; the other runs go on
+        for entry in entries:
+            results.setdefault(entry["key"], failed(entry, err, start))
+    return [results[e["key"]] for e in entries]
+
+
+def train_group(todo: list[dict], out: str, threads: int, root) -> list[dict]:
+    config = todo[0]["config"]
+    with threadpool_limits(threads):
+        dataset = entry_dataset(config, root)
+        options = {"threads": threads} if "threads" in family_of(config["model"]).options else {}
+        return run_group(
+            [e["config"] for e in todo],
+            dataset,
+            [entry_dir(out, e) for e in todo],
+            [per_epoch_train_acc(e) for e in todo],
+            quiet=True,
+            **options,
+        )
+
+
+def entry_dataset(config: dict, root):
+    size = config.get("size", 28)
+    path = data_file(str(config["dataset"]), root, size)
+    return cached_dataset(config["dataset"], root, size, path and data_md5(path))
+
+
+def per_epoch_train_acc(entry: dict) -> bool:
+    """Per-epoch training accuracy only where a figure plots it; else once at the end."""
+    plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
+    return entry.get("train_acc", plotted)
+
+
 def run_one(entry: dict, out: str, threads: int, root: str | None = None, after_epoch=None) -> dict:
     """Train one run in this process, owning its folder; never raises: a failure becomes a
     failed result, a run another live process holds a ``running`` one. ``after_epoch``: see
@@ -89,20 +169,15 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None, after_
                 return skip
             write_json(run_dir / CONFIG, config)  # a running run says what it is
             with threadpool_limits(threads):
-                size = config.get("size", 28)
-                path = data_file(str(config["dataset"]), root, size)
-                dataset = cached_dataset(config["dataset"], root, size, path and data_md5(path))
+                dataset = entry_dataset(config, root)
                 takes_threads = "threads" in family_of(config["model"]).options
                 options = {"threads": threads} if takes_threads else {}
-                # per-epoch training accuracy only where a figure plots it; else once at the end
-                plotted = bool(set(entry["questions"]) & PER_EPOCH_TRAIN_ACC)
-                per_epoch = entry.get("train_acc", plotted)
                 metrics = run_job(
                     config,
                     dataset,
                     run_dir,
                     quiet=True,
-                    train_acc=per_epoch,
+                    train_acc=per_epoch_train_acc(entry),
                     after_epoch=after_epoch,
                     **options,
                 )

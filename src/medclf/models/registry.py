@@ -41,6 +41,9 @@ class ModelSpec:
     # (a benchmark trains it once); decided from what the estimator does with its seed.
     uses_seed: bool = True
     dims: tuple[int, ...] = (2,)  # the DatasetInfo.dims it accepts: 2 images, 3 volumes
+    # Settings in which runs of one sweep may differ and still be fitted as one stacked model
+    # (same data, batch order and shapes; the family's stack_key decides); (): never stacked.
+    stack: tuple[str, ...] = ()
 
 
 def builder(model: str) -> Callable:
@@ -125,6 +128,10 @@ MODELS: dict[str, ModelSpec] = {
         build=TORCH + "logistic_regression",
         dims=FLAT,
         cost=1.5,
+        # a convex loss: a stacked run's rounding differences stay rounding differences (the
+        # study's numbers unchanged to 5 digits). Not torch-ffn: at batch 16 and lr 0.1 its
+        # training amplifies them into another trajectory within 20 epochs (docs/benchmarks.md)
+        stack=("lr", "l2"),
     ),
     "torch-ffn": ModelSpec(
         "torch",

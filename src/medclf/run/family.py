@@ -38,6 +38,21 @@ class Family(ABC):
     @abstractmethod
     def __init__(self, config: dict, dataset, **options): ...
 
+    @classmethod
+    def stack_key(cls, config: dict) -> str | None:
+        """Runs whose configs share a key may be fitted as one (``fit_stacked``); None: alone."""
+        return None
+
+    @classmethod
+    def can_stack(cls, trainers: list) -> bool:
+        """Whether these trainers, as built and resumed, can take ``fit_stacked``."""
+        return False
+
+    @classmethod
+    def fit_stacked(cls, trainers: list, on_epochs: list, progress, train_acc: bool) -> None:
+        """``fit`` of every trainer at once, ``on_epochs[j]`` after each epoch of trainer j."""
+        raise NotImplementedError
+
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint (refuse a foreign one)."""
         raise ConfigError(f"{path}: {type(self).__name__} keeps no checkpoint to resume from")

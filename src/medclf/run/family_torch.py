@@ -31,6 +31,7 @@ from medclf.metrics import MULTI_LABEL
 from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
+from medclf.models.training.fused_sgd import fusable, structure
 from medclf.models.training.precision import bf16_support, check_precision
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
@@ -38,6 +39,10 @@ from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged,
 from medclf.run.onnx_graph import OPSET
 from medclf.run.selection import damaged_best, finite_or_none
 
+# The largest batch stacked runs take: above it a step's GEMMs dominate its overhead, and one
+# stacked pass costs about what its runs cost one by one (1.1x at batch 256: docs/benchmarks.md,
+# "The whole study").
+STACK_MAX_BATCH = 64
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
 
@@ -172,6 +177,10 @@ class TorchTrainer(Family):
         )
         self.transform = augmentation(config, dataset.name, self.generator)
         self.history: list[dict] = []
+        # where the global stream dropout draws from stands now: a stacked fit gives each run
+        # its own copy of it
+        self.dropout_rng = torch.get_rng_state()
+        self.stacked = 1  # how many runs fit_stacked trained as one with this one
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path, self.config)
@@ -184,9 +193,16 @@ class TorchTrainer(Family):
                 "; delete it to start the run afresh"
             ) from err
         engine.set_rng_states(state["rng"], self.generator)
+        self.dropout_rng = torch.get_rng_state()
         self.history = state["history"]
         if (best := path.with_name(self.best_file)).exists():
             self.load_best(best)  # refused now, not after the remaining epochs
+
+    def epoch_lr(self, epoch: int) -> float:
+        """The learning rate fit trains an epoch with (the optimizer's own where constant)."""
+        if self.config.get("schedule", "constant") == "constant":
+            return self.optimizer.param_groups[0]["lr"]
+        return self.lr_at(epoch)
 
     def lr_at(self, epoch: int) -> float:
         c = self.config
@@ -213,6 +229,88 @@ class TorchTrainer(Family):
             forward=self.forward,
             precision=self.precision,
             **self.eval_options,
+        )
+
+    @classmethod
+    def stack_key(cls, config: dict) -> str | None:
+        """Runs of plain SGD at small batches that differ only in their registry entry's
+        ``stack`` settings: where a step's overhead outweighs its GEMMs, so that k runs in
+        one pass cost less than k passes (docs/benchmarks.md, "The whole study")."""
+        stack = MODELS[config["model"]].stack
+        plain = (
+            config.get("optimizer") == "sgd"
+            and config.get("precision", "fp32") == "fp32"
+            and not config.get("compile")
+            and config.get("augment", "none") == "none"
+            and config.get("device", "cpu") == "cpu"
+        )
+        if not stack or not plain or config.get("batch_size", 0) > STACK_MAX_BATCH:
+            return None
+        return json.dumps({k: v for k, v in config.items() if k not in stack}, sort_keys=True)
+
+    @classmethod
+    def can_stack(cls, trainers: list) -> bool:
+        """Same key, same fused step, same epoch and shuffling state: the same batches."""
+        first = trainers[0]
+        key, order = cls.stack_key(first.config), first.generator.get_state()
+        return key is not None and all(
+            cls.stack_key(t.config) == key
+            and fusable(t.model, t.optimizer)
+            and not t.multi_label
+            and t.transform is None
+            and t.forward is None
+            and len(t.history) == len(first.history)
+            and torch.equal(t.generator.get_state(), order)
+            for t in trainers
+        )
+
+    @classmethod
+    def fit_stacked(cls, trainers: list, on_epochs: list, progress, train_acc: bool) -> None:
+        """The runs' fits as one (medclf.models.training.stacked_sgd): each run keeps its
+        learning rate (and schedule), weight decay and dropout stream; before its epoch ends
+        its shuffling and dropout states are its own again, so its checkpoint resumes alone."""
+        from medclf.models.training import stacked_sgd
+
+        first, c = trainers[0], trainers[0].config
+        for t in trainers:
+            t.stacked = len(trainers)
+        dtype = next(first.model.parameters()).dtype
+        stack = stacked_sgd.Stack(
+            [t.model for t in trainers], [structure(t.model)[2] for t in trainers]
+        )
+        streams = [torch.Generator() for _ in trainers]
+        for stream, t in zip(streams, trainers, strict=True):
+            stream.set_state(t.dropout_rng)
+        wds = torch.tensor([t.config["l2"] for t in trainers], dtype=dtype)
+
+        def lrs_at(epoch):
+            return torch.tensor([t.epoch_lr(epoch) for t in trainers], dtype=dtype)
+
+        def callback(j):
+            def end_epoch(rec, logits):
+                t = trainers[j]
+                t.generator.set_state(first.generator.get_state())
+                torch.set_rng_state(streams[j].get_state())
+                for group in t.optimizer.param_groups:
+                    group["lr"] = t.epoch_lr(rec["epoch"])
+                return on_epochs[j](rec, engine.probabilities(logits, t.multi_label))
+
+            return end_epoch
+
+        stacked_sgd.fit(
+            stack,
+            first.data,
+            c["epochs"],
+            c["batch_size"],
+            first.generator,
+            [t.history for t in trainers],
+            lrs_at,
+            wds,
+            streams,
+            [callback(j) for j in range(len(trainers))],
+            train_acc,
+            progress,
+            first.chunk,
         )
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
@@ -275,6 +373,7 @@ class TorchTrainer(Family):
             precision=self.precision,
             bf16_hardware=bf16_support(self.device.type),
             compile=bool(self.config.get("compile")),
+            **({"stacked": self.stacked} if self.stacked > 1 else {}),
         )
 
     @classmethod

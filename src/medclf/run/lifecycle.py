@@ -114,6 +114,105 @@ def check_task(config: dict, dataset: Dataset) -> None:
         )
 
 
+class Job:
+    """One run between its setup and its results (run_job's steps), so that run_group can fit
+    several runs at once. ``done``: the metrics of a run finished already (nothing to do)."""
+
+    def __init__(self, config, dataset, run_dir, quiet, train_acc, resume, after_epoch, options):
+        self.config, self.run_dir = config, Path(run_dir)
+        self.train_acc, self.after_epoch = train_acc, after_epoch
+        family = family_of(config["model"])
+        run_dir = self.run_dir
+        self.ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
+        self.best = run_dir / family.best_file if family.best_file else None
+        # a checkpoint is newer than any result
+        unfinished = self.ckpt is not None and self.ckpt.exists()
+        self.md5 = data_md5(dataset.source)  # before training: what this run is trained on
+        self.done = None
+        if resume and not unfinished and (done := folder.finished_run(run_dir, config)):
+            why = changed_data(done, dataset.source)
+            if why is None:
+                self.done = done
+                return
+            folder.clear(run_dir)  # a finished run of other data is no result of this one
+            if not quiet:
+                print(
+                    f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr
+                )
+        check_task(config, dataset)
+        self.dataset = dataset = dataset.head(config["train_fraction"])
+        self.trainer = family(config, dataset, **options)
+        if start_run_folder(run_dir, config, self.ckpt, resume):
+            self.trainer.resume(self.ckpt)
+        self.selector = Selector(config["select"], config["patience"], self.trainer.history)
+        n_train = len(self.trainer.features.y_train)
+        self.display = EpochProgress(n_train, config.get("epochs", 1), quiet, config["model"])
+        self.seconds = sum(r["seconds"] for r in self.trainer.history)
+
+    def to_fit(self) -> bool:
+        return self.done is None and stop_reason(self.trainer.history, self.selector) is None
+
+    def on_epoch(self, rec, val_scores) -> bool:
+        """After each epoch: select, checkpoint; True: stop. ``val_scores``: the family's
+        probabilities from the pass its val_acc came from."""
+        rec["val_auc"] = auc_of(self.dataset.info.task, self.trainer.features.y_val, val_scores)
+        if self.selector.update(rec) and self.selector.metric != "last":
+            self.trainer.save_best(self.best)
+        self.display.end_epoch(rec)
+        if self.ckpt is not None:
+            self.trainer.save_checkpoint(self.ckpt)
+        if self.after_epoch is not None:
+            self.after_epoch(rec)
+        return stop_reason([rec], self.selector) is not None
+
+    def fit(self) -> None:
+        start = time.perf_counter()
+        self.trainer.fit(self.on_epoch, self.display.step, self.train_acc)
+        self.seconds += time.perf_counter() - start
+
+    def finish(self) -> dict:
+        """Select the kept model, score it, write the run folder; its metrics."""
+        if self.done is not None:
+            return self.done
+        trainer, dataset, selector, run_dir = (
+            self.trainer,
+            self.dataset,
+            self.selector,
+            self.run_dir,
+        )
+        f, history = trainer.features, trainer.history
+        last_model = trainer.model
+        kept = history[(selector.best_epoch or len(history)) - 1]  # None: no epoch had the metric
+        chosen = last_model if kept is history[-1] else trainer.load_best(self.best)
+        if kept["train_acc"] is None:  # measured for the kept model only, not every epoch
+            kept["train_acc"] = trainer.accuracy(chosen, f.X_train, f.y_train)
+        trainer.save_model(chosen, run_dir / trainer.model_file)
+        preds = predictions(lambda X: trainer.scores(chosen, X), f, dataset, trainer.inputs)
+        if chosen is not last_model:  # the last epoch too, for comparison
+            last = predictions(lambda X: trainer.scores(last_model, X), f, dataset, trainer.inputs)
+            preds.update({f"last_{k}": v for k, v in last.items()})
+        save_predictions(run_dir, preds, medmnist_flag(dataset))
+        best_val_acc = max(
+            (r["val_acc"] for r in history if r["val_acc"] is not None), default=None
+        )
+        metrics = final_metrics(
+            self.config,
+            dataset,
+            history,
+            f,
+            self.seconds,
+            preds,
+            kept["epoch"],
+            stop_reason(history, selector),
+            best_val_acc=best_val_acc,
+            data_md5=self.md5,
+            **trainer.extra_metrics(chosen),
+        )
+        save_run(run_dir, self.config, history, metrics, trainer.environment())
+        folder.remove_leftovers(run_dir)
+        return metrics
+
+
 def run_job(
     config: dict,
     dataset: Dataset,
@@ -128,71 +227,49 @@ def run_job(
     folder. ``train_acc``: measure training accuracy every epoch (else only for the kept
     model). ``after_epoch(record)`` runs once the epoch's checkpoint is on disk (tests use it
     to simulate a kill). ``options``: the family's own (PyTorch: device, threads)."""
-    run_dir = Path(run_dir)
-    family = family_of(config["model"])
-    ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
-    best = run_dir / family.best_file if family.best_file else None
-    unfinished = ckpt is not None and ckpt.exists()  # a checkpoint is newer than any result
-    md5 = data_md5(dataset.source)  # before training: what this run is trained on
-    if resume and not unfinished and (done := folder.finished_run(run_dir, config)):
-        why = changed_data(done, dataset.source)
-        if why is None:
-            return done
-        folder.clear(run_dir)  # a finished run of other data is no result of this one
-        if not quiet:
-            print(f"{run_dir}: training again, as {why}; its folder is replaced", file=sys.stderr)
-    check_task(config, dataset)
-    dataset = dataset.head(config["train_fraction"])
-    trainer = family(config, dataset, **options)
-    if start_run_folder(run_dir, config, ckpt, resume):
-        trainer.resume(ckpt)
-    f, task = trainer.features, dataset.info.task
-    selector = Selector(config["select"], config["patience"], trainer.history)
-    display = EpochProgress(len(f.y_train), config.get("epochs", 1), quiet, config["model"])
+    job = Job(config, dataset, run_dir, quiet, train_acc, resume, after_epoch, options)
+    if job.to_fit():
+        job.fit()
+    return job.finish()
 
-    def on_epoch(rec, val_scores) -> bool:
-        # val_scores: the family's probabilities from the pass its val_acc came from
-        rec["val_auc"] = auc_of(task, f.y_val, val_scores)
-        if selector.update(rec) and selector.metric != "last":
-            trainer.save_best(best)
-        display.end_epoch(rec)
-        if ckpt is not None:
-            trainer.save_checkpoint(ckpt)
-        if after_epoch is not None:
-            after_epoch(rec)
-        return stop_reason([rec], selector) is not None
 
-    seconds = sum(r["seconds"] for r in trainer.history)
-    start = time.perf_counter()
-    if stop_reason(trainer.history, selector) is None:
-        trainer.fit(on_epoch, display.step, train_acc)
-    seconds += time.perf_counter() - start
-    history = trainer.history
-    last_model = trainer.model
-    kept = history[(selector.best_epoch or len(history)) - 1]  # None: no epoch had the metric
-    chosen = last_model if kept is history[-1] else trainer.load_best(best)
-    if kept["train_acc"] is None:  # measured for the kept model only, not every epoch
-        kept["train_acc"] = trainer.accuracy(chosen, f.X_train, f.y_train)
-    trainer.save_model(chosen, run_dir / trainer.model_file)
-    preds = predictions(lambda X: trainer.scores(chosen, X), f, dataset, trainer.inputs)
-    if chosen is not last_model:  # the last epoch too, for comparison
-        last = predictions(lambda X: trainer.scores(last_model, X), f, dataset, trainer.inputs)
-        preds.update({f"last_{k}": v for k, v in last.items()})
-    save_predictions(run_dir, preds, medmnist_flag(dataset))
-    best_val_acc = max((r["val_acc"] for r in history if r["val_acc"] is not None), default=None)
-    metrics = final_metrics(
-        config,
-        dataset,
-        history,
-        f,
-        seconds,
-        preds,
-        kept["epoch"],
-        stop_reason(history, selector),
-        best_val_acc=best_val_acc,
-        data_md5=md5,
-        **trainer.extra_metrics(chosen),
-    )
-    save_run(run_dir, config, history, metrics, trainer.environment())
-    folder.remove_leftovers(run_dir)
-    return metrics
+def run_group(
+    configs: list[dict],
+    dataset: Dataset,
+    run_dirs: list,
+    train_acc: list,
+    quiet=False,
+    after_epoch=None,
+    **options,
+) -> list[dict]:
+    """Several runs of one family on one dataset, as run_job would train each (``train_acc``:
+    each run's): fitted as one where the family can stack them (``fit_stacked``: a sweep
+    sharing data, batch order and shapes), else one by one. Their metrics, in order."""
+    jobs = [
+        Job(c, dataset, d, quiet, acc, True, after_epoch, options)
+        for c, d, acc in zip(configs, run_dirs, train_acc, strict=True)
+    ]
+    todo = [job for job in jobs if job.to_fit()]
+    family = family_of(configs[0]["model"])
+    trainers = [job.trainer for job in todo]
+    same_acc = len({job.train_acc for job in todo}) == 1
+    if len(todo) > 1 and same_acc and family.can_stack(trainers):
+        start = time.perf_counter()
+        on_epochs = [job.on_epoch for job in todo]
+        family.fit_stacked(trainers, on_epochs, todo[0].display.step, todo[0].train_acc)
+        share = (time.perf_counter() - start) / len(todo)  # each run's share of the wall time
+        for job in todo:
+            job.seconds += share
+        return [job.finish() for job in jobs]
+    for job in todo:
+        job.fit()
+    results = [job.finish() for job in jobs]
+    if len(todo) > 1:  # a stack that could not share a pass: say so, and that it costs nothing
+        note = (
+            "trained one by one, as its stack could not share one pass (its runs stand at "
+            "other epochs or states); nothing is lost"
+        )
+        results = [
+            {**m, "note": note} if job in todo else m for m, job in zip(results, jobs, strict=True)
+        ]
+    return results
