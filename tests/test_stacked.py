@@ -180,3 +180,21 @@ def test_the_study_stacks_its_logistic_regressions_only(tmp_path, synth_file):
         pa, ps = np.load(tmp_path / f"a{j}/predictions.npz"), np.load(dirs[j] / "predictions.npz")
         np.testing.assert_allclose(ps["test_scores"], pa["test_scores"], rtol=1e-4, atol=1e-6)
         assert json.loads((dirs[j] / "env.json").read_text())["stacked"] == 3
+
+
+def test_a_damaged_checkpoint_fails_its_run_only(tmp_path, synth_file):
+    """One member's checkpoint is garbage: that run fails in one line, its stack-mates train
+    alone (run_one) and finish."""
+    from medclf.experiments.specs import STUDY, expand
+    from medclf.experiments.worker import run_stack
+    from medclf.run.folder import CHECKPOINT_PT, entry_dir
+
+    entries = expand(STUDY, str(synth_file), quick=True, only={"Q2.1"})
+    damaged = entry_dir(tmp_path, entries[1])
+    damaged.mkdir(parents=True)
+    (damaged / CHECKPOINT_PT).write_bytes(b"not a checkpoint")
+    results = run_stack(entries, str(tmp_path), 1)
+    assert [r["status"] for r in results] == ["done", "failed", "done"]
+    assert "cannot be read" in results[1]["error"]
+    for entry, result in zip(entries, results, strict=True):
+        assert result["key"] == entry["key"]

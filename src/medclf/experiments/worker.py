@@ -105,8 +105,9 @@ def run_job_of(entries: list[dict], out: str, threads: int, root: str | None = N
 
 def run_stack(entries: list[dict], out: str, threads: int, root: str | None = None) -> list:
     """Entries of one stack key trained in this process as one (medclf.run.lifecycle.run_group),
-    owning their folders; like run_one, never raises: one result per entry."""
-    start = time.perf_counter()
+    owning their folders; like run_one, never raises: one result per entry. Where the group
+    fails (one damaged checkpoint, say), each run is trained alone with run_one, from its own
+    checkpoint, so that a failure is that run's only."""
     results: dict[str, dict] = {}
     try:
         with ExitStack() as locks:
@@ -122,9 +123,10 @@ def run_stack(entries: list[dict], out: str, threads: int, root: str | None = No
                 metrics = train_group(todo, out, threads, root)
                 for entry, m in zip(todo, metrics, strict=True):
                     results[entry["key"]] = {**entry, **m, "status": m.get("status", "done")}
-    except Exception as err:  # reported in the table; the other runs go on
+    except Exception:  # the locks are released: each run alone says what failed
         for entry in entries:
-            results.setdefault(entry["key"], failed(entry, err, start))
+            if entry["key"] not in results or results[entry["key"]]["status"] != "running":
+                results[entry["key"]] = run_one(entry, out, threads, root)
     return [results[e["key"]] for e in entries]
 
 

@@ -130,7 +130,7 @@ MODELS: dict[str, ModelSpec] = {
         cost=1.5,
         # a convex loss: a stacked run's rounding differences stay rounding differences (the
         # study's numbers unchanged to 5 digits). Not torch-ffn: at batch 16 and lr 0.1 its
-        # training amplifies them into another trajectory within 20 epochs (docs/benchmarks.md)
+        # training amplifies them into another trajectory within an epoch (docs/benchmarks.md)
         stack=("lr", "l2"),
     ),
     "torch-ffn": ModelSpec(

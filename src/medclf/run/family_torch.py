@@ -40,8 +40,8 @@ from medclf.run.onnx_graph import OPSET
 from medclf.run.selection import damaged_best, finite_or_none
 
 # The largest batch stacked runs take: above it a step's GEMMs dominate its overhead, and one
-# stacked pass costs about what its runs cost one by one (1.1x at batch 256: docs/benchmarks.md,
-# "The whole study").
+# stacked pass costs about what its runs cost one by one (benchmarks/bench_study_steps.py:
+# 1.11x for three torch-ffn runs at batch 256).
 STACK_MAX_BATCH = 64
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
@@ -242,7 +242,6 @@ class TorchTrainer(Family):
             and config.get("precision", "fp32") == "fp32"
             and not config.get("compile")
             and config.get("augment", "none") == "none"
-            and config.get("device", "cpu") == "cpu"
         )
         if not stack or not plain or config.get("batch_size", 0) > STACK_MAX_BATCH:
             return None
@@ -250,11 +249,13 @@ class TorchTrainer(Family):
 
     @classmethod
     def can_stack(cls, trainers: list) -> bool:
-        """Same key, same fused step, same epoch and shuffling state: the same batches."""
+        """Same key, same fused step, same epoch and shuffling state (the same batches), on
+        the CPU (the stack's per-run settings and dropout streams are CPU tensors)."""
         first = trainers[0]
         key, order = cls.stack_key(first.config), first.generator.get_state()
         return key is not None and all(
             cls.stack_key(t.config) == key
+            and t.device.type == "cpu"
             and fusable(t.model, t.optimizer)
             and not t.multi_label
             and t.transform is None

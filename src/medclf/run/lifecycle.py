@@ -119,8 +119,8 @@ class Job:
     several runs at once. ``done``: the metrics of a run finished already (nothing to do)."""
 
     def __init__(self, config, dataset, run_dir, quiet, train_acc, resume, after_epoch, options):
-        self.config, self.run_dir = config, Path(run_dir)
-        self.train_acc, self.after_epoch = train_acc, after_epoch
+        self.config, self.run_dir, self.source = config, Path(run_dir), dataset
+        self.quiet, self.train_acc, self.after_epoch = quiet, train_acc, after_epoch
         family = family_of(config["model"])
         run_dir = self.run_dir
         self.ckpt = run_dir / family.checkpoint_file if family.checkpoint_file else None
@@ -148,6 +148,19 @@ class Job:
         n_train = len(self.trainer.features.y_train)
         self.display = EpochProgress(n_train, config.get("epochs", 1), quiet, config["model"])
         self.seconds = sum(r["seconds"] for r in self.trainer.history)
+
+    def again(self, options: dict) -> dict:
+        """run_job of this run, from the start: a trainer of its own, its RNGs seeded anew."""
+        return run_job(
+            self.config,
+            self.source,
+            self.run_dir,
+            self.quiet,
+            self.train_acc,
+            True,
+            self.after_epoch,
+            **options,
+        )
 
     def to_fit(self) -> bool:
         return self.done is None and stop_reason(self.trainer.history, self.selector) is None
@@ -244,7 +257,8 @@ def run_group(
 ) -> list[dict]:
     """Several runs of one family on one dataset, as run_job would train each (``train_acc``:
     each run's): fitted as one where the family can stack them (``fit_stacked``: a sweep
-    sharing data, batch order and shapes), else one by one. Their metrics, in order."""
+    sharing data, batch order and shapes), else one by one with run_job, each result saying
+    so. Their metrics, in order."""
     jobs = [
         Job(c, dataset, d, quiet, acc, True, after_epoch, options)
         for c, d, acc in zip(configs, run_dirs, train_acc, strict=True)
@@ -252,24 +266,33 @@ def run_group(
     todo = [job for job in jobs if job.to_fit()]
     family = family_of(configs[0]["model"])
     trainers = [job.trainer for job in todo]
-    same_acc = len({job.train_acc for job in todo}) == 1
-    if len(todo) > 1 and same_acc and family.can_stack(trainers):
-        start = time.perf_counter()
-        on_epochs = [job.on_epoch for job in todo]
-        family.fit_stacked(trainers, on_epochs, todo[0].display.step, todo[0].train_acc)
-        share = (time.perf_counter() - start) / len(todo)  # each run's share of the wall time
-        for job in todo:
-            job.seconds += share
+    if len(todo) > 1 and len({job.train_acc for job in todo}) == 1 and family.can_stack(trainers):
+        fit_stacked(family, todo)
         return [job.finish() for job in jobs]
-    for job in todo:
-        job.fit()
-    results = [job.finish() for job in jobs]
-    if len(todo) > 1:  # a stack that could not share a pass: say so, and that it costs nothing
-        note = (
-            "trained one by one, as its stack could not share one pass (its runs stand at "
-            "other epochs or states); nothing is lost"
-        )
-        results = [
-            {**m, "note": note} if job in todo else m for m, job in zip(results, jobs, strict=True)
-        ]
-    return results
+    # built together, the trainers left the global RNGs as the last one set them: a run to
+    # train is built again, alone, so that it trains exactly as run_job trains it
+    note = {} if len(todo) <= 1 else {"note": UNSTACKED}
+    return [{**job.again(options), **note} if job in todo else job.finish() for job in jobs]
+
+
+UNSTACKED = (
+    "trained one by one, as its stack could not share one pass (another epoch, state, task "
+    "or setting); nothing is lost"
+)
+
+
+def fit_stacked(family, todo: list[Job]) -> None:
+    """The jobs' fits as one; each run is charged its share of the wall time, in proportion
+    to the training seconds of the epochs it recorded."""
+    before = [len(job.trainer.history) for job in todo]
+    start = time.perf_counter()
+    trainers = [job.trainer for job in todo]
+    on_epochs = [job.on_epoch for job in todo]
+    family.fit_stacked(trainers, on_epochs, todo[0].display.step, todo[0].train_acc)
+    wall = time.perf_counter() - start
+    new = [
+        sum(r["seconds"] for r in job.trainer.history[n:])
+        for job, n in zip(todo, before, strict=True)
+    ]
+    for job, seconds in zip(todo, new, strict=True):
+        job.seconds += wall * seconds / sum(new) if sum(new) else wall / len(todo)

@@ -151,8 +151,8 @@ def fit(
     """torch_engine.fit for k stacked runs, in lockstep from ``len(histories[0]) + 1``:
     ``lrs_at(epoch)`` their (k,) learning rates; after each epoch run j's weights go back into
     its network, which is scored alone, and ``callbacks[j](record, val_logits)`` hears of it
-    (True: run j stops; the others go on). Each record's seconds are the run's share of the
-    stacked epoch."""
+    (True: run j stops; the others go on, and the stack still carries it, untouched by
+    anyone). Each record's seconds are the run's share of the stacked epoch."""
     active = list(range(len(stack)))
     for epoch in range(len(histories[0]) + 1, epochs + 1):
         start = time.perf_counter()
@@ -167,7 +167,7 @@ def fit(
             generators,
             progress,
         )
-        seconds = (time.perf_counter() - start) / len(stack)
+        seconds = (time.perf_counter() - start) / len(active)  # a share for each run still on
         for j in list(active):
             stack.write_back(j)
             model = stack.models[j]
