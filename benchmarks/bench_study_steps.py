@@ -67,7 +67,7 @@ def stacking(batch: int, k: int, logistic: bool, repeats: int) -> tuple[float, f
     X, y = torch.rand(N, FEATURES), torch.randint(0, CLASSES, (N,))
     order = torch.randperm(N)
     alone = [structure(m) for m in networks(k, logistic)]
-    stack = Stack(networks(k, logistic), [0.0] * k)
+    stack = Stack(networks(k, logistic))
     lrs, wds, gens = torch.full((k,), 0.1), torch.zeros(k), [torch.Generator() for _ in range(k)]
     step = {"n": 0}
 

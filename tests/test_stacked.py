@@ -42,7 +42,7 @@ def test_a_stacked_step_is_each_runs_own_fused_step(layers, activation):
         for group in (alone, stacked):
             group.append(network(layers, activation, p))
             group[-1].load_state_dict(init)
-    stack = Stack(stacked, ps)
+    stack = Stack(stacked)
     torch.manual_seed(5)
     streams = [torch.get_rng_state() for _ in ps]  # each run's global stream, alone
     generators = [torch.Generator() for _ in ps]

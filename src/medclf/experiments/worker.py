@@ -134,15 +134,19 @@ def train_group(todo: list[dict], out: str, threads: int, root) -> list[dict]:
     config = todo[0]["config"]
     with threadpool_limits(threads):
         dataset = entry_dataset(config, root)
-        options = {"threads": threads} if "threads" in family_of(config["model"]).options else {}
         return run_group(
             [e["config"] for e in todo],
             dataset,
             [entry_dir(out, e) for e in todo],
             [per_epoch_train_acc(e) for e in todo],
             quiet=True,
-            **options,
+            **family_options(config, threads),
         )
+
+
+def family_options(config: dict, threads: int) -> dict:
+    """The thread count, for a family that takes one."""
+    return {"threads": threads} if "threads" in family_of(config["model"]).options else {}
 
 
 def entry_dataset(config: dict, root):
@@ -172,8 +176,6 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None, after_
             write_json(run_dir / CONFIG, config)  # a running run says what it is
             with threadpool_limits(threads):
                 dataset = entry_dataset(config, root)
-                takes_threads = "threads" in family_of(config["model"]).options
-                options = {"threads": threads} if takes_threads else {}
                 metrics = run_job(
                     config,
                     dataset,
@@ -181,7 +183,7 @@ def run_one(entry: dict, out: str, threads: int, root: str | None = None, after_
                     quiet=True,
                     train_acc=per_epoch_train_acc(entry),
                     after_epoch=after_epoch,
-                    **options,
+                    **family_options(config, threads),
                 )
         return {**entry, **metrics, "status": metrics.get("status", "done")}
     except Exception as err:  # reported in the table; the other runs go on

@@ -31,7 +31,7 @@ from medclf.metrics import MULTI_LABEL
 from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
-from medclf.models.training.fused_sgd import fusable, structure
+from medclf.models.training.fused_sgd import fusable
 from medclf.models.training.precision import bf16_support, check_precision
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
@@ -276,9 +276,7 @@ class TorchTrainer(Family):
         for t in trainers:
             t.stacked = len(trainers)
         dtype = next(first.model.parameters()).dtype
-        stack = stacked_sgd.Stack(
-            [t.model for t in trainers], [structure(t.model)[2] for t in trainers]
-        )
+        stack = stacked_sgd.Stack([t.model for t in trainers])
         streams = [torch.Generator() for _ in trainers]
         for stream, t in zip(streams, trainers, strict=True):
             stream.set_state(t.dropout_rng)

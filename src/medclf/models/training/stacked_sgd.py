@@ -17,18 +17,18 @@ import time
 import torch
 
 from medclf.models.training.fused_sgd import structure
-from medclf.models.training.history import record
-from medclf.models.training.torch_engine import evaluate, logits_of, loss_and_accuracy
+from medclf.models.training.torch_engine import score_epoch
 
 
 class Stack:
     """The weights of k networks of one shape, stacked: ``W[l]`` (k, out, in), ``b[l]`` (k, out)."""
 
-    def __init__(self, models, ps):
+    def __init__(self, models):
         self.models = list(models)
-        layers = list(zip(*(structure(m)[0] for m in self.models), strict=True))
-        self.act = structure(self.models[0])[1]
-        self.ps = [float(p) for p in ps]
+        parts = [structure(m) for m in self.models]  # (linears, activation, dropout) each
+        layers = list(zip(*(linears for linears, _, _ in parts), strict=True))
+        self.act = parts[0][1]
+        self.ps = [float(p) for _, _, p in parts]
         self.W = [torch.stack([m.weight.detach() for m in ms]).contiguous() for ms in layers]
         self.b = [torch.stack([m.bias.detach() for m in ms]).contiguous() for ms in layers]
 
@@ -170,13 +170,9 @@ def fit(
         seconds = (time.perf_counter() - start) / len(active)  # a share for each run still on
         for j in list(active):
             stack.write_back(j)
-            model = stack.models[j]
-            val_logits = logits_of(model, data["X_val"], chunk)
-            val_loss, val_acc = loss_and_accuracy(val_logits, data["y_val"])
-            tr_acc = (
-                evaluate(model, data["X_train"], data["y_train"], chunk)[1] if train_acc else None
+            rec, val_logits = score_epoch(
+                stack.models[j], data, epoch, losses[j], seconds, train_acc, chunk
             )
-            rec = record(epoch, losses[j], tr_acc, val_loss, val_acc, seconds)
             histories[j].append(rec)
             if callbacks[j](rec, val_logits):
                 active.remove(j)

@@ -265,18 +265,27 @@ def fit(
             forward,
         )
         seconds = time.perf_counter() - start
-        val_logits = logits_of(model, data["X_val"], chunk, prepare, precision)
-        val_loss, val_acc = loss_and_accuracy(val_logits, data["y_val"])
-        tr_acc = (
-            evaluate(model, data["X_train"], data["y_train"], chunk, prepare, precision)[1]
-            if train_acc
-            else None
+        rec, val_logits = score_epoch(
+            model, data, epoch, loss, seconds, train_acc, chunk, prepare, precision
         )
-        rec = record(epoch, loss, tr_acc, val_loss, val_acc, seconds)
         history.append(rec)
         if callback is not None and callback(rec, val_logits):
             break
     return history
+
+
+def score_epoch(
+    model, data, epoch, loss, seconds, train_acc, chunk=65536, prepare=None, precision="fp32"
+):
+    """(the epoch's record, the validation logits its val_loss and val_acc come from)."""
+    val_logits = logits_of(model, data["X_val"], chunk, prepare, precision)
+    val_loss, val_acc = loss_and_accuracy(val_logits, data["y_val"])
+    tr_acc = (
+        evaluate(model, data["X_train"], data["y_train"], chunk, prepare, precision)[1]
+        if train_acc
+        else None
+    )
+    return record(epoch, loss, tr_acc, val_loss, val_acc, seconds), val_logits
 
 
 # --- checkpoints: tensors and plain Python types only, so weights_only=True can load them ---
