@@ -1,10 +1,11 @@
 """bf16 autocast and torch.compile against float32 eager, on validation only (issue 20 §2).
 
 usage: python benchmarks/bench_precision.py OUT [--models torch-cnn,torch-resnet18]
-       [--data DIR] [--files a.npz,b.npz] [--seeds 3] [--compile-epochs 6]
+       [--data DIR] [--files a.npz,b.npz] [--seeds 3] [--first-seed 42] [--compile-epochs 6]
        [--only precision|compile]
 
-For each genuine file (BreastMNIST 28 and 64, PneumoniaMNIST), model and seed (42, 43, ...)
+For each genuine file (BreastMNIST 28 and 64, PneumoniaMNIST, AdrenalMNIST3D 28 and 64), model
+(default: the conv net of the file's benchmark zoo, torch-cnn or torch-cnn3d) and seed (42, 43, ...)
 it trains the model's `fast` preset twice in this process, fp32 and bf16, alternating which goes
 first from seed to seed, on one thread, and compares the kept epoch's validation ACC and AUC
 (paired by seed: the same data order and initial weights) and the mean training-pass seconds per
@@ -25,7 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-FILES = ("breastmnist.npz", "breastmnist_64.npz", "pneumoniamnist.npz")
+FILES = (
+    "breastmnist.npz",
+    "breastmnist_64.npz",
+    "pneumoniamnist.npz",
+    "adrenalmnist3d.npz",
+    "adrenalmnist3d_64.npz",
+)
 
 
 def train(model, path, out, seed, **settings):
@@ -66,10 +73,19 @@ def paired(a, b):
     return (*mean_sd(diffs), float(p))
 
 
-def precision_study(models, files, data, seeds, out, results, epochs=None):
-    for model in models:
-        for name in files:
-            for i, seed in enumerate(range(42, 42 + seeds)):
+def zoo_conv(path) -> list[str]:
+    """The conv net of the file's default benchmark zoo (its first model)."""
+    from medclf.data.load import load_dataset
+    from medclf.models.registry import BENCHMARK_ZOOS
+
+    return [BENCHMARK_ZOOS[load_dataset(str(path)).info.dims][0]]
+
+
+def precision_study(models, files, data, seeds, out, results, epochs=None, first=42):
+    for name in files:
+        for model in models or zoo_conv(data / name):
+            for seed in range(first, first + seeds):
+                i = seed - 42
                 key = f"{model}|{name}|{seed}"
                 if key in results["precision"]:
                     continue
@@ -91,7 +107,7 @@ def compile_study(files, data, epochs, out, results):
         for compiled in (False, True):
             start = time.perf_counter()
             r = train(
-                "torch-cnn",
+                zoo_conv(data / name)[0],
                 data / name,
                 out / "runs" / "compile" / f"{name}-{compiled}",
                 42,
@@ -107,6 +123,16 @@ def compile_study(files, data, epochs, out, results):
 
 def save(out, results):
     (out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+def merged(outs) -> dict:
+    """The results.json of several OUTs as one."""
+    results = {"precision": {}, "compile": {}}
+    for out in outs:
+        part = json.loads((out / "results.json").read_text())
+        for k in ("precision", "compile"):
+            results[k].update(part[k])
+    return results
 
 
 def report(results):
@@ -162,16 +188,25 @@ def report(results):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--models", default="torch-cnn")
+    parser.add_argument("--models", help="comma-separated (default: each file's zoo conv net)")
     parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared/data")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--first-seed", type=int, default=42, help="seeds first..first+seeds-1 (split a study)"
+    )
     parser.add_argument("--compile-epochs", type=int, default=6)
     parser.add_argument("--files", default=",".join(FILES))
     parser.add_argument(
         "--epochs", type=int, help="fewer epochs than the preset: a timing run, not a quality one"
     )
     parser.add_argument("--only", choices=("precision", "compile"))
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="more OUTs (of split studies) to report with OUT"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        print(report(merged([args.out, *args.merge])))
+        return
 
     from medclf.models.training.precision import cpu_bf16
 
@@ -183,8 +218,10 @@ def main(argv=None):
     results["cpu_bf16"] = cpu_bf16()
     files = args.files.split(",")
     if args.only != "compile":
-        models = args.models.split(",")
-        precision_study(models, files, args.data, args.seeds, args.out, results, args.epochs)
+        models = args.models.split(",") if args.models else None
+        precision_study(
+            models, files, args.data, args.seeds, args.out, results, args.epochs, args.first_seed
+        )
     if args.only != "precision":
         compile_study(files, args.data, args.compile_epochs, args.out, results)
     print(report(results))

@@ -158,3 +158,66 @@ def test_compile_trains_through_torch_compile_and_saves_a_plain_model(
     assert not any(k.startswith("_orig_mod") for k in state)  # loads into the plain network
     result = CliRunner().invoke(cli, ["predict", str(tmp_path / "c"), str(breast)])
     assert result.exit_code == 0, result.output
+
+
+def history_losses(run_dir):
+    return [r["train_loss"] for r in json.loads((run_dir / "history.json").read_text())]
+
+
+@pytest.mark.parametrize("hardware", ["none", "native"])
+def test_auto_is_bf16_where_the_hardware_has_it_and_fp32_elsewhere(
+    breast, tmp_path, monkeypatch, hardware
+):
+    """--precision auto (the fast preset's) trains exactly as the precision it resolves to,
+    which env.json names beside the hardware; config.json keeps what was asked."""
+    if hardware == "none":
+        monkeypatch.setattr(precision, "cpu_bf16", lambda: None)
+    elif precision.cpu_bf16() is None:
+        pytest.skip("this CPU has no native bf16")
+    expected = "fp32" if hardware == "none" else "bf16"
+    for p in ("auto", expected):
+        result = train(["torch-cnn", "--dataset", breast, "--precision", p], tmp_path / p)
+        assert result.exit_code == 0, result.output
+    env = json.loads((tmp_path / "auto" / "env.json").read_text())
+    assert env["precision"] == expected and env["bf16_hardware"] == precision.cpu_bf16()
+    assert json.loads((tmp_path / "auto" / "config.json").read_text())["precision"] == "auto"
+    assert history_losses(tmp_path / "auto") == history_losses(tmp_path / expected)
+
+
+@pytest.mark.skipif(precision.cpu_bf16() is None, reason="this CPU has no native bf16")
+def test_a_checkpoint_of_auto_goes_on_only_in_the_precision_it_began_in(
+    breast, tmp_path, monkeypatch
+):
+    from conftest import Killed, kill_after
+
+    from medclf.data.load import load_dataset
+    from medclf.errors import ConfigError
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job
+
+    config = make_config(
+        "torch-cnn", dataset=str(breast), epochs=2, width=4, precision="auto", select="val_auc"
+    )
+    dataset, out = load_dataset(str(breast)), tmp_path / "run"
+    with pytest.raises(Killed):
+        run_job(config, dataset, out, quiet=True, threads=1, after_epoch=kill_after(1))
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)  # another machine: auto is fp32
+    with pytest.raises(ConfigError, match="was trained in bf16, but precision auto is fp32") as e:
+        run_job(config, dataset, out, quiet=True, threads=1)
+    assert "\n" not in str(e.value)
+    monkeypatch.undo()
+    done = run_job(config, dataset, out, quiet=True, threads=1)  # where it began: it goes on
+    assert len(history_losses(out)) == 2 and done["val_auc"] is not None
+
+
+@pytest.mark.skipif(precision.cpu_bf16() is None, reason="this CPU has no native bf16")
+def test_bf16_autocast_runs_3d_convolutions_in_bf16():
+    import torch
+
+    from medclf.models.training import torch_engine
+
+    conv = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.Flatten())
+    seen = []
+    conv[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    out = torch_engine.logits_of(conv, torch.zeros((2, 1, 6, 6, 6)), precision="bf16")
+    assert seen == [torch.bfloat16] and out.dtype == torch.float32

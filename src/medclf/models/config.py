@@ -16,10 +16,8 @@ from medclf.errors import ConfigError, SettingError, did_you_mean
 from medclf.limits import MAX_SEED
 from medclf.models.registry import MODELS
 
-PRECISIONS = (
-    "fp32",
-    "bf16",
-)  # what --precision accepts; models.training.precision checks the hardware
+# what --precision accepts; models.training.precision checks the hardware and resolves auto
+PRECISIONS = ("fp32", "bf16", "auto")
 
 COMMON = {
     "dataset": "octmnist",

@@ -198,6 +198,7 @@ MODELS: dict[str, ModelSpec] = {
             "dropout": 0.0,
             "schedule": "cosine",
             "augment": "auto",
+            **CONV,
         },
         "medclf's small 3D CNN for 28x28x28 volumes on a CPU (PyTorch)",
         inputs="volume",
@@ -208,7 +209,7 @@ MODELS: dict[str, ModelSpec] = {
     **{
         f"torch-resnet{depth}-{kind}": ModelSpec(
             "torch",
-            dict(PAPER_3D),
+            {**PAPER_3D, **CONV},
             f"ResNet-{depth}+{label} as MedMNIST v2 trained it on volumes (PyTorch)",
             inputs="volume",
             build=TORCH + f"resnet{depth}_{kind.replace('.', '')}",

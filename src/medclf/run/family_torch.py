@@ -32,7 +32,7 @@ from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
 from medclf.models.training.fused_sgd import fusable
-from medclf.models.training.precision import bf16_support, check_precision
+from medclf.models.training.precision import bf16_support, resolve
 from medclf.models.training.schedules import lr_at
 from medclf.run.family import Family, missing_model
 from medclf.run.folder import BEST_PT, CHECKPOINT_PT, CONFIG, MODEL_PT, damaged, environment, kept
@@ -142,8 +142,8 @@ class TorchTrainer(Family):
         self.threads = threads or engine.default_threads(config["batch_size"])
         torch.set_num_threads(self.threads)
         self.device = engine.pick_device(device)
-        self.precision = config.get("precision", "fp32")
-        check_precision(self.precision, self.device.type)  # before anything is written
+        # checked before anything is written; auto resolved on this device (env.json says)
+        self.precision = resolve(config.get("precision", "fp32"), self.device.type)
         self.generator = engine.seed_everything(config["seed"])
         self.multi_label = dataset.info.multi_label
         inputs = MODELS[config["model"]].inputs
@@ -184,6 +184,13 @@ class TorchTrainer(Family):
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path, self.config)
+        if (before := state.get("precision", self.precision)) != self.precision:
+            # precision auto on another machine: the epochs left would change arithmetic
+            raise ConfigError(
+                f"checkpoint {path} was trained in {before}, but precision auto is "
+                f"{self.precision} here; continue it on the hardware that started it, or "
+                "delete it to start the run afresh"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -337,6 +344,7 @@ class TorchTrainer(Family):
                 "rng": engine.rng_states(self.generator),
                 "history": self.history,
                 "seconds": sum(r["seconds"] for r in self.history),
+                "precision": self.precision,
             },
         )
 

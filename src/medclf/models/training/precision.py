@@ -4,7 +4,8 @@ where the hardware has it (detected, never assumed).
 bf16 autocast runs convolutions and linear layers in bfloat16 and keeps the weights, the
 optimizer and the loss in float32. On a CPU it pays only with native bf16 instructions
 (AVX512-BF16 or AMX); without them oneDNN emulates it, slower than float32, so medclf refuses
-it there instead of falling back silently.
+it there instead of falling back silently. ``auto`` (the ``fast`` preset's) asks for bf16 where
+the device has it natively and float32 elsewhere; what it became is in the run's env.json.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ def check_precision(precision: str, device_type: str) -> None:
             else ("this CUDA device has no bfloat16")
         )
         raise ConfigError(f"--precision bf16 asked for, but {where}; use --precision fp32")
+
+
+def resolve(precision: str, device_type: str) -> str:
+    """The precision a run trains in: ``auto`` becomes bf16 where ``device_type`` runs it
+    natively, else fp32; fp32 and bf16 are checked (check_precision) and kept."""
+    check_precision(precision, device_type)
+    if precision == "auto":
+        return "bf16" if bf16_support(device_type) else "fp32"
+    return precision
 
 
 def autocast(precision: str, device_type: str):
