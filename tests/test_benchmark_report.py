@@ -383,3 +383,18 @@ def test_a_3d_dataset_is_set_beside_the_3d_table_and_resnet18_3d(tmp_path):
     assert row(part, "ResNet-18+ACS").split(" | ")[3] == "0.754"  # the 3D table's ACC
     ours = row(part, "torch-cnn3d (fast)")
     assert "+0.084" in ours  # mean ACC 0.805 - ResNet-18+3D's 0.721
+
+
+def test_runs_trained_in_bf16_are_their_own_group_and_say_so(tmp_path):
+    """precision auto is bf16 on one machine and fp32 on another: other arithmetic, so the
+    report never averages the two, and names bf16 where it ran."""
+    rows = [run("breastmnist", "torch-cnn", 42 + i, 0.85, 0.90) for i in range(4)]
+    for r, p in zip(rows, ("bf16", "bf16", "fp32", None), strict=True):
+        r["precision"] = p
+    rows[0]["test_acc"] = 0.95  # the bf16 group's mean: 0.900
+    part = sections(write_benchmark_report(rows, tmp_path)["markdown"].read_text())["BreastMNIST"]
+    assert row(part, "torch-cnn (fast, bf16)").split(" | ")[2] == "2"  # runs
+    assert "0.900 ± 0.071" in row(part, "torch-cnn (fast, bf16)").split(" | ")[3]
+    assert row(part, "torch-cnn (fast)").split(" | ")[2] == "2"
+    every = sections(write_benchmark_report(rows, tmp_path)["markdown"].read_text())["Every run"]
+    assert every.count("| fast, bf16 |") == 2 and every.count("| fast |") == 2

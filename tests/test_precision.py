@@ -181,6 +181,8 @@ def test_auto_is_bf16_where_the_hardware_has_it_and_fp32_elsewhere(
     env = json.loads((tmp_path / "auto" / "env.json").read_text())
     assert env["precision"] == expected and env["bf16_hardware"] == precision.cpu_bf16()
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["precision"] == "auto"
+    # and beside the results, where a benchmark's rows read it
+    assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["precision"] == expected
     assert history_losses(tmp_path / "auto") == history_losses(tmp_path / expected)
 
 
@@ -189,7 +191,6 @@ def test_a_checkpoint_of_auto_goes_on_only_in_the_precision_it_began_in(
     breast, tmp_path, monkeypatch
 ):
     from conftest import Killed, kill_after
-
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
     from medclf.models.config import make_config

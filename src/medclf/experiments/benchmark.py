@@ -28,6 +28,7 @@ RESULT_KEYS = (
     "selected_epoch",
     "error",
     "deterministic",
+    "precision",
 )
 
 

@@ -371,7 +371,10 @@ class TorchTrainer(Family):
         label_type = torch.float32 if self.multi_label else torch.long
         X = torch.from_numpy(f.X_test).to(self.device)
         y = torch.from_numpy(f.y_test).to(self.device, label_type)
-        return {"test_loss": finite_or_none(engine.evaluate(model, X, y, **self.eval_options)[0])}
+        loss = finite_or_none(engine.evaluate(model, X, y, **self.eval_options)[0])
+        # the precision trained in, beside the results (precision auto differs by machine)
+        trained = {"precision": self.precision} if "precision" in self.config else {}
+        return {"test_loss": loss, **trained}
 
     def environment(self) -> dict:
         return environment(
