@@ -125,6 +125,12 @@ def save(out, results):
     (out / "results.json").write_text(json.dumps(results, indent=1))
 
 
+def noise_exceeded(delta, p, seed_sd) -> bool:
+    """bf16 moved a metric beyond seed noise: the paired t-test says so (p < 0.05) or the
+    mean paired change is larger than fp32's own spread from seed to seed."""
+    return (p == p and p < 0.05) or abs(delta) > seed_sd
+
+
 def merged(outs) -> dict:
     """The results.json of several OUTs as one."""
     results = {"precision": {}, "compile": {}}
@@ -138,19 +144,21 @@ def merged(outs) -> dict:
 def report(results):
     lines = [
         "| model | file | fp32 val ACC | bf16 val ACC | Δ ACC (paired) | fp32 val AUC "
-        "| bf16 val AUC | Δ AUC (paired) | epoch s bf16/fp32 |",
-        "|---" * 9 + "|",
+        "| bf16 val AUC | Δ AUC (paired) | epoch s bf16/fp32 | beyond seed noise? |",
+        "|---" * 10 + "|",
     ]
     groups = {}
     for key, pair in results["precision"].items():
         model, name, _ = key.split("|")
         groups.setdefault((model, name), []).append(pair)
     for (model, name), pairs in groups.items():
-        cells = []
+        cells, beyond = [], []
         for m in ("val_acc", "val_auc"):
             a = [p["fp32"][m] for p in pairs]
             b = [p["bf16"][m] for p in pairs]
             d, dsd, pv = paired(a, b)
+            if noise_exceeded(d, pv, mean_sd(a)[1]):
+                beyond.append(m.removeprefix("val_").upper())
             cells += [
                 "{:.3f} ± {:.3f}".format(*mean_sd(a)),
                 "{:.3f} ± {:.3f}".format(*mean_sd(b)),
@@ -163,7 +171,8 @@ def report(results):
         ]
         ratio = "{:.2f} ± {:.2f}".format(*mean_sd(ratios))
         lines.append(
-            f"| {model} | {name} | " + " | ".join(cells) + f" | {ratio} (n={len(pairs)}) |"
+            f"| {model} | {name} | " + " | ".join(cells) + f" | {ratio} (n={len(pairs)}) "
+            f"| {'one seed: not judged' if len(pairs) < 2 else ', '.join(beyond) or 'no'} |"
         )
     if results["compile"]:
         lines += [
