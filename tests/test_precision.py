@@ -222,3 +222,30 @@ def test_bf16_autocast_runs_3d_convolutions_in_bf16():
     conv[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     out = torch_engine.logits_of(conv, torch.zeros((2, 1, 6, 6, 6)), precision="bf16")
     assert seen == [torch.bfloat16] and out.dtype == torch.float32
+
+
+def test_benchmark_precision_replaces_the_presets_for_the_conv_nets_only():
+    from medclf.experiments.benchmark import grid
+
+    models = ["torch-cnn", "torch-cnn3d", "torch-ffn", "sklearn-svm"]
+    for asked, preset in (("fp32", "fast"), ("bf16", "paper"), (None, "paper")):
+        entries = grid(["a.npz"], models, preset, 1, precision=asked)
+        got = {e["model"]: e["config"].get("precision") for e in entries}
+        want = asked or "fp32"  # paper: MedMNIST v2's arithmetic, float32
+        assert got == {
+            "torch-cnn": want,
+            "torch-cnn3d": want,
+            "torch-ffn": None,
+            "sklearn-svm": None,
+        }
+
+
+def test_benchmark_bf16_without_hardware_is_one_line_before_anything_trains(
+    breast, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)
+    args = ["benchmark", "--dataset", str(breast), "--model", "torch-cnn", "--seeds", "1"]
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(cli, [*args, "--precision", "bf16", "--out", str(out)])
+    assert "neither AVX512-BF16 nor AMX" in one_line_error(result)
+    assert not (out / "runs").exists()

@@ -257,6 +257,7 @@ def benchmark(
     ensemble=False,
     auto=False,
     budget=600.0,
+    precision=None,
 ) -> dict:
     """A benchmark grid, datasets x models x seeds under a training preset, run by
     medclf.experiments.benchmark.run_benchmark (``backend``: local or ray at ``address``;
@@ -266,7 +267,8 @@ def benchmark(
     its seeds (medclf.experiments.ensembles). ``auto``: one more row per data file, "medclf
     (auto)", what validation chooses among the runs ``budget`` seconds of training buy
     (medclf.experiments.auto). ``robustness``: each run's MedMNIST-C rBE
-    (medclf.report.robustness)."""
+    (medclf.report.robustness). ``precision``: the conv nets' (fp32, bf16, auto) in place of
+    the preset's."""
     from medclf.experiments.benchmark import run_benchmark
     from medclf.experiments.ensembles import seed_ensembles
     from medclf.report.benchmark import results_csv, write_benchmark_report
@@ -281,6 +283,7 @@ def benchmark(
         budget = parse_budget(budget)
     start = time.perf_counter()
     options = {"progress": progress, "backend": backend, "address": address}
+    options["precision"] = precision
     rows = run_benchmark(list(datasets), models, preset, seeds, out, workers, size, root, **options)
     grid_rows = list(rows)
     if ensemble:

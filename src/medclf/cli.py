@@ -465,7 +465,8 @@ def number_option(key: str, text: str):
     "--precision",
     type=Choice(PRECISIONS),
     help="Conv nets: bf16 autocast where the CPU (AVX512-BF16, AMX) or GPU has it natively, "
-    f"else refused ({per_model_default('precision')}).",
+    "else refused; auto: bf16 where native, else fp32, as env.json records "
+    f"({per_model_default('precision')}).",
 )
 @click.option(
     "--compile/--no-compile",
@@ -711,6 +712,12 @@ def predict(run_dir, inputs):
     type=Budget(),
     help="--auto: training time its candidates may take per dataset (90s, 10m, 1h).",
 )
+@click.option(
+    "--precision",
+    type=Choice(PRECISIONS),
+    help="The conv nets' precision in place of the preset's (fast: auto, bf16 where the "
+    "hardware has it natively; paper: fp32); --precision fp32 turns bf16 off.",
+)
 @root_option
 @backend_option
 @address_option
@@ -727,6 +734,7 @@ def benchmark(
     ensemble,
     auto,
     budget,
+    precision,
     root,
     backend,
     address,
@@ -749,6 +757,7 @@ def benchmark(
         ensemble=ensemble,
         auto=auto,
         budget=budget,
+        precision=precision,
     )
     failed = [r for r in summary["rows"] if r["status"] not in FINISHED]
     click.echo(

@@ -32,13 +32,16 @@ RESULT_KEYS = (
 )
 
 
-def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> list[dict]:
+def grid(
+    datasets, models, preset: str, seeds: int, size=None, files=None, precision=None
+) -> list[dict]:
     """One runner entry per dataset x model x seed (seeds 42, 43, ...); a model whose fit
     never uses its seed (its registry entry's uses_seed) gets one entry, seed 42, marked
     ``deterministic``: its other seeds would repeat the same run. ``files``: what data_files
     says of each dataset (its name, file label, MD5, image size, the default zoo of its
     dimensionality), added to its entries; ``size`` (default 28) serves a dataset data_files did
-    not see. ``models`` None: each dataset's default zoo (BENCHMARK_ZOOS)."""
+    not see. ``models`` None: each dataset's default zoo (BENCHMARK_ZOOS). ``precision``: the
+    conv nets' in place of the preset's (the models without the setting keep theirs)."""
     if preset not in PRESETS:
         raise ConfigError(f"preset '{preset}' is unknown; choose one of {', '.join(PRESETS)}")
     unknown = [m for m in models or () if m not in MODELS]
@@ -53,14 +56,11 @@ def grid(datasets, models, preset: str, seeds: int, size=None, files=None) -> li
         zoo = about.pop("zoo", BENCHMARK_ZOOS[2])
         for model in models or zoo:
             deterministic = not MODELS[model].uses_seed
+            settings = preset_settings(preset, model)
+            if precision is not None and "precision" in MODELS[model].defaults:
+                settings["precision"] = precision
             for seed in range(42, 42 + (1 if deterministic else seeds)):
-                config = make_config(
-                    model,
-                    dataset=str(dataset),
-                    size=side,
-                    seed=seed,
-                    **preset_settings(preset, model),
-                )
+                config = make_config(model, dataset=str(dataset), size=side, seed=seed, **settings)
                 label = about.get("file", about["dataset"])
                 entries.append(
                     {
@@ -139,16 +139,22 @@ def run_benchmark(
     progress=True,
     backend="local",
     address=None,
+    precision=None,
 ) -> list[dict]:
     """Run the grid; return one result row per run (result_row). ``size``: see data_files;
     ``models`` None: each dataset's default zoo, by its dimensionality (BENCHMARK_ZOOS).
-    ``backend``/``address``: see medclf.experiments.runner.run_all."""
+    ``backend``/``address``: see medclf.experiments.runner.run_all; ``precision``: see grid."""
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")
+    if precision is not None:  # refused now, not once per run after the others trained
+        from medclf.models.training.precision import check_precision
+        from medclf.models.training.torch_engine import pick_device
+
+        check_precision(precision, pick_device(None).type)
     out = Path(out)
     files = data_files([str(d) for d in datasets], models, size, root)  # each file once
     out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after training
-    entries = grid(list(files), models, preset, seeds, size, files)
+    entries = grid(list(files), models, preset, seeds, size, files, precision)
     results = run_all(
         entries,
         out,
