@@ -144,7 +144,7 @@ def merged(outs) -> dict:
 def report(results):
     lines = [
         "| model | file | fp32 val ACC | bf16 val ACC | Δ ACC (paired) | fp32 val AUC "
-        "| bf16 val AUC | Δ AUC (paired) | epoch s bf16/fp32 | beyond seed noise? |",
+        "| bf16 val AUC | Δ AUC (paired) | epoch s bf16/fp32 | bf16 beyond seed noise? |",
         "|---" * 10 + "|",
     ]
     groups = {}
@@ -158,11 +158,11 @@ def report(results):
             b = [p["bf16"][m] for p in pairs]
             d, dsd, pv = paired(a, b)
             if noise_exceeded(d, pv, mean_sd(a)[1]):
-                beyond.append(m.removeprefix("val_").upper())
+                beyond.append(f"{m.removeprefix('val_').upper()} {'higher' if d > 0 else 'lower'}")
             cells += [
-                "{:.3f} ± {:.3f}".format(*mean_sd(a)),
-                "{:.3f} ± {:.3f}".format(*mean_sd(b)),
-                f"{d:+.3f} ± {dsd:.3f} (p={pv:.2f})",
+                "{:.4f} ± {:.4f}".format(*mean_sd(a)),
+                "{:.4f} ± {:.4f}".format(*mean_sd(b)),
+                f"{d:+.4f} ± {dsd:.4f} (p={pv:.2f})",
             ]
         ratios = [
             statistics.median(p["bf16"]["epoch_seconds"])

@@ -228,16 +228,13 @@ def test_benchmark_precision_replaces_the_presets_for_the_conv_nets_only():
     from medclf.experiments.benchmark import grid
 
     models = ["torch-cnn", "torch-cnn3d", "torch-ffn", "sklearn-svm"]
-    for asked, preset in (("fp32", "fast"), ("bf16", "paper"), (None, "paper")):
+    fast = {"torch-cnn": "auto", "torch-cnn3d": "fp32"}  # the fast preset's own
+    paper = {"torch-cnn": "fp32", "torch-cnn3d": "fp32"}  # MedMNIST v2's arithmetic
+    for asked, preset in (("fp32", "fast"), ("bf16", "paper"), (None, "paper"), (None, "fast")):
         entries = grid(["a.npz"], models, preset, 1, precision=asked)
         got = {e["model"]: e["config"].get("precision") for e in entries}
-        want = asked or "fp32"  # paper: MedMNIST v2's arithmetic, float32
-        assert got == {
-            "torch-cnn": want,
-            "torch-cnn3d": want,
-            "torch-ffn": None,
-            "sklearn-svm": None,
-        }
+        conv = {m: asked for m in fast} if asked else {"fast": fast, "paper": paper}[preset]
+        assert got == {**conv, "torch-ffn": None, "sklearn-svm": None}
 
 
 def test_benchmark_bf16_without_hardware_is_one_line_before_anything_trains(
