@@ -107,6 +107,7 @@ def train(name: str, path: Path, model: str, preset: str, out: Path, device: str
         "val_auc": metrics["val_auc"],
         "test_acc": metrics["test_acc"],
         "test_auc": metrics["test_auc"],
+        "precision": metrics.get("precision"),  # fast's auto: bf16 on a GPU of sm_80 or later
     }
 
 

@@ -135,8 +135,12 @@ def merged(outs) -> dict:
     """The results.json of several OUTs as one."""
     results = {"precision": {}, "compile": {}}
     for out in outs:
+        if not (out / "results.json").is_file():
+            sys.exit(f"{out} holds no results.json; give the OUT folders of this script")
         part = json.loads((out / "results.json").read_text())
         for k in ("precision", "compile"):
+            if twice := set(results[k]) & set(part[k]):
+                sys.exit(f"{out} repeats {sorted(twice)[0]}: merge each study once")
             results[k].update(part[k])
     return results
 

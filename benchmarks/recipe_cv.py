@@ -51,6 +51,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "runs.jsonl"
     base = {"dataset": args.data, "size": data.info.size, **preset_settings("fast", "torch-cnn")}
+    base["precision"] = "fp32"  # as the recipe was chosen (docs/benchmarks.md), before bf16
     for seed in args.seeds:
         folds = cv_folds(data, args.cv, seed)
         for name in args.settings:

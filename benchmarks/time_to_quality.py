@@ -133,7 +133,7 @@ def standard_row(dataset, args, epochs):
     X_val = torch.from_numpy(channels_first(split["val"].images))
     s = engine.scores(copy.deepcopy(best), X_val, False, chunk=1024, prepare=scale_images)
     m = {"test_acc": acc, "test_auc": test_auc, "val_auc": best_auc, "selected_epoch": best_epoch}
-    m["epoch_ends"] = ends
+    m["epoch_ends"], m["precision"] = ends, "fp32"
     return wall, m, auc_of(dataset.info.task, split["val"].labels, s)
 
 
@@ -147,10 +147,10 @@ def check(dataset):
 
 
 def row(dataset, name, epochs, wall, m, standard=False):
-    keep = ("test_acc", "test_auc", "val_auc", "selected_epoch", "epoch_ends")
+    keep = ("test_acc", "test_auc", "val_auc", "selected_epoch", "epoch_ends", "precision")
     tag = " (synthetic)" if dataset.synthetic else ""
     out = {"dataset": dataset.info.key + tag, "implementation": name, "epochs": epochs}
-    return {**out, "wall_s": wall, **{k: m[k] for k in keep}, "standard": standard}
+    return {**out, "wall_s": wall, **{k: m.get(k) for k in keep}, "standard": standard}
 
 
 def projected(r, timing_epochs, epochs):
@@ -189,8 +189,9 @@ def table(rows):
                 f"(epoch {r['selected_epoch']}) "
             )
         )
+        name = r["implementation"] + (f" ({r['precision']})" if r.get("precision") else "")
         print(
-            f"| {r['dataset']} | {r['implementation']} | {r['epochs']} | {wall} "
+            f"| {r['dataset']} | {name} | {r['epochs']} | {wall} "
             f"{quality}| {base / r['wall_s']:.1f}× |"
         )
         if r["standard"] and "timed_epochs" in r and (scores := published(r["dataset"])):
@@ -228,6 +229,8 @@ def main() -> int:
     )
     parser.add_argument("--out", default="runs/time_to_quality")
     args = parser.parse_args()
+    if args.timing_epochs and args.timing_epochs >= args.epochs:
+        parser.error(f"--timing-epochs {args.timing_epochs} must be below --epochs {args.epochs}")
     torch.set_num_threads(args.threads)
     record = {"machine": machine(), "torch": torch.__version__, "threads": args.threads}
     record.update(seed=args.seed, load_start=os.getloadavg(), rows=[])

@@ -184,12 +184,18 @@ def test_auto_is_bf16_where_the_hardware_has_it_and_fp32_elsewhere(
     # and beside the results, where a benchmark's rows read it
     assert json.loads((tmp_path / "auto" / "metrics.json").read_text())["precision"] == expected
     assert history_losses(tmp_path / "auto") == history_losses(tmp_path / expected)
+    if expected == "bf16":  # bf16 really ran: not fp32's arithmetic
+        train(["torch-cnn", "--dataset", breast, "--precision", "fp32"], tmp_path / "fp32")
+        assert history_losses(tmp_path / "auto") != history_losses(tmp_path / "fp32")
 
 
-@pytest.mark.skipif(precision.cpu_bf16() is None, reason="this CPU has no native bf16")
 def test_a_checkpoint_of_auto_goes_on_only_in_the_precision_it_began_in(
     breast, tmp_path, monkeypatch
 ):
+    """Begun where auto is fp32 (no bf16), refused where auto is bf16; resumed where it began.
+    The refusal comes before any bf16 arithmetic, so no bf16 hardware is needed."""
+    import torch
+
     from conftest import Killed, kill_after
     from medclf.data.load import load_dataset
     from medclf.errors import ConfigError
@@ -200,28 +206,59 @@ def test_a_checkpoint_of_auto_goes_on_only_in_the_precision_it_began_in(
         "torch-cnn", dataset=str(breast), epochs=2, width=4, precision="auto", select="val_auc"
     )
     dataset, out = load_dataset(str(breast)), tmp_path / "run"
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)
     with pytest.raises(Killed):
         run_job(config, dataset, out, quiet=True, threads=1, after_epoch=kill_after(1))
-    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)  # another machine: auto is fp32
-    with pytest.raises(ConfigError, match="was trained in bf16, but precision auto is fp32") as e:
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: "amx")  # another machine: auto is bf16
+    with pytest.raises(ConfigError, match="was trained in fp32, but precision auto is bf16") as e:
         run_job(config, dataset, out, quiet=True, threads=1)
     assert "\n" not in str(e.value)
-    monkeypatch.undo()
-    done = run_job(config, dataset, out, quiet=True, threads=1)  # where it began: it goes on
+    # a checkpoint written before it said its precision trained in its config's: not refused
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    torch.save({k: v for k, v in state.items() if k != "precision"}, out / "checkpoint.pt")
+    monkeypatch.setattr(precision, "cpu_bf16", lambda: None)  # where it began
+    done = run_job(config, dataset, out, quiet=True, threads=1)
     assert len(history_losses(out)) == 2 and done["val_auc"] is not None
+    assert json.loads((out / "env.json").read_text())["precision"] == "fp32"
 
 
-@pytest.mark.skipif(precision.cpu_bf16() is None, reason="this CPU has no native bf16")
-def test_bf16_autocast_runs_3d_convolutions_in_bf16():
+def test_the_3d_conv_net_takes_precision_auto_and_records_what_ran(tmp_path):
+    from medclf import api
+
+    volumes = api.synthesize("adrenalmnist3d", tmp_path / "a.npz", scale=0.04, seed=1)
+    args = ["torch-cnn3d", "--dataset", volumes, "--precision", "auto"]
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            *map(str, args),
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ran = precision.resolve("auto", "cpu")
+    assert json.loads((tmp_path / "r" / "env.json").read_text())["precision"] == ran
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["precision"] == ran
+
+
+def test_a_gpu_without_native_bf16_is_no_bf16_gpu(monkeypatch):
+    """torch.cuda.is_bf16_supported() says yes to pre-Ampere GPUs, which emulate bf16."""
     import torch
 
-    from medclf.models.training import torch_engine
-
-    conv = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.Flatten())
-    seen = []
-    conv[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    out = torch_engine.logits_of(conv, torch.zeros((2, 1, 6, 6, 6)), precision="bf16")
-    assert seen == [torch.bfloat16] and out.dtype == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, native in (((7, 0), None), ((7, 5), None), ((8, 0), "cuda sm_80")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d, c=capability: c)
+        assert precision.bf16_support("cuda:0") == native
+        assert precision.resolve("auto", torch.device("cuda")) == ("bf16" if native else "fp32")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: (7, 0))
+    with pytest.raises(Exception, match="no native bfloat16"):
+        precision.check_precision("bf16", "cuda")
 
 
 def test_benchmark_precision_replaces_the_presets_for_the_conv_nets_only():
@@ -246,3 +283,29 @@ def test_benchmark_bf16_without_hardware_is_one_line_before_anything_trains(
     result = CliRunner().invoke(cli, [*args, "--precision", "bf16", "--out", str(out)])
     assert "neither AVX512-BF16 nor AMX" in one_line_error(result)
     assert not (out / "runs").exists()
+
+
+def test_benchmark_precision_no_model_takes_is_one_line(breast, tmp_path):
+    args = ["benchmark", "--dataset", str(breast), "--model", "sklearn-svm", "--seeds", "1"]
+    result = CliRunner().invoke(cli, [*args, "--precision", "fp32", "--out", str(tmp_path / "b")])
+    line = one_line_error(result)
+    assert "none of the benchmark's models takes it" in line and "torch-cnn" in line
+    assert not (tmp_path / "b").exists()
+
+
+def test_runs_of_two_precisions_are_two_ensembles_and_a_failed_run_keeps_its_plan():
+    from medclf.experiments.benchmark import result_row, shared_precision
+    from medclf.experiments.ensembles import seed_groups
+    from medclf.models.config import make_config
+
+    rows = [
+        {"data_file": "a.npz", "model": "torch-cnn", "preset": "fast", "precision": p, "key": k}
+        for k, p in (("x", "bf16"), ("y", "bf16"), ("z", "fp32"))
+    ]
+    groups = seed_groups(rows)
+    assert sorted(len(g) for g in groups.values()) == [1, 2]
+    assert shared_precision(rows[:2]) == "bf16" and shared_precision(rows) is None
+    assert shared_precision([*rows[:1], {"model": "sklearn-svm"}]) == "bf16"
+    config = make_config("torch-cnn", precision="auto")
+    failed = result_row({"key": "k", "status": "failed", "config": config})
+    assert failed["precision"] == precision.resolve("auto", "cpu")

@@ -143,6 +143,7 @@ def test_logged_run_reads_back_with_everything(runs, store, offline):
     assert tags["medclf.data"] == "synthetic" and tags["medclf.status"] == "done"
     assert tags["medclf.dataset_md5"] == file_md5(runs.parent / "synth.npz")
     assert tags["medclf.torch_version"] == env["torch"]
+    assert tags["medclf.precision"] == env["precision"]  # what ran, beside the param asked
     assert tags["medclf.numpy_version"] == env["numpy"]
     assert tags["medclf.machine"] == env["machine"]
 

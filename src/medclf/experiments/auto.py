@@ -21,7 +21,7 @@ import shutil
 import numpy as np
 
 from medclf.errors import ConfigError, MedclfError
-from medclf.experiments.benchmark import RESULT_KEYS
+from medclf.experiments.benchmark import RESULT_KEYS, shared_precision
 from medclf.experiments.ensembles import built, ensemble_key, seed_groups
 from medclf.experiments.specs import estimated_cost
 from medclf.run.family_ensemble import make_ensemble
@@ -138,6 +138,7 @@ def auto_row(rows: list[dict], out, budget: float) -> dict:
     except MedclfError as err:
         return {**row, "error": str(err)}
     row.update({k: metrics.get(k) for k in RESULT_KEYS if k in metrics})
+    row["precision"] = shared_precision([r for r in rows if r["key"] in chosen])
     return {**row, "key": key, "members": " ".join(chosen) if len(chosen) > 1 else ""}
 
 

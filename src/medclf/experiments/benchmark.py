@@ -119,12 +119,48 @@ def data_files(datasets, models, size, root) -> dict[str, dict]:
     return files
 
 
+def preset_label(row: dict) -> str:
+    """The row's preset, and bf16 where its runs trained in bf16 (the fast preset's precision
+    auto on hardware that has it): other arithmetic, so another group in every table."""
+    return f"{row.get('preset')}{', bf16' if row.get('precision') == 'bf16' else ''}"
+
+
+def shared_precision(rows: list[dict]) -> str | None:
+    """The precision of the rows that have one, where they agree (an ensemble's members)."""
+    found = {r.get("precision") for r in rows} - {None}
+    return found.pop() if len(found) == 1 else None
+
+
+def check_grid_precision(precision: str, models) -> None:
+    takes = sorted(m for m in MODELS if "precision" in MODELS[m].defaults)
+    if not any(m in takes for m in models):
+        raise ConfigError(
+            f"--precision {precision} applies to {', '.join(takes)}; none of the benchmark's "
+            "models takes it, so drop it"
+        )
+
+
+def planned_precision(config: dict) -> str | None:
+    """The precision a run trains in, as far as its config tells (None: the model has none;
+    auto resolved on this machine's default device, where the run has not said)."""
+    precision = config.get("precision")
+    if precision == "auto":
+        from medclf.models.training.precision import resolve
+        from medclf.models.training.torch_engine import pick_device
+
+        return resolve(precision, pick_device(None))
+    return precision
+
+
 def result_row(result: dict) -> dict:
     """One results.csv row: which data file (``file``: its label), the run, its results."""
     row = {k: result.get(k) for k in ("dataset", "model", "preset", "seed")}
     row["dataset"] = result.get("dataset_name") or row["dataset"]
     data = {k: result.get(k) for k in ("file", "data_md5", "data_file")}
-    return {**row, **{k: result.get(k) for k in RESULT_KEYS}, "key": result["key"], **data}
+    row.update({k: result.get(k) for k in RESULT_KEYS})
+    if row["precision"] is None and "config" in result:  # a failed or running run: its plan
+        row["precision"] = planned_precision(result["config"])
+    return {**row, "key": result["key"], **data}
 
 
 def run_benchmark(
@@ -146,13 +182,15 @@ def run_benchmark(
     ``backend``/``address``: see medclf.experiments.runner.run_all; ``precision``: see grid."""
     if workers < 1:
         raise ConfigError(f"workers == {workers}, must be >= 1")
-    if precision is not None:  # refused now, not once per run after the others trained
-        from medclf.models.training.precision import check_precision
-        from medclf.models.training.torch_engine import pick_device
-
-        check_precision(precision, pick_device(None).type)
     out = Path(out)
     files = data_files([str(d) for d in datasets], models, size, root)  # each file once
+    if precision is not None:  # refused now, not once per run after the others trained
+        check_grid_precision(precision, {m for f in files.values() for m in models or f["zoo"]})
+        if backend == "local":  # Ray's workers check their own hardware
+            from medclf.models.training.precision import check_precision
+            from medclf.models.training.torch_engine import pick_device
+
+            check_precision(precision, pick_device(None))
     out.mkdir(parents=True, exist_ok=True)  # an unusable --out fails now, not after training
     entries = grid(list(files), models, preset, seeds, size, files, precision)
     results = run_all(

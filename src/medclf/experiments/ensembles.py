@@ -8,7 +8,7 @@ import hashlib
 import shutil
 
 from medclf.errors import MedclfError
-from medclf.experiments.benchmark import RESULT_KEYS
+from medclf.experiments.benchmark import RESULT_KEYS, preset_label, shared_precision
 from medclf.run.family_ensemble import checked_members, make_ensemble
 from medclf.run.folder import is_finished, read_json_or_none, read_metrics, run_dir_of
 
@@ -21,11 +21,12 @@ def ensemble_key(keys) -> str:
 
 
 def seed_groups(rows: list[dict]) -> dict[tuple, list[dict]]:
-    """(data file, model, preset) -> its seeds' rows, in first-seen order."""
+    """(data file, model, preset and precision) -> its seeds' rows, in first-seen order: bf16
+    and fp32 runs of one preset (precision auto on two machines) are never one ensemble."""
     out: dict = {}
     for r in rows:
         where = r.get("data_file") or r.get("dataset")
-        out.setdefault((where, r.get("model"), r.get("preset")), []).append(r)
+        out.setdefault((where, r.get("model"), preset_label(r)), []).append(r)
     return out
 
 
@@ -68,6 +69,7 @@ def ensemble_row(members: list[dict], out) -> dict:
         return {**row, "status": "failed", "error": str(err)}
     row.update({k: metrics.get(k) for k in RESULT_KEYS if k in metrics})
     row["synthetic"] = first.get("synthetic")
+    row["precision"] = shared_precision(members)
     return row
 
 

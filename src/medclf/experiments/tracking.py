@@ -196,6 +196,8 @@ def _tags(run_dir: Path, config: dict, metrics: dict, env: dict, config_hash: st
         "platform": env.get("platform"),
         "cpus": env.get("cpus"),
         "device": env.get("device"),
+        "precision": env.get("precision"),  # what ran: the param may say auto
+        "bf16_hardware": env.get("bf16_hardware"),
     }
     return {f"medclf.{k}": str(v) for k, v in tags.items() if v is not None}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from medclf.errors import MedclfError
+from medclf.experiments.benchmark import preset_label
 from medclf.files import atomic_path
 from medclf.plots import save_figure
 from medclf.report.evaluate import saved_split
@@ -125,14 +126,8 @@ def groups(results: list[dict]) -> dict[tuple[str, str, bool], dict[tuple[str, s
     out: dict = {}
     for r in results:
         by_model = out.setdefault((str(r.get("dataset")), file_of(r), is_synthetic(r)), {})
-        by_model.setdefault((str(r.get("model")), preset_of(r)), []).append(r)
+        by_model.setdefault((str(r.get("model")), preset_label(r)), []).append(r)
     return out
-
-
-def preset_of(row: dict) -> str:
-    """The row's preset, and bf16 where its run trained in bf16 (the fast preset's precision
-    auto on hardware that has it): other arithmetic, so another group."""
-    return f"{row.get('preset')}{', bf16' if row.get('precision') == 'bf16' else ''}"
 
 
 def md(text) -> str:
@@ -394,7 +389,7 @@ def runs_section(results: list[dict]) -> list[str]:
         lines.append(
             f"| {md(r.get('dataset'))} | {md(file_of(r) or '—')} | {data} "
             f"| {md(r.get('model'))} "
-            f"| {md(preset_of(r))} | {md(r.get('seed'))}{seed_note} | {md(r.get('status'))} | "
+            f"| {md(preset_label(r))} | {md(r.get('seed'))}{seed_note} | {md(r.get('status'))} | "
             + " | ".join(metrics)
             + f" | {whole(number(r.get('seconds')))} |"
         )

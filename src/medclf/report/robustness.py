@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from medclf.errors import ConfigError
+from medclf.experiments.benchmark import preset_label
 from medclf.files import atomic_path
 from medclf.run.folder import ROBUSTNESS, write_json, write_text
 from medclf.run.robustness import METRICS
@@ -163,7 +164,7 @@ def robustness_section(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[float]] = {}
     for r in rows:
         if RBE in r:
-            key = (str(r.get("dataset")), str(r.get("model")), str(r.get("preset")))
+            key = (str(r.get("dataset")), str(r.get("model")), preset_label(r))
             groups.setdefault(key, []).extend([r[RBE]] if r[RBE] is not None else [])
     if not groups:
         return []

@@ -143,7 +143,7 @@ class TorchTrainer(Family):
         torch.set_num_threads(self.threads)
         self.device = engine.pick_device(device)
         # checked before anything is written; auto resolved on this device (env.json says)
-        self.precision = resolve(config.get("precision", "fp32"), self.device.type)
+        self.precision = resolve(config.get("precision", "fp32"), self.device)
         self.generator = engine.seed_everything(config["seed"])
         self.multi_label = dataset.info.multi_label
         inputs = MODELS[config["model"]].inputs
@@ -184,12 +184,14 @@ class TorchTrainer(Family):
 
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path, self.config)
+        # (a checkpoint older than the key trained in its config's precision, fp32 or bf16)
         if (before := state.get("precision", self.precision)) != self.precision:
-            # precision auto on another machine: the epochs left would change arithmetic
+            # the same config (checked above), so precision auto, resolved on other hardware:
+            # the epochs left would change arithmetic
             raise ConfigError(
-                f"checkpoint {path} was trained in {before}, but precision auto is "
-                f"{self.precision} here; continue it on the hardware that started it, or "
-                "delete it to start the run afresh"
+                f"checkpoint {path} was trained in {before}, but precision "
+                f"{self.config['precision']} is {self.precision} here; continue it on the "
+                "hardware that started it, or delete it to start the run afresh"
             )
         try:
             self.model.load_state_dict(state["model"])
@@ -381,7 +383,7 @@ class TorchTrainer(Family):
             threads=self.threads,
             device=str(self.device),
             precision=self.precision,
-            bf16_hardware=bf16_support(self.device.type),
+            bf16_hardware=bf16_support(self.device),
             compile=bool(self.config.get("compile")),
             **({"stacked": self.stacked} if self.stacked > 1 else {}),
         )

@@ -28,36 +28,42 @@ def cpu_bf16() -> str | None:
     return "+".join(found) or None
 
 
-def bf16_support(device_type: str) -> str | None:
-    """What runs bf16 natively on ``device_type`` ('cpu' or 'cuda'), or None."""
+def bf16_support(device) -> str | None:
+    """What runs bf16 natively on ``device`` ('cpu', 'cuda', 'cuda:N' or a torch.device), or
+    None. A GPU needs compute capability 8 (Ampere) or later: torch's is_bf16_supported() also
+    says yes to older GPUs, which emulate it."""
     import torch
 
-    if device_type == "cuda":
-        return "cuda" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else None
-    return cpu_bf16()
+    device = torch.device(device)
+    if device.type != "cuda":
+        return cpu_bf16()
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(device)
+    return f"cuda sm_{major}{minor}" if major >= 8 else None
 
 
-def check_precision(precision: str, device_type: str) -> None:
+def check_precision(precision: str, device) -> None:
     """Refuse a precision this device cannot run natively: one line, never a fallback."""
     from medclf.errors import ConfigError
 
     if precision not in PRECISIONS:
         raise ConfigError(f"precision == {precision!r}, must be one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and bf16_support(device_type) is None:
+    if precision == "bf16" and bf16_support(device) is None:
         where = (
             "this CPU has neither AVX512-BF16 nor AMX"
-            if device_type == "cpu"
-            else ("this CUDA device has no bfloat16")
+            if str(device).startswith("cpu")
+            else "this CUDA device has no native bfloat16 (compute capability below 8)"
         )
         raise ConfigError(f"--precision bf16 asked for, but {where}; use --precision fp32")
 
 
-def resolve(precision: str, device_type: str) -> str:
-    """The precision a run trains in: ``auto`` becomes bf16 where ``device_type`` runs it
+def resolve(precision: str, device) -> str:
+    """The precision a run trains in: ``auto`` becomes bf16 where ``device`` runs it
     natively, else fp32; fp32 and bf16 are checked (check_precision) and kept."""
-    check_precision(precision, device_type)
+    check_precision(precision, device)
     if precision == "auto":
-        return "bf16" if bf16_support(device_type) else "fp32"
+        return "bf16" if bf16_support(device) else "fp32"
     return precision
 
 
