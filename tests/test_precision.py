@@ -309,3 +309,26 @@ def test_runs_of_two_precisions_are_two_ensembles_and_a_failed_run_keeps_its_pla
     config = make_config("torch-cnn", precision="auto")
     failed = result_row({"key": "k", "status": "failed", "config": config})
     assert failed["precision"] == precision.resolve("auto", "cpu")
+
+
+@pytest.mark.parametrize("forged", ["tensor", "bf16", "fp16"])
+def test_a_checkpoint_with_a_forged_precision_is_refused_in_one_line(breast, tmp_path, forged):
+    import torch
+
+    from conftest import Killed, kill_after
+    from medclf.data.load import load_dataset
+    from medclf.errors import ConfigError
+    from medclf.models.config import make_config
+    from medclf.run.lifecycle import run_job
+
+    config = make_config("torch-ffn", dataset=str(breast), epochs=2, hidden_size=8)
+    dataset, out = load_dataset(str(breast)), tmp_path / "run"
+    with pytest.raises(Killed):
+        run_job(config, dataset, out, quiet=True, threads=1, after_epoch=kill_after(1))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["precision"] = torch.zeros(3) if forged == "tensor" else forged
+    torch.save(state, out / "checkpoint.pt")
+    words = "was trained in bf16" if forged == "bf16" else "not a checkpoint medclf wrote"
+    with pytest.raises(ConfigError, match=words) as e:
+        run_job(config, dataset, out, quiet=True, threads=1)
+    assert "\n" not in str(e.value) and "delete it" in str(e.value)

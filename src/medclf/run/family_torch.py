@@ -185,13 +185,20 @@ class TorchTrainer(Family):
     def resume(self, path: Path) -> None:
         state = load_checkpoint(path, self.config)
         # (a checkpoint older than the key trained in its config's precision, fp32 or bf16)
-        if (before := state.get("precision", self.precision)) != self.precision:
+        before = state.get("precision", self.precision)
+        if not isinstance(before, str) or before not in ("fp32", "bf16"):
+            raise ConfigError(
+                f"checkpoint {path} is not a checkpoint medclf wrote (its precision); "
+                "delete it to start the run afresh"
+            )
+        if before != self.precision:
             # the same config (checked above), so precision auto, resolved on other hardware:
             # the epochs left would change arithmetic
+            asked = self.config.get("precision", "fp32")
             raise ConfigError(
-                f"checkpoint {path} was trained in {before}, but precision "
-                f"{self.config['precision']} is {self.precision} here; continue it on the "
-                "hardware that started it, or delete it to start the run afresh"
+                f"checkpoint {path} was trained in {before}, but precision {asked} is "
+                f"{self.precision} here; continue it on the hardware that started it, or "
+                "delete it to start the run afresh"
             )
         try:
             self.model.load_state_dict(state["model"])
