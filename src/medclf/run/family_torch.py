@@ -28,6 +28,7 @@ from medclf.data.features import (
 from medclf.errors import ConfigError, DataError
 from medclf.files import atomic_path
 from medclf.metrics import MULTI_LABEL
+from medclf.models.config import PRECISIONS
 from medclf.models.registry import MODELS, builder
 from medclf.models.training import torch_engine as engine
 from medclf.models.training.augment import SAFE_AUGMENT, augment
@@ -43,6 +44,7 @@ from medclf.run.selection import damaged_best, finite_or_none
 # stacked pass costs about what its runs cost one by one (benchmarks/bench_study_steps.py:
 # 1.11x for three torch-ffn runs at batch 256).
 STACK_MAX_BATCH = 64
+TRAINED_PRECISIONS = tuple(p for p in PRECISIONS if p != "auto")  # what a run ran in
 CHECKPOINT_KEYS = {"config", "model", "optimizer", "rng", "history", "seconds"}
 
 
@@ -186,7 +188,7 @@ class TorchTrainer(Family):
         state = load_checkpoint(path, self.config)
         # (a checkpoint older than the key trained in its config's precision, fp32 or bf16)
         before = state.get("precision", self.precision)
-        if not isinstance(before, str) or before not in ("fp32", "bf16"):
+        if not isinstance(before, str) or before not in TRAINED_PRECISIONS:
             raise ConfigError(
                 f"checkpoint {path} is not a checkpoint medclf wrote (its precision); "
                 "delete it to start the run afresh"
